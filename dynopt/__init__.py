@@ -1,0 +1,18 @@
+"""dynopt: exact gradients of costs summed over simulated dynamic systems, by BPTT.
+
+Front doors: :class:`Problem`, :func:`optimize`, :func:`check_gradient`.
+"""
+
+from .components import Component, Plant, Policy, SliceGrad, StageCost, TerminalCost, ZeroPolicy
+from .errors import SimulationDivergedError
+from .gradients import BPTT, FiniteDifferences, GradientMethod
+from .integrators import ODE, RK4, Discretized, Euler, Integrator
+from .problem import Problem, Trajectory
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BPTT", "Component", "Discretized", "Euler", "FiniteDifferences", "GradientMethod",
+    "Integrator", "ODE", "Plant", "Policy", "Problem", "RK4", "SimulationDivergedError", "SliceGrad",
+    "StageCost", "TerminalCost", "Trajectory", "ZeroPolicy",
+]

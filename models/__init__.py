@@ -1,0 +1,14 @@
+"""dynopt's model library, installed as ``dynopt.models``: plants, policies and costs.
+
+Built on dynopt's public API only; every model has a hand-written NumPy dual.
+"""
+
+from .costs import FunctionCost, Quadratic, QuadraticTerminal, SwingUpCost
+from .linear import LinearPlant, double_integrator
+from .mechanics import CartPole, DoubleIntegrator, Pendulum
+from .policies import MLPPolicy, LinearFeedback, OpenLoop
+
+__all__ = [
+    "CartPole", "DoubleIntegrator", "FunctionCost", "LinearFeedback", "LinearPlant", "MLPPolicy",
+    "OpenLoop", "Pendulum", "Quadratic", "QuadraticTerminal", "SwingUpCost", "double_integrator",
+]
