@@ -4,15 +4,18 @@ Front doors: :class:`Problem`, :func:`optimize`, :func:`check_gradient`.
 """
 
 from .components import Component, Plant, Policy, SliceGrad, StageCost, TerminalCost, ZeroPolicy
+from .check import GradientCheck, check_gradient
+from .clipping import clip_gradient
 from .errors import SimulationDivergedError
 from .gradients import BPTT, FiniteDifferences, GradientMethod
 from .integrators import ODE, RK4, Discretized, Euler, Integrator
+from .optimize import OptimizeResult, optimize
 from .problem import Problem, Trajectory
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BPTT", "Component", "Discretized", "Euler", "FiniteDifferences", "GradientMethod",
+    "BPTT", "Component", "GradientCheck", "OptimizeResult", "check_gradient", "clip_gradient", "optimize", "Discretized", "Euler", "FiniteDifferences", "GradientMethod",
     "Integrator", "ODE", "Plant", "Policy", "Problem", "RK4", "SimulationDivergedError", "SliceGrad",
     "StageCost", "TerminalCost", "Trajectory", "ZeroPolicy",
 ]
