@@ -87,9 +87,16 @@ class RK4(Integrator):
         k2, c2 = ode.forward(x + (0.5 * h) * k1, u, X, theta)
         k3, c3 = ode.forward(x + (0.5 * h) * k2, u, X, theta)
         k4, c4 = ode.forward(x + h * k3, u, X, theta)
-        return x + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4), (c1, c2, c3, c4)
+        acc = k2 + k3
+        acc *= 2.0
+        acc += k1
+        acc += k4
+        acc *= h / 6.0
+        acc += x
+        return acc, (c1, c2, c3, c4)
 
     def step_vjp(self, ode, ctx, xb):
+        # x+ = x + h/6 (k1 + 2 k2 + 2 k3 + k4), k_i = g(x + a_i h k_{i-1}): run the stages backward
         h = self.dt
         c1, c2, c3, c4 = ctx
         kb4 = (h / 6.0) * xb
@@ -101,13 +108,21 @@ class RK4(Integrator):
         x2, u2, t2 = ode.vjp(c2, kb2)
         kb1 = kb4 if x2 is None else kb4 + (0.5 * h) * x2
         x1, u1, t1 = ode.vjp(c1, kb1)
-        x_bar = xb
+        x_bar = xb.copy()
         for g in (x1, x2, x3, x4):
-            x_bar = _add(x_bar, g)
+            if g is not None:
+                x_bar += g
         u_bar = None
         for g in (u1, u2, u3, u4):
-            u_bar = _add(u_bar, g)
-        return x_bar, u_bar, t1 + t2 + t3 + t4
+            if g is not None:
+                if u_bar is None:
+                    u_bar = g.copy()
+                else:
+                    u_bar += g
+        t1 = t1 + t2
+        t1 += t3
+        t1 += t4
+        return x_bar, u_bar, t1
 
 
 class Discretized(Plant):

@@ -32,26 +32,31 @@ class Pendulum(ODE):
     def default_params(self):
         return self._defaults.copy()
 
+    @staticmethod
+    def _coeffs(theta):
+        g, l, m, b = theta.tolist()
+        ml2 = m * l * l
+        return g, l, m, b, g / l, 1.0 / ml2, b / ml2
+
     def forward(self, x, u, X, theta):
-        g, l, m, b = theta
-        c1, c2, c3 = g / l, 1.0 / (m * l * l), b / (m * l * l)
+        co = self._coeffs(theta)
+        _, _, _, _, c1, c2, c3 = co
         w = x[:, 1]
         s = np.sin(x[:, 0])
         out = np.empty_like(x)
         out[:, 0] = w
-        out[:, 1] = c1 * s + c2 * u[:, 0] - c3 * w
-        return out, (x, u, s, theta)
+        out[:, 1] = c1 * s + (c2 * u[:, 0] - c3 * w)
+        return out, (x, u, s, co)
 
     def vjp(self, ctx, bar):
-        x, u, s, theta = ctx
-        g, l, m, b = theta
-        c1, c2, c3 = g / l, 1.0 / (m * l * l), b / (m * l * l)
+        x, u, s, co = ctx
+        g, l, m, b, c1, c2, c3 = co
         bw = bar[:, 1]
         x_bar = np.empty_like(x)
-        x_bar[:, 0] = c1 * np.cos(x[:, 0]) * bw
+        x_bar[:, 0] = np.cos(x[:, 0]) * (c1 * bw)
         x_bar[:, 1] = bar[:, 0] - c3 * bw
-        u_bar = (c2 * bw)[:, None]
-        d1, d2, d3 = np.stack((s, u[:, 0], -x[:, 1])) @ bw
+        u_bar = c2 * bar[:, 1:2]
+        d1, d2, d3 = np.dot(s, bw), np.dot(u[:, 0], bw), -np.dot(x[:, 1], bw)
         # chain c1 = g/l, c2 = 1/(m l^2), c3 = b/(m l^2) to (g, l, m, b)
         ml2 = m * l * l
         th_bar = np.array([

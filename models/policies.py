@@ -91,20 +91,17 @@ class MLPPolicy(Policy):
         for i in range(len(sizes) - 1):
             spec += [(f"W{i + 1}", (sizes[i + 1], sizes[i])), (f"b{i + 1}", (sizes[i + 1],))]
         self.param_spec = tuple(spec)
-        # observation map: obs[:, j] = x[:, src[j]] for plain entries, cos/sin for angles
-        cols, plain_src, plain_dst = [], [], []
+        # observation map: angle i -> (cos, sin) at columns (j, j+1); plain state i -> column j
+        self._angle_cols, self._plain_cols = [], []
         j = 0
         for i in range(n_state):
             if i in self.angles:
-                cols.append((i, j))
+                self._angle_cols.append((i, j))
                 j += 2
             else:
-                plain_src.append(i)
-                plain_dst.append(j)
+                self._plain_cols.append((i, j))
                 j += 1
-        self._angle_cols = cols
-        self._plain_src = np.array(plain_src, dtype=int)
-        self._plain_dst = np.array(plain_dst, dtype=int)
+        self._cached = (None, None)
 
     def default_params(self):
         rng = np.random.default_rng(self.seed)
@@ -113,57 +110,66 @@ class MLPPolicy(Policy):
         return np.concatenate([np.concatenate([W.ravel(), np.zeros(W.shape[0])]) for W in Ws])
 
     def _layers(self, phi):
-        out, off = [], 0
+        # Views into phi; cached by identity of the phi object (views follow its contents).
+        cached_phi, layers = self._cached
+        if cached_phi is phi:
+            return layers
+        layers, off = [], 0
         for i in range(len(self.sizes) - 1):
             o, n = self.sizes[i + 1], self.sizes[i]
             W = phi[off:off + o * n].reshape(o, n)
             off += o * n
-            out.append((W, phi[off:off + o]))
+            layers.append((W, W.T, phi[off:off + o], slice(off - o * n, off), slice(off, off + o)))
             off += o
-        return out
+        self._cached = (phi, layers)
+        return layers
 
     def forward(self, t, x, X, phi):
         if self.angles:
             obs = np.empty((x.shape[0], self.n_obs))
             for i, j in self._angle_cols:
-                obs[:, j] = np.cos(x[:, i])
-                obs[:, j + 1] = np.sin(x[:, i])
-            obs[:, self._plain_dst] = x[:, self._plain_src]
+                np.cos(x[:, i], out=obs[:, j])
+                np.sin(x[:, i], out=obs[:, j + 1])
+            for i, j in self._plain_cols:
+                obs[:, j] = x[:, i]
         else:
             obs = x
         layers = self._layers(phi)
         acts = [obs]
         h = obs
-        for W, b in layers[:-1]:
-            h = np.tanh(h @ W.T + b)
+        for _, WT, b, _, _ in layers[:-1]:
+            h = h @ WT
+            h += b
+            np.tanh(h, out=h)
             acts.append(h)
-        W, b = layers[-1]
-        a = h @ W.T + b
+        _, WT, b, _, _ = layers[-1]
+        a = h @ WT
+        a += b
         if self.u_max is None:
             return a, (x, acts, layers, None)
-        s = np.tanh(a)
+        s = np.tanh(a, out=a)
         return self.u_max * s, (x, acts, layers, s)
 
     def vjp(self, ctx, u_bar):
         x, acts, layers, s = ctx
         g = u_bar if s is None else u_bar * (self.u_max * (1.0 - s * s))
-        grads = []
+        phi_bar = np.empty(self.n_params)
         for i in range(len(layers) - 1, -1, -1):
-            W, _ = layers[i]
+            W, _, _, sW, sb = layers[i]
             h = acts[i]
-            grads.append(g.sum(axis=0))
-            grads.append((g.T @ h).ravel())
+            np.sum(g, axis=0, out=phi_bar[sb])
+            np.matmul(g.T, h, out=phi_bar[sW].reshape(W.shape))
             g = g @ W
             if i > 0:
-                g = g * (1.0 - h * h)
-        phi_bar = np.concatenate(grads[::-1])
+                g *= 1.0 - h * h
         if not self.angles:
             return g, phi_bar
         x_bar = np.empty_like(x)
-        x_bar[:, self._plain_src] = g[:, self._plain_dst]
         obs = acts[0]
+        for i, j in self._plain_cols:
+            x_bar[:, i] = g[:, j]
         for i, j in self._angle_cols:
-            x_bar[:, i] = -obs[:, j + 1] * g[:, j] + obs[:, j] * g[:, j + 1]
+            x_bar[:, i] = obs[:, j] * g[:, j + 1] - obs[:, j + 1] * g[:, j]
         return x_bar, phi_bar
 
     def __repr__(self):

@@ -1,0 +1,98 @@
+"""P1 (pendulum-MLP, ../shared/benchmarks/PROBLEMS.md): dynopt's NumPy BPTT against a hand-written
+NumPy forward + adjoint (the yardstick) and central finite differences.
+
+Run:  python benchmarks/bench_p1.py [--rounds 15] [--full-fd]
+
+Prints forward time, gradient time, gradient/forward, dynopt/yardstick, and the central-FD
+gradient time (extrapolated from 40 forward sweeps unless --full-fd).  One compute thread,
+garbage collector off while timing, medians of interleaved rounds.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import argparse  # noqa: E402
+import gc  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import p1_yardstick as yard  # noqa: E402
+from problems import p1_check, p1_initial_states, p1_problem  # noqa: E402
+
+
+def median_times(funcs, rounds):
+    """Interleave the calls round by round; return the median seconds of each."""
+    times = {k: [] for k in funcs}
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for k, f in funcs.items():
+                t0 = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t0)
+    finally:
+        gc.enable()
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--T", type=int, default=200)
+    ap.add_argument("--B", type=int, default=64)
+    ap.add_argument("--full-fd", action="store_true", help="time all 2*1217 FD sweeps (about a minute)")
+    args = ap.parse_args(argv)
+    T, B = args.T, args.B
+    prob = p1_problem(T, B)
+    W = prob.W0
+    th0, om0 = p1_initial_states(B)
+
+    J, g = prob.value_and_grad(W)
+    Jy, gy = yard.p1_value_and_grad(W, th0, om0, T)
+    print(f"P1 pendulum-MLP, T={T}, B={B}, {W.size} parameters")
+    if (T, B) in {(200, 64), (50, 64), (800, 64), (3200, 64), (200, 1), (200, 1024)}:
+        print(f"  reference check: max rel. deviation from PROBLEMS.md = {p1_check(J, g, T, B):.2e}")
+    print(f"  dynopt vs yardstick: |dJ| = {abs(J - Jy):.2e}, max|dg| / max|g| = "
+          f"{np.abs(g - gy).max() / np.abs(gy).max():.2e}")
+
+    t = median_times({
+        "dynopt forward": lambda: prob.value(W),
+        "dynopt gradient": lambda: prob.value_and_grad(W),
+        "yardstick forward": lambda: yard.p1_value(W, th0, om0, T),
+        "yardstick gradient": lambda: yard.p1_value_and_grad(W, th0, om0, T),
+    }, args.rounds)
+    for k, v in t.items():
+        print(f"  {k:<22}{v * 1e3:10.2f} ms")
+    print(f"  dynopt gradient / forward      {t['dynopt gradient'] / t['dynopt forward']:.2f}   (target <= 3)")
+    print(f"  yardstick gradient / forward   {t['yardstick gradient'] / t['yardstick forward']:.2f}")
+    print(f"  dynopt / yardstick (gradient)  {t['dynopt gradient'] / t['yardstick gradient']:.2f}   (target <= 1.5)")
+
+    n_fd = 2 * W.size if args.full_fd else 40
+    Wc = W.copy()
+    gc.disable()
+    t0 = time.perf_counter()
+    for i in range(n_fd // 2):
+        w = Wc[i]
+        Wc[i] = w + 1e-6
+        prob.value(Wc)
+        Wc[i] = w - 1e-6
+        prob.value(Wc)
+        Wc[i] = w
+    elapsed = time.perf_counter() - t0
+    gc.enable()
+    fd = elapsed * (2 * W.size) / n_fd
+    how = "measured" if args.full_fd else f"extrapolated from {n_fd} sweeps"
+    print(f"  central FD gradient ({2 * W.size} sweeps, {how}) {fd:8.2f} s = "
+          f"{fd / t['dynopt gradient']:.0f}x dynopt's BPTT gradient")
+
+
+if __name__ == "__main__":
+    main()
