@@ -17,6 +17,10 @@ METHODS = ("BFGS", "CG", "L-BFGS-B")
 """The scipy methods dynopt drives (all gradient based, ``jac=True``)."""
 
 
+DIVERGENCE_PENALTY = 1e4
+"""A diverging trial point costs ``f0 + DIVERGENCE_PENALTY * max(1, |f0|)``, f0 the start's value."""
+
+
 class OptimizeResult(scipy.optimize.OptimizeResult):
     """SciPy's result plus what a dynamic-optimization user reads next.
 
@@ -33,7 +37,8 @@ class OptimizeResult(scipy.optimize.OptimizeResult):
     grad_norm_history : (nit + 1,) array
         ``||dJ/dW||_2`` at the same points.
     diverged_evaluations : int
-        Trial points whose simulation turned non-finite (returned to SciPy as ``+inf``).
+        Trial points whose simulation turned non-finite (handed to SciPy as a large finite
+        cost, see ``DIVERGENCE_PENALTY``).
     """
 
 
@@ -45,6 +50,7 @@ class _Evaluator:
         self.cache: "OrderedDict[bytes, tuple]" = OrderedDict()
         self.keep = keep
         self.diverged = 0
+        self.penalty = None
         self.last_divergence: Optional[SimulationDivergedError] = None
 
     def lookup(self, W):
@@ -57,10 +63,15 @@ class _Evaluator:
             try:
                 J, g, traj = self.problem.gradient.evaluate(self.problem, self.problem.check_W(W))
             except SimulationDivergedError as exc:
-                # a diverging trial point: +inf makes the line search step back
+                if self.penalty is None:
+                    raise
+                # A diverging trial point is handed to SciPy as a finite cost far above the
+                # start (so no sufficient-decrease test accepts it) with a zero gradient:
+                # +inf made L-BFGS-B report convergence at the start, and astronomically large
+                # values broke CG's step interpolation.
                 self.diverged += 1
                 self.last_divergence = exc
-                J, g, traj = np.inf, np.zeros_like(W), None
+                J, g, traj = self.sign * self.penalty, np.zeros_like(W), None  # returned as penalty
             hit = (J, g, traj)
             self.cache[key] = hit
             if len(self.cache) > self.keep:
@@ -148,15 +159,14 @@ def optimize(problem: Problem, W0=None, *, method: str = "BFGS", bounds=None,
     sign = -1.0 if problem.objective == "max" else 1.0
     ev = _Evaluator(problem, sign, max_grad_norm)
 
-    J0, g0 = ev(W0)
-    if not np.isfinite(J0):
-        raise ev.last_divergence
-    history, gnorms = [sign * J0], [float(np.linalg.norm(g0))]
+    f0, g0 = ev(W0)  # the minimised value sign * J; a start that diverges raises here
+    ev.penalty = f0 + DIVERGENCE_PENALTY * max(1.0, abs(f0))
+    history, gnorms = [sign * f0], [float(np.linalg.norm(g0))]
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=(options or {}).get("maxiter"), desc=f"dynopt {method}", unit="it")
-        bar.set_postfix(J=f"{sign * J0:.6g}", grad=f"{gnorms[0]:.3g}")
+        bar.set_postfix(J=f"{history[0]:.6g}", grad=f"{gnorms[0]:.3g}")
 
     def scipy_callback(intermediate_result):
         x = intermediate_result.x

@@ -1,0 +1,9 @@
+"""Shared fixtures: problems built from the model library."""
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
