@@ -7,8 +7,10 @@ from .costs import FunctionCost, Quadratic, QuadraticTerminal, SwingUpCost
 from .linear import LinearPlant, double_integrator
 from .mechanics import CartPole, DoubleIntegrator, Pendulum
 from .policies import MLPPolicy, LinearFeedback, OpenLoop
+from .casadi_models import cartpole_rhs, double_integrator_rhs, pendulum_rhs  # registers CasADi forms
 
 __all__ = [
     "CartPole", "DoubleIntegrator", "FunctionCost", "LinearFeedback", "LinearPlant", "MLPPolicy",
     "OpenLoop", "Pendulum", "Quadratic", "QuadraticTerminal", "SwingUpCost", "double_integrator",
+    "cartpole_rhs", "double_integrator_rhs", "pendulum_rhs",
 ]

@@ -1,0 +1,181 @@
+r"""CasADi forms of components: the symbolic one-step function behind a component.
+
+A component is *CasADi-expressible* when :func:`casadi_form` returns a :class:`CasadiForm`
+for it.  The form is one CasADi ``Function`` for **one scenario and one step**, with
+column vectors for every argument and the same parameter vector (flat, C order, as named
+by the component's ``param_spec``) as the NumPy component:
+
+============  ==========================================  =====================
+kind          inputs                                      output
+============  ==========================================  =====================
+``plant``     ``x[t], x[t-1], ..., x[t-k+1], u, X, p``    ``x[t+1]`` (n, 1)
+``ode``       ``x, u, X, p``                              ``dx/dt`` (n, 1)
+``policy``    ``x, X, p``                                 ``u`` (m, 1)
+``cost``      ``x, u, X, p``                              ``l`` (1, 1)
+``terminal``  ``x, p``                                    ``l_T`` (1, 1)
+============  ==========================================  =====================
+
+``X`` is always present (``(0, 1)`` when the component reads no exogenous inputs) so that
+every form of a kind has the same signature.  A policy form with ``step_slice = m > 0`` is an
+open-loop sequence: its parameter vector is ``(T m,)`` and step ``t`` reads the slice
+``p[t m:(t + 1) m]`` (the form's ``p`` input is that slice).
+
+Where a form comes from (first match wins):
+
+1. the component's own ``casadi_form()`` method (CasADi components of
+   :mod:`dynopt.casadi_components`);
+2. :class:`~dynopt.Discretized` of an ODE with a form and an :class:`~dynopt.Euler` or
+   :class:`~dynopt.RK4` integrator (the integrator written symbolically, so the form is the
+   discrete map actually simulated);
+3. :class:`~dynopt.ZeroPolicy`;
+4. a builder registered for the component's class with :func:`register_casadi_form` (the
+   model library registers CasADi forms of its NumPy models in ``dynopt.models.casadi_models``).
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
+
+import casadi as ca
+
+from .components import ZeroPolicy
+from .integrators import RK4, Discretized, Euler
+
+KINDS = ("plant", "ode", "policy", "cost", "terminal")
+
+
+@dataclass(frozen=True)
+class CasadiForm:
+    """The symbolic one-step function of a component (see the module docstring for the layout).
+
+    Attributes
+    ----------
+    kind : str
+        One of ``"plant"``, ``"ode"``, ``"policy"``, ``"cost"``, ``"terminal"``.
+    function : casadi.Function
+        SX or MX function of one scenario and one step.
+    step_slice : int
+        Policies only: ``m > 0`` for an open-loop sequence read one slice per step, else 0.
+    """
+
+    kind: str
+    function: ca.Function
+    step_slice: int = 0
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"kind: expected one of {KINDS}, got {self.kind!r}")
+        if not isinstance(self.function, ca.Function):
+            raise TypeError(f"function: expected a casadi.Function, got {type(self.function).__name__}")
+
+    @property
+    def is_sx(self) -> bool:
+        """True when the function is an SX function (scalar graph, cheap to inline)."""
+        return self.function.is_a("SXFunction")
+
+
+_REGISTRY: Dict[type, Callable[[object], CasadiForm]] = {}
+_CACHE: "weakref.WeakKeyDictionary[object, CasadiForm]" = weakref.WeakKeyDictionary()
+
+
+def register_casadi_form(cls: type, builder: Callable[[object], CasadiForm]) -> None:
+    """Declare how to build the :class:`CasadiForm` of every instance of ``cls``.
+
+    Parameters
+    ----------
+    cls : type
+        A component class (matched exactly or through subclassing).
+    builder : callable ``component -> CasadiForm``
+    """
+    if not isinstance(cls, type):
+        raise TypeError(f"cls: expected a class, got {cls!r}")
+    if not callable(builder):
+        raise TypeError(f"builder: expected a callable component -> CasadiForm, got {builder!r}")
+    _REGISTRY[cls] = builder
+
+
+def casadi_form(component) -> Optional[CasadiForm]:
+    """The :class:`CasadiForm` of ``component``, or ``None`` if it has none.
+
+    Forms are cached per component object (components are treated as immutable).
+    """
+    if component is None:
+        return None
+    try:
+        return _CACHE[component]
+    except (KeyError, TypeError):
+        pass
+    form = _build(component)
+    if form is not None:
+        try:
+            _CACHE[component] = form
+        except TypeError:  # not weak-referenceable: just don't cache
+            pass
+    return form
+
+
+def _build(component) -> Optional[CasadiForm]:
+    own = getattr(component, "casadi_form", None)
+    if callable(own):
+        return own()
+    if isinstance(component, Discretized):
+        ode = casadi_form(component.ode)
+        if ode is None or type(component.integrator) not in (Euler, RK4):
+            return None
+        return discretize_form(ode, component.integrator, n_exog=component.n_exog)
+    if isinstance(component, ZeroPolicy):
+        x, X, p = ca.SX.sym("x", component.n_state), ca.SX.sym("X", 0), ca.SX.sym("p", 0)
+        return CasadiForm("policy", ca.Function("zero_policy", [x, X, p], [ca.SX(0, 1)], ["x", "X", "p"], ["u"]))
+    for cls in type(component).__mro__:
+        if cls in _REGISTRY:
+            return _REGISTRY[cls](component)
+    return None
+
+
+def sym_like(*functions: ca.Function):
+    """``casadi.SX`` when every function is an SX function, else ``casadi.MX``."""
+    return ca.SX if all(f.is_a("SXFunction") for f in functions) else ca.MX
+
+
+def discretize_form(ode: CasadiForm, integrator, *, n_exog: Optional[int] = None) -> CasadiForm:
+    """The plant form of one Euler or RK4 step of an ODE form (control held over the step).
+
+    The same arithmetic as :class:`~dynopt.Euler` / :class:`~dynopt.RK4`, written with
+    symbols, so NumPy and CasADi forms of a discretized plant are the same map.
+    """
+    if ode.kind != "ode":
+        raise ValueError(f"ode: expected a form of kind 'ode', got {ode.kind!r}")
+    g = ode.function
+    S = sym_like(g)
+    x, u, X, p = (S.sym(nm, g.size1_in(i)) for i, nm in enumerate(("x", "u", "X", "p")))
+    h = integrator.dt
+    if type(integrator) is Euler:
+        xn = x + h * g(x, u, X, p)
+    elif type(integrator) is RK4:
+        k1 = g(x, u, X, p)
+        k2 = g(x + (0.5 * h) * k1, u, X, p)
+        k3 = g(x + (0.5 * h) * k2, u, X, p)
+        k4 = g(x + h * k3, u, X, p)
+        xn = x + (h / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
+    else:
+        raise TypeError(f"integrator: expected dynopt.Euler or dynopt.RK4, got {integrator!r}")
+    name = f"{g.name()}_{type(integrator).__name__.lower()}"
+    return CasadiForm("plant", ca.Function(name, [x, u, X, p], [xn], ["x0", "u", "X", "p"], ["x_next"]))
+
+
+def problem_forms(problem) -> Optional[Dict[str, Optional[CasadiForm]]]:
+    """Forms of the plant, policy, cost and terminal cost of a problem, or ``None`` if any
+    present component lacks one."""
+    out = {}
+    for name, comp in (("plant", problem.plant), ("policy", problem.policy),
+                       ("cost", problem.cost), ("terminal", problem.terminal_cost)):
+        if comp is None:
+            out[name] = None
+            continue
+        form = casadi_form(comp)
+        if form is None:
+            return None
+        out[name] = form
+    return out
