@@ -1,0 +1,9 @@
+"""Econometric time-series models fitted with exact gradients (dynopt's BPTT and linear-filter
+duals): AR/ARX, ARMA (CSS and exact Kalman likelihood), VAR, GARCH(1,1), and a recurrent
+nonlinear model in Werbos's style.  Installed as ``dynopt.models.econometrics``.
+"""
+
+from .arma import AR, ARMA, ARX
+from .results import FitResult
+
+__all__ = ["AR", "ARMA", "ARX", "FitResult"]
