@@ -1,0 +1,184 @@
+r"""Truncated BPTT: an explicit, documented *approximation* of the gradient.
+
+Definition
+----------
+Write the objective as a sum of sources, the stage costs ``l_s`` (s = 0..T-1) and the
+terminal cost ``l_T``.  A source at step s depends on W directly (its own parameters and the
+policy at step s) and through the states ``x[s], x[s-1], ...``, each reached by one more
+*transition* ``f_t`` (one application of the plant, whichever of its k lags the path uses).
+``TruncatedBPTT(h)`` keeps, for every source, exactly the paths that go back through at most
+``h`` transitions and drops the rest:
+
+.. math::
+    g_h = \sum_s \sum_{\text{paths } p:\ l_s \to W,\ |p| \le h} (\text{product of partials on } p)
+
+So ``h = 0`` keeps only each step's direct dependence, and ``h >= T`` gives the exact BPTT
+gradient (no path is longer than T transitions).  For a lag-1 plant this is the gradient of
+``sum_s l_s`` with ``x[s-h]`` held fixed ("stop-gradient") for each s separately.  This is the
+sliding-window form (every source sees the same depth h), not the block form that resets the
+adjoint every h steps (where a source sees between 0 and h-1 transitions).
+
+Cost and memory
+---------------
+The forward sweep stores the whole trajectory, as :class:`~dynopt.BPTT`.  The backward sweep
+carries one adjoint window per path length ``a = 0..h`` (a source's adjoint must be dropped
+when *its own* depth reaches h, so adjoints of different depths cannot be summed), i.e.
+``h + 1`` plant and policy duals per step: O(T h) work, O(h B n) extra memory.  Truncation is
+for studying how far back the gradient's information comes from (and for the optimiser when
+exploding products make exact gradients useless); :func:`truncation_error` measures what is
+lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Sequence
+
+import numpy as np
+
+from .components import add_param_grad
+from .gradients import BPTT, GradientMethod, assemble_gradient
+from .sweeps import Grads, forward_segment, initial_window, terminal_forward
+from .validation import check_int
+
+
+def _add(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+class TruncatedBPTT(GradientMethod):
+    """Gradient in which every cost term reaches W through at most ``h`` transitions (approximate).
+
+    Parameters
+    ----------
+    h : int
+        Truncation depth in steps, ``h >= 0``; ``h >= T`` gives the exact gradient.
+
+    See the module docstring for the exact definition, cost O(T h) and memory.
+    """
+
+    def __init__(self, h: int):
+        self.h = check_int("h", h, minimum=0)
+
+    def evaluate(self, problem, W):
+        setup = problem.setup(W)
+        problem.counts["forward"] += 1
+        seg = forward_segment(setup, setup.hist0, 0, setup.T, keep=True)
+        term, tctx = terminal_forward(setup, seg.hist[0])
+        traj = problem._trajectory(setup, seg, term)
+        grads = Grads(setup)
+        problem.counts["backward"] += 1
+        window = truncated_backward(setup, seg, tctx, grads, self.h)
+        return traj.objective, assemble_gradient(problem, grads, window), traj
+
+    def __repr__(self):
+        return f"TruncatedBPTT(h={self.h})"
+
+
+def truncated_backward(setup, seg, term_ctx, grads: Grads, h: int) -> list:
+    """Backward sweep over a full-horizon segment keeping paths of at most ``h`` transitions.
+
+    Returns the adjoint window at ``t = 0`` summed over path lengths (for the x0 block) and
+    adds the parameter adjoints into ``grads``.
+    """
+    plant, policy, cost = setup.plant, setup.policy, setup.cost
+    c_bar = setup.c_bar
+    k = plant.lags
+    H = min(h, setup.T)
+    # ages[a] is the adjoint window [lam[t+1], partial lam[t], ..., partial lam[t-k+1]]
+    # restricted to paths that have crossed exactly a transitions.
+    ages = [initial_window(setup, term_ctx, grads)] + [[None] * (k + 1) for _ in range(H)]
+    for i in range(len(seg.tape) - 1, -1, -1):
+        pc, cc, fc = seg.tape[i]
+        for a in range(H):  # crossing f_t makes the path one transition longer: a + 1 <= H
+            lam_next = ages[a][0]
+            if lam_next is None:
+                continue
+            hist_bar, u_bar, th = plant.vjp(fc, lam_next)
+            add_param_grad(grads.theta, th)
+            tgt = ages[a + 1]
+            for j in range(k):
+                if hist_bar[j] is not None:
+                    tgt[j + 1] = _add(tgt[j + 1], hist_bar[j])
+            if u_bar is not None:
+                xp, phb = policy.vjp(pc, u_bar)
+                add_param_grad(grads.phi, phb)
+                tgt[1] = _add(tgt[1], xp)
+        if cost is not None:
+            xc, uc, pg = cost.vjp(cc, c_bar)
+            add_param_grad(grads.p_cost, pg)
+            ages[0][1] = _add(ages[0][1], xc)
+            if uc is not None:
+                xp, phb = policy.vjp(pc, uc)
+                add_param_grad(grads.phi, phb)
+                ages[0][1] = _add(ages[0][1], xp)
+        ages = [w[1:] + [None] for w in ages]
+    window = [None] * (k + 1)
+    for w in ages:
+        window = [_add(a, b) for a, b in zip(window, w)]
+    return window
+
+
+@dataclass
+class TruncationReport:
+    """Truncated against exact gradients at one W.
+
+    Attributes
+    ----------
+    horizons : list of int
+        The depths h.
+    rel_error : list of float
+        ``||g_h - g|| / ||g||`` (2-norms over W).
+    cosine : list of float
+        ``<g_h, g> / (||g_h|| ||g||)``: whether a descent direction survives truncation.
+    exact : (n_decision,) array
+        The exact gradient (full-storage BPTT).
+    gradients : list of arrays
+        ``g_h`` for each h.
+    """
+
+    horizons: List[int]
+    rel_error: List[float]
+    cosine: List[float]
+    exact: np.ndarray
+    gradients: List[np.ndarray] = field(repr=False)
+
+    def summary(self) -> str:
+        """A table: h, relative error, cosine."""
+        lines = [f"truncated BPTT vs exact (||g|| = {np.linalg.norm(self.exact):.4g})",
+                 f"{'h':>8}  {'rel. error':>11}  {'cosine':>8}"]
+        for h, e, c in zip(self.horizons, self.rel_error, self.cosine):
+            lines.append(f"{h:>8d}  {e:>11.3e}  {c:>8.4f}")
+        return "\n".join(lines)
+
+
+def truncation_error(problem, W=None, horizons: Sequence[int] = (0, 1, 2, 5, 10, 20, 50, 100)) -> TruncationReport:
+    """Compare :class:`TruncatedBPTT` gradients for several depths with the exact gradient.
+
+    Parameters
+    ----------
+    problem : dynopt.Problem
+    W : (n_decision,) array, optional
+        Default ``problem.W0``.
+    horizons : sequence of int
+        Depths h >= 0 to try (each costs O(T h)).
+    """
+    W = problem.check_W(problem.W0 if W is None else W)
+    hs = [check_int("horizons", h, minimum=0) for h in horizons]
+    if not hs:
+        raise ValueError("horizons: expected at least one depth h >= 0, got an empty sequence")
+    _, g, _ = BPTT().evaluate(problem, W)
+    gn = float(np.linalg.norm(g))
+    errs, coss, gs = [], [], []
+    for h in hs:
+        _, gh, _ = TruncatedBPTT(h).evaluate(problem, W)
+        d = float(np.linalg.norm(gh - g))
+        hn = float(np.linalg.norm(gh))
+        errs.append(d / gn if gn > 0 else d)
+        coss.append(float(gh @ g) / (hn * gn) if hn > 0 and gn > 0 else float("nan"))
+        gs.append(gh)
+    return TruncationReport(hs, errs, coss, g, gs)
