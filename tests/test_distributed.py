@@ -15,10 +15,11 @@ import cloudpickle
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.signal
 
 import dynopt
 from dynopt import RK4, Discretized, Plant, Problem, SimulationDivergedError
-from dynopt.distributed import ExecutorFailure, Sharded, map_fit, shard_bounds, sharded_value_and_grad
+from dynopt.distributed import ExecutorFailure, Sharded, dumps, loads, map_fit, shard_bounds, sharded_value_and_grad
 from dynopt.models import LinearFeedback, LinearPlant, MLPPolicy, Pendulum, Quadratic, QuadraticTerminal, SwingUpCost
 from dynopt.multistart import multistart
 
@@ -115,35 +116,20 @@ class KillOnce(Plant):
         return self.plant.vjp(ctx, bar)
 
 
-class CasadiEuler(Plant):
-    """x[t+1] = x + dt f(x, u) with f written in CasADi SX; forward and dual are CasADi
-    Functions mapped over the batch.  Holds SX symbols too, which pickle only in CasADi's
-    pickle context: a stand-in for dynopt's CasADi-built components."""
-
-    def __init__(self, dt=0.05):
-        import casadi
-        x, u = casadi.SX.sym("x", 2), casadi.SX.sym("u", 1)
-        xn = x + dt * casadi.vertcat(x[1], -casadi.sin(x[0]) - 0.1 * x[1] + u[0])
-        lam = casadi.SX.sym("lam", 2)
-        self.symbols = (x, u, lam)
-        self.F = casadi.Function("F", [x, u], [xn])
-        self.Fbar = casadi.Function("Fbar", [x, u, lam], [casadi.jtimes(xn, x, lam, True), casadi.jtimes(xn, u, lam, True)])
-        self.n_state, self.n_control = 2, 1
-
-    def forward(self, hist, u, X, theta):
-        B = u.shape[0]
-        return np.array(self.F.map(B)(hist[0].T, u.T)).T, (hist[0], u)
-
-    def vjp(self, ctx, bar):
-        x, u = ctx
-        xb, ub = self.Fbar.map(x.shape[0])(x.T, u.T, bar.T)
-        return (np.array(xb).T,), np.array(ub).T, np.zeros(0)
+def swing(x, u, p):
+    """A damped pendulum step written with CasADi operations (dt = 0.05 s, explicit Euler)."""
+    import casadi
+    return x + 0.05 * casadi.vertcat(x[1], -p["a"] * casadi.sin(x[0]) - 0.1 * x[1] + u[0])
 
 
 def casadi_problem(B=6, T=15):
+    """A CasADi-built plant (dynopt.casadi_components, dual by CasADi's reverse mode over a
+    map(B)) with its parameter in the decision, so the shards' plant adjoints are added."""
+    from dynopt.casadi_components import CasadiPlant
     r = np.random.default_rng(11)
-    return Problem(CasadiEuler(), MLPPolicy(2, 1, hidden=(4,), seed=1), Quadratic([1.0, 0.1], [0.01]),
-                   horizon=T, x0=r.standard_normal((B, 2)))
+    plant = CasadiPlant(swing, n_state=2, n_control=1, params={"a": 9.81})
+    return Problem(plant, MLPPolicy(2, 1, hidden=(4,), seed=1), Quadratic([1.0, 0.1], [0.01]),
+                   horizon=T, x0=r.standard_normal((B, 2)), decision=("policy", "plant"))
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -370,6 +356,15 @@ def test_dask_multistart_returns_every_run_best_first(dask_executor):
         assert rel(r.params["policy"]["K"], K) < 1e-4
 
 
+def test_casadi_symbols_travel():
+    """CasADi symbols pickle only inside CasADi's pickle context, which dumps/loads supply."""
+    import casadi
+    x = casadi.SX.sym("x", 2)
+    back = loads(dumps({"x": x, "f": casadi.Function("f", [x], [casadi.sin(x) * x])}))
+    assert np.allclose(np.array(back["f"]([0.5, 2.0])).ravel(), np.sin([0.5, 2.0]) * [0.5, 2.0], rtol=1e-15, atol=0)
+    assert str(back["x"]) == "[x_0, x_1]"
+
+
 def test_multistart_random_starts_and_a_failed_run():
     """Seeded random starts are reproducible; a run that raises is returned last, not lost."""
     prob, K = lqr_problem(T=15, B=3)
@@ -399,3 +394,21 @@ def test_map_fit_is_ordered_and_complete(dask_executor):
     assert out[0] == 0.5 and isinstance(out[1], KeyError) and out[2] == 0.25
     with pytest.raises(KeyError):
         map_fit(lambda v: {}[v], [1], dask_executor)
+
+
+@needs_dask
+def test_map_fit_econometric_series(dask_executor):
+    """AR(2) fits of many series (dynopt.models.econometrics) on the cluster: the same numbers
+    as the same fits run here, and the least-squares solution of the same regression (OLS is
+    the conditional-likelihood estimate; AR.fit gets there by BFGS, so 1e-7 relative: its
+    stopping tolerance, measured 3e-10)."""
+    econ = pytest.importorskip("dynopt.models.econometrics")
+    r = np.random.default_rng(4)
+    series = [scipy.signal.lfilter([1.0], [1.0, -0.5, 0.2], r.standard_normal(300)) + 0.3 for _ in range(6)]
+    fits = map_fit(lambda y: econ.AR(y, 2).fit(), series, dask_executor)
+    assert len(fits) == len(series)
+    for y, fit in zip(series, fits):
+        assert rel(fit.values, econ.AR(y, 2).fit().values) < 1e-12
+        Z = np.column_stack([np.ones(len(y) - 2), y[1:-1], y[:-2]])
+        beta = np.linalg.lstsq(Z, y[2:], rcond=None)[0]
+        assert rel(fit.values[:3], beta) < 1e-7
