@@ -11,6 +11,8 @@ from .gradients import BPTT, FiniteDifferences, GradientMethod
 from .integrators import ODE, RK4, Discretized, Euler, Integrator
 from .optimize import OptimizeResult, optimize
 from .problem import Problem, Trajectory
+from .distributed import ExecutorFailure, Sharded, map_fit, sharded_value_and_grad
+from .multistart import multistart
 
 __version__ = "0.1.0"
 
@@ -18,4 +20,5 @@ __all__ = [
     "BPTT", "Component", "GradientCheck", "OptimizeResult", "check_gradient", "clip_gradient", "optimize", "Discretized", "Euler", "FiniteDifferences", "GradientMethod",
     "Integrator", "ODE", "Plant", "Policy", "Problem", "RK4", "SimulationDivergedError", "SliceGrad",
     "StageCost", "TerminalCost", "Trajectory", "ZeroPolicy",
+    "ExecutorFailure", "Sharded", "map_fit", "multistart", "sharded_value_and_grad",
 ]
