@@ -130,7 +130,7 @@ class FitResult:
 
     @property
     def converged(self) -> bool:
-        return self.optimizer is None or bool(self.optimizer.success)
+        return optimizer_converged(self.optimizer)
 
     def forecast(self, steps: int = 1, alpha: float = 0.05, **kwargs):
         """``h``-step forecasts: dict with ``mean``, ``se``, ``lower``, ``upper`` (intervals at
@@ -170,7 +170,20 @@ def gaussian_interval(mean, se, alpha):
     return mean - z * se, mean + z * se
 
 
+GRAD_TOL = 1e-6
+"""An optimiser run that ends with "precision loss" counts as converged when the largest entry of
+the per-observation gradient (in unconstrained parameters) is below this."""
+
+
+def optimizer_converged(res) -> bool:
+    """SciPy's ``success``, or a stop for precision loss at a gradient below :data:`GRAD_TOL`."""
+    if res is None or res.success:
+        return True
+    jac = getattr(res, "jac", None)
+    return jac is not None and bool(np.all(np.isfinite(jac))) and float(np.max(np.abs(jac), initial=0.0)) < GRAD_TOL
+
+
 def warn_not_converged(res, what):
-    if res is not None and not res.success:
+    if not optimizer_converged(res):
         warnings.warn(f"{what}: the optimiser did not report success ({res.message}); check .grad", RuntimeWarning,
                       stacklevel=3)
