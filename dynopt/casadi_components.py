@@ -242,7 +242,8 @@ class BatchedFunction:
             elif a is None:
                 out.append(np.zeros((self.F.size1_in(i), B)))
             else:
-                out.append(a.T)
+                rows = self.F.size1_in(i)
+                out.append(a.T if a.shape[1] == rows else a.T[:rows])  # X wider than this component reads
         return out
 
     def forward(self, inputs, B):

@@ -1,0 +1,347 @@
+r"""Compiled sweeps: dynopt's forward and backward sweeps as CasADi loops over time.
+
+When every component of a problem is CasADi-expressible (:func:`dynopt.casadi_forms.casadi_form`),
+:class:`CompiledBPTT` builds **one** CasADi Function that runs
+
+1. the forward sweep: ``u[t] = pi(x[t])``, ``l[t]``, ``x[t+1] = f(x[t..t-k+1], u[t])`` for
+   t = 0..T-1, keeping the state windows and controls;
+2. the terminal cost and its dual;
+3. the backward sweep: dynopt's adjoint recursion of :mod:`dynopt.sweeps`, step by step
+   from t = T-1 down to 0, chaining each component's dual (its CasADi reverse mode, batched
+   with ``map(B)``) and carrying the adjoint window
+   ``[lam[t+1], partial lam[t], ..., partial lam[t-k+1]]`` and the parameter adjoints.
+
+It is *not* CasADi's AD of the whole graph (that is the independent cross-check in
+:mod:`dynopt.casadi_reference`).  The loops over time are a two-level tower: an inner
+Function unrolls ``c ~ sqrt(T)`` steps and an outer one calls it ``T / c`` times, so the
+graph has O(sqrt T) nodes and the parameters are passed by reference (CasADi's ``mapaccum``
+would copy the parameter vector for every step).  With ``codegen=True`` the Function is
+written as C, compiled with the machine's C compiler and cached on disk
+(:mod:`dynopt.casadi_codegen`); without a compiler it falls back to CasADi's virtual machine
+with one :class:`~dynopt.casadi_codegen.CompilerNotFoundWarning`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+import weakref
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import casadi as ca
+import numpy as np
+
+from .casadi_codegen import CompilerNotFound, CompilerNotFoundWarning, compile_functions
+from .casadi_components import BatchedFunction
+from .casadi_forms import problem_forms
+from .gradients import GradientMethod
+from .problem import Trajectory
+
+
+def time_loop(step: ca.Function, T: int, n_acc: int, n_seq: int, *, reverse: bool = False,
+              chunk: Optional[int] = None, name: str = "loop") -> ca.Function:
+    """Apply ``step`` T times, feeding its first ``n_acc`` outputs back as its first inputs.
+
+    ``step`` has inputs ``(acc_1..acc_a, seq_1..seq_s, shared...)`` and outputs
+    ``(acc_1'..acc_a', out_1, ..., out_r)``.  The result has inputs
+    ``(acc_1..acc_a, SEQ_1..SEQ_s, shared...)`` with ``SEQ_i`` the per-step blocks stacked
+    horizontally in time order (step t reads columns ``[t w, (t+1) w)``) and outputs
+    ``(acc_final..., OUT_1..OUT_r)`` stacked the same way.  ``reverse=True`` runs
+    t = T-1 .. 0 (the outputs stay in time order).
+
+    Built as an inner Function unrolling ``chunk`` steps (default ``ceil(sqrt(T))``) called
+    ``T / chunk`` times by an outer one.
+    """
+    c = max(1, min(T, chunk or math.ceil(math.sqrt(T))))
+    n_in = step.n_in()
+    widths = [step.size2_in(n_acc + i) for i in range(n_seq)]
+    owidths = [step.size2_out(j) for j in range(n_acc, step.n_out())]
+
+    def block(length, nm):
+        ins = [ca.MX.sym(step.name_in(i), step.size1_in(i),
+                         step.size2_in(i) * (length if n_acc <= i < n_acc + n_seq else 1)) for i in range(n_in)]
+        acc = ins[:n_acc]
+        outs: List[list] = [[None] * length for _ in owidths]
+        order = range(length - 1, -1, -1) if reverse else range(length)
+        for tau in order:
+            seqs = [ins[n_acc + i][:, tau * w:(tau + 1) * w] for i, w in enumerate(widths)]
+            res = step(*acc, *seqs, *ins[n_acc + n_seq:])
+            acc = res[:n_acc]
+            for j in range(len(owidths)):
+                outs[j][tau] = res[n_acc + j]
+        return ca.Function(nm, ins, list(acc) + [ca.horzcat(*o) for o in outs])
+
+    inner = block(c, f"{name}_chunk{c}")
+    rem = T % c
+    tail = block(rem, f"{name}_chunk{rem}") if rem else None
+    spans = [(s, c, inner) for s in range(0, T - rem, c)] + ([(T - rem, rem, tail)] if rem else [])
+    ins = [ca.MX.sym(step.name_in(i), step.size1_in(i),
+                     step.size2_in(i) * (T if n_acc <= i < n_acc + n_seq else 1)) for i in range(n_in)]
+    acc = ins[:n_acc]
+    outs = [[None] * len(spans) for _ in owidths]
+    order = range(len(spans) - 1, -1, -1) if reverse else range(len(spans))
+    for j in order:
+        s, length, fn = spans[j]
+        seqs = [ins[n_acc + i][:, s * w:(s + length) * w] for i, w in enumerate(widths)]
+        res = fn(*acc, *seqs, *ins[n_acc + n_seq:])
+        acc = res[:n_acc]
+        for r in range(len(owidths)):
+            outs[r][j] = res[n_acc + r]
+    return ca.Function(name, ins, list(acc) + [ca.horzcat(*o) for o in outs])
+
+
+@dataclass
+class _Built:
+    """The Functions of one problem structure and what they cost to build."""
+
+    grad: ca.Function
+    value: ca.Function
+    build_seconds: float
+    compiled: bool = False
+    info: object = None
+    n: Dict[str, int] = field(default_factory=dict)
+
+
+def _maps(form, shared, adjoint_of, B, tag):
+    """Forward map over B and a dual callable returning the adjoints of ``adjoint_of`` (zeros for
+    zero-size inputs, which are left out of the map: CasADi's C code for empty reductions does
+    not compile)."""
+    F = form.function
+    live = [i for i in adjoint_of if F.nnz_in(i) > 0]
+    bf = BatchedFunction(F, shared, live)
+    fwd = F.map(f"{tag}_fwd{B}", "serial", B, list(shared), [])
+    red_out = [j for j, i in enumerate(live) if i in shared]
+    vjp_map = bf.vjp_F.map(f"{tag}_vjp{B}", "serial", B, list(shared), red_out)
+
+    def vjp(*args):
+        res = vjp_map(*args)
+        res = [res] if len(live) == 1 else list(res)
+        got = dict(zip(live, res))
+        return [got[i] if i in got else ca.MX.zeros(F.size1_in(i), 1 if i in shared else B) for i in adjoint_of]
+    return fwd, vjp
+
+
+def build_sweeps(problem, *, chunk: Optional[int] = None) -> _Built:
+    """Build the compiled-sweep Functions of a problem (see the module docstring).
+
+    ``grad(H0, X, theta, phi, pc, pt) -> (J, g_theta, g_phi, g_pc, g_pt, lam0, xT, Hs, U, C, cT)``
+    and ``value(H0, X, theta, phi, pc, pt) -> (J, xT, Hs, U, C, cT)`` where ``H0`` (k n, B) is
+    the initial history stacked newest first, ``X`` (nX, T B), ``Hs`` the state windows
+    (k n, T B), ``U`` (m, T B), ``C`` (1, T B) stage costs, ``cT`` (1, B) terminal costs.
+
+    Raises
+    ------
+    TypeError
+        If a component is not CasADi-expressible.
+    """
+    t_start = time.perf_counter()
+    forms = problem_forms(problem)
+    if forms is None:
+        raise TypeError("problem: every component needs a CasADi form for compiled sweeps; "
+                        "use dynopt.casadi_reference.supports(problem) to check")
+    plant, pol, cost, term = forms["plant"], forms["policy"], forms["cost"], forms["terminal"]
+    T, B = problem.horizon, problem.B
+    n, m, k = problem.plant.n_state, problem.plant.n_control, problem.plant.lags
+    nX = 0 if problem.X is None else problem.X.shape[2]
+    n_th, n_phi = problem.plant.n_params, problem.policy.n_params
+    n_pc = 0 if problem.cost is None else problem.cost.n_params
+    n_pt = 0 if problem.terminal_cost is None else problem.terminal_cost.n_params
+    ps = pol.step_slice
+    cbar = 1.0 / B  # adjoint seed of every stage and terminal cost (J is the batch mean)
+
+    f_fwd, f_vjp = _maps(plant, [k + 2], list(range(k + 1)) + [k + 2], B, "plant")
+    p_fwd, p_vjp = _maps(pol, [2], [0, 2], B, "policy")
+    if cost is not None:
+        c_fwd, c_vjp = _maps(cost, [3], [0, 1, 3], B, "cost")
+    # plant forms read X of their own width: slice the problem's X for each component
+    nX_f, nX_p = plant.function.size1_in(k + 1), pol.function.size1_in(1)
+    nX_c = 0 if cost is None else cost.function.size1_in(2)
+
+    def xs_(X, w):
+        return X[:w, :]
+
+    MX = ca.MX
+    # ---------------------------------------------------------------- forward step
+    H = MX.sym("H", k * n, B)
+    Xt = MX.sym("Xt", nX, B)
+    pt = MX.sym("pt", ps, 1) if ps else MX.sym("pt", 0, 1)
+    th, phi, pc = MX.sym("theta", n_th), MX.sym("phi", 0 if ps else n_phi), MX.sym("pc", n_pc)
+    hist = [H[j * n:(j + 1) * n, :] for j in range(k)]
+    polp = pt if ps else phi
+    u = p_fwd(hist[0], xs_(Xt, nX_p), polp)
+    c = c_fwd(hist[0], u, xs_(Xt, nX_c), pc) if cost is not None else MX.zeros(1, B)
+    xn = f_fwd(*hist, u, xs_(Xt, nX_f), th)
+    Hn = ca.vertcat(xn, *hist[:k - 1])
+    fstep = ca.Function("fwd_step", [H, Xt, pt, th, phi, pc], [Hn, H, u, c],
+                        ["H", "Xt", "pt", "theta", "phi", "pc"], ["H_next", "H_t", "u", "c"])
+    floop = time_loop(fstep, T, 1, 2, chunk=chunk, name="fwd_loop")
+
+    # ---------------------------------------------------------------- backward step (adjoint recursion)
+    n_g = n_th + (0 if ps else n_phi) + n_pc
+    L = MX.sym("Lam", (k + 1) * n, B)   # [lam[t+1], partial lam[t], ..., partial lam[t-k+1]]
+    G = MX.sym("G", n_g, 1)
+    Hb, ub_in = MX.sym("H_t", k * n, B), MX.sym("u_t", m, B)
+    Xb, ptb = MX.sym("Xt", nX, B), (MX.sym("pt", ps, 1) if ps else MX.sym("pt", 0, 1))
+    thb, phib, pcb = MX.sym("theta", n_th), MX.sym("phi", 0 if ps else n_phi), MX.sym("pc", n_pc)
+    histb = [Hb[j * n:(j + 1) * n, :] for j in range(k)]
+    win = [L[j * n:(j + 1) * n, :] for j in range(k + 1)]
+    bars = f_vjp(*histb, ub_in, xs_(Xb, nX_f), thb, win[0])
+    for j in range(k):
+        win[j + 1] = win[j + 1] + bars[j]
+    u_bar, g_th = bars[k], bars[k + 1]
+    g_pc = MX.zeros(n_pc, 1)
+    if cost is not None:
+        xc, uc, g_pc = c_vjp(histb[0], ub_in, xs_(Xb, nX_c), pcb, cbar * MX.ones(1, B))
+        win[1] = win[1] + xc
+        u_bar = u_bar + uc
+    xp, g_phi = p_vjp(histb[0], xs_(Xb, nX_p), ptb if ps else phib, u_bar)
+    win[1] = win[1] + xp
+    Ln = ca.vertcat(*win[1:], MX.zeros(n, B))
+    if ps:
+        Gn, g_slice = G + ca.vertcat(g_th, g_pc), g_phi
+    else:
+        Gn, g_slice = G + ca.vertcat(g_th, g_phi, g_pc), MX.zeros(0, 1)
+    bstep = ca.Function("bwd_step", [L, G, Hb, ub_in, Xb, ptb, thb, phib, pcb], [Ln, Gn, g_slice],
+                        ["Lam", "G", "H_t", "u_t", "Xt", "pt", "theta", "phi", "pc"], ["Lam_next", "G_next", "g_pt"])
+    bloop = time_loop(bstep, T, 2, 4, reverse=True, chunk=chunk, name="bwd_loop")
+
+    # ---------------------------------------------------------------- whole sweep
+    H0, XA = MX.sym("H0", k * n, B), MX.sym("X", nX, T * B)
+    TH, PHI, PC, PT = MX.sym("theta", n_th), MX.sym("phi", n_phi), MX.sym("pc", n_pc), MX.sym("pt", n_pt)
+    PSEQ = ca.reshape(PHI, ps, T) if ps else MX.zeros(0, T)   # open loop: column t = U[t]
+    PHI_shared = MX.zeros(0, 1) if ps else PHI
+    HT, Hs, U, C = floop(H0, XA, PSEQ, TH, PHI_shared, PC)
+    xT = HT[:n, :]
+    total = ca.sum2(C)
+    lam_T, g_pt, cT = MX.zeros(n, B), MX.zeros(n_pt, 1), MX.zeros(1, B)
+    if term is not None:
+        t_fwd, t_vjp = _maps(term, [1], [0, 1], B, "terminal")
+        cT = t_fwd(xT, PT)
+        lam_T, g_pt = t_vjp(xT, PT, cbar * MX.ones(1, B))
+        total = total + cT
+    J = ca.sum2(total) / B
+    value = ca.Function("dynopt_value", [H0, XA, TH, PHI, PC, PT], [J, xT, Hs, U, C, cT],
+                        ["H0", "X", "theta", "phi", "pc", "pt"], ["J", "xT", "Hs", "U", "C", "cT"])
+    L0 = ca.vertcat(lam_T, MX.zeros(k * n, B))
+    LF, GF, GS = bloop(L0, MX.zeros(n_g, 1), Hs, U, XA, PSEQ, TH, PHI_shared, PC)
+    g_theta = GF[:n_th]
+    if ps:
+        g_phi_all, g_pc_all = ca.reshape(GS, ps * T, 1), GF[n_th:]
+    else:
+        g_phi_all, g_pc_all = GF[n_th:n_th + n_phi], GF[n_th + n_phi:]
+    grad = ca.Function("dynopt_grad", [H0, XA, TH, PHI, PC, PT],
+                       [J, g_theta, g_phi_all, g_pc_all, g_pt, LF[:k * n, :], xT, Hs, U, C, cT],
+                       ["H0", "X", "theta", "phi", "pc", "pt"],
+                       ["J", "g_theta", "g_phi", "g_pc", "g_pt", "lam0", "xT", "Hs", "U", "C", "cT"])
+    return _Built(grad=grad, value=value, build_seconds=time.perf_counter() - t_start,
+                  n=dict(n=n, m=m, k=k, nX=nX, T=T, B=B))
+
+
+def _inputs(problem, W):
+    b = problem.unpack(W)
+    k, B, n = problem.plant.lags, problem.B, problem.plant.n_state
+    x0 = b["x0"].reshape(k, B, n)
+    H0 = x0.transpose(0, 2, 1).reshape(k * n, B)        # block j = x[-j] as (n, B)
+    T = problem.horizon
+    X = np.zeros((0, T * B)) if problem.X is None else problem.X.reshape(T * B, -1).T
+    return [H0, X, b["plant"], b["policy"], b["cost"], b["terminal"]]
+
+
+def _trajectory(problem, xT, Hs, U, C, cT, J) -> Trajectory:
+    T, B, n, m = problem.horizon, problem.B, problem.plant.n_state, problem.plant.n_control
+    x = np.empty((T + 1, B, n))
+    x[:T] = np.asarray(Hs)[:n].reshape(n, T, B).transpose(1, 2, 0)
+    x[T] = np.asarray(xT).T
+    u = np.asarray(U).reshape(m, T, B).transpose(1, 2, 0)
+    term = None if problem.terminal_cost is None else np.asarray(cT).ravel()
+    return Trajectory(x=x, u=u, stage_cost=np.asarray(C).reshape(T, B), terminal_cost=term, objective=J)
+
+
+class CompiledBPTT(GradientMethod):
+    """BPTT with the forward and backward sweeps run as one compiled CasADi loop over time.
+
+    Parameters
+    ----------
+    codegen : bool
+        Generate C, compile it with ``compiler`` and cache the library on disk (keyed by the
+        problem's structure); if false, run in CasADi's virtual machine.
+    compiler : str
+        C compiler looked up on ``PATH``; if absent, one :class:`CompilerNotFoundWarning`
+        and the VM is used (same numbers).
+    flags : sequence of str
+        Compiler flags (default ``("-O2",)``).
+    cache_dir : path, optional
+        Cache directory; default ``$DYNOPT_CACHE_DIR`` or ``~/.cache/dynopt``.
+    chunk : int, optional
+        Steps unrolled per inner loop (default ``ceil(sqrt(T))``).
+
+    Attributes
+    ----------
+    last_build : dict
+        ``build_seconds`` (graph), ``generate_seconds`` and ``compile_seconds`` (C and gcc,
+        0 when loaded from the cache), ``cached``, ``compiled`` of the latest build.
+    """
+
+    def __init__(self, codegen: bool = False, *, compiler: str = "gcc", flags: Sequence[str] = ("-O2",),
+                 cache_dir=None, chunk: Optional[int] = None):
+        self.codegen = bool(codegen)
+        self.compiler, self.flags, self.cache_dir, self.chunk = compiler, tuple(flags), cache_dir, chunk
+        self._built: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+        self._warned = False
+        self.last_build: Dict[str, object] = {}
+
+    def build(self, problem) -> _Built:
+        """Build (and compile, if asked) the sweep Functions of ``problem``; cached per problem."""
+        try:
+            return self._built[problem]
+        except KeyError:
+            pass
+        built = build_sweeps(problem, chunk=self.chunk)
+        self.last_build = dict(build_seconds=built.build_seconds, generate_seconds=0.0, compile_seconds=0.0,
+                               cached=False, compiled=False)
+        if self.codegen:
+            try:
+                fns, info = compile_functions([built.grad, built.value], prefix="dynopt_sweeps",
+                                              compiler=self.compiler, flags=self.flags, directory=self.cache_dir)
+            except CompilerNotFound:
+                if not self._warned:
+                    warnings.warn(
+                        f"CompiledBPTT(codegen=True): C compiler {self.compiler!r} not found on PATH; running the "
+                        f"sweeps in CasADi's virtual machine instead (same results, slower). Install gcc or pass "
+                        f"compiler=... to compile.", CompilerNotFoundWarning, stacklevel=4)
+                    self._warned = True
+            else:
+                built.grad, built.value = fns["dynopt_grad"], fns["dynopt_value"]
+                built.compiled, built.info = True, info
+                self.last_build.update(generate_seconds=info.generate_seconds,
+                                       compile_seconds=info.compile_seconds, cached=info.cached, compiled=True)
+        self._built[problem] = built
+        return built
+
+    def evaluate(self, problem, W):
+        built = self.build(problem)
+        ins = _inputs(problem, W)
+        problem.counts["forward"] += 1
+        problem.counts["backward"] += 1
+        J, g_th, g_phi, g_pc, g_pt, lam0, xT, Hs, U, C, cT = built.grad.call(ins)
+        J = float(J)
+        blocks = {"plant": g_th, "policy": g_phi, "cost": g_pc, "terminal": g_pt}
+        parts = []
+        k, B, n = problem.plant.lags, problem.B, problem.plant.n_state
+        for name in problem.decision:
+            if name == "x0":
+                parts.append(np.asarray(lam0).reshape(k, n, B).transpose(0, 2, 1).ravel())
+            else:
+                parts.append(np.asarray(blocks[name]).ravel())
+        return J, np.concatenate(parts), _trajectory(problem, xT, Hs, U, C, cT, J)
+
+    def value(self, problem, W) -> float:
+        """J(W) from the compiled forward loop only."""
+        built = self.build(problem)
+        problem.counts["forward"] += 1
+        return float(built.value.call(_inputs(problem, problem.check_W(W)))[0])
+
+    def __repr__(self):
+        return f"CompiledBPTT(codegen={self.codegen})"
