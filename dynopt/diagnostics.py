@@ -1,0 +1,456 @@
+r"""Gradient-flow diagnostics: where the gradient comes from in time, and whether it vanishes or explodes.
+
+``dynopt.diagnose(problem, W)`` runs one forward sweep (stored) and one backward sweep and
+reports
+
+* the adjoint norms ``||lambda[t]||`` (Frobenius over the batch), t = 0..T, where
+  ``lambda[t] = dJ/dx[t]`` (ordered derivative, Werbos eq. 16);
+* each step's contribution to ``dJ/dW``: the 2-norm over the decision blocks of
+  ``(df_t/dW)^T lambda[t+1] + (dpi_t/dW)^T ubar[t] + dl_t/dW`` (they add up to the gradient);
+* estimates of ``||Phi(t0, t0+L)||_2`` for growing lags L, where
+  ``Phi = J[t0+L-1] ... J[t0]`` is the product of closed-loop step Jacobians
+  ``J[t] = d hist[t+1] / d hist[t]`` (policy included; for k lags the companion map on the
+  stacked history of k states).  Seeds 001 and 004: this product is what makes gradients
+  vanish or explode;
+* a plain-words verdict with the effective memory in steps.
+
+Norms of Jacobian products without dense Jacobians
+--------------------------------------------------
+``||Phi||_2`` is the square root of the top eigenvalue of ``Phi^T Phi``; power iteration on it
+needs ``Phi v`` and ``Phi^T w``.  ``Phi^T w`` is exact: the chain of the components' duals
+(vjp).  The duals give no forward-mode product, and transposing a black-box linear map
+without it would need n calls (a dense Jacobian), so ``Phi v`` is taken as a chain of
+*central differences of the step map* along v, ``(f(h + e v) - f(h - e v)) / 2e`` with
+``e = eps^(1/3) max(1, ||h||)`` per scenario and unit ``v`` (error O(e^2) relative, ~1e-11;
+exact up to rounding for linear maps).  Vectors are renormalised every step and the growth
+is accumulated in logarithms, so products of 1e-300 or 1e+300 are handled.  The estimate
+reported is the Rayleigh value ``||Phi v||`` at the converged v (a lower bound on the norm
+that converges to it).  The scenarios of the batch are iterated together (one norm each);
+the report gives the geometric mean and the maximum over scenarios and over a few start
+times t0.
+
+Verdict
+-------
+With ``N(L)`` the lag norm (geometric mean) and ``N(T)`` its value over the whole horizon
+(extrapolated with the per-step rate ``gamma`` fitted on the two longest lags when
+``max_lag < T``): ``"exploding"`` if ``N(T) > explode_tol`` (default 1e3), ``"vanishing"`` if
+``N(T) < vanish_tol`` (1e-3), otherwise ``"healthy"``.  The effective memory is the lag at
+which ``N(L)`` first falls below ``vanish_tol`` (interpolated log-linearly between the lags
+tried), i.e. how many steps back a perturbation of the state still has a thousandth of its
+effect; ``inf`` if that does not happen within the horizon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from .components import SliceGrad, add_param_grad
+from .gradients import assemble_gradient
+from .sweeps import Grads, forward_segment, initial_window, terminal_forward
+from .types import Array
+from .validation import check_int
+
+FD_SCALE = np.finfo(float).eps ** (1 / 3)
+
+
+@dataclass
+class DiagnosticReport:
+    """What :func:`diagnose` found.  ``summary()`` prints it, ``plot()`` draws it.
+
+    Attributes
+    ----------
+    horizon, batch, lags_of_plant : int
+        T, B and the plant's k.
+    objective : float
+        J at W.
+    gradient : (n_decision,) array
+        dJ/dW (equal to full-storage BPTT's).
+    adjoint_norms : (T + 1,) array
+        ``||lambda[t]||_F`` over the batch, t = 0..T.
+    step_contributions : (T,) array
+        Norm of step t's contribution to dJ/dW (decision blocks only; x0 excluded).
+    lags : (nL,) int array
+        The lags L tried (1, 2, 4, ..., max_lag).
+    lag_norms, lag_norms_max : (nL,) arrays
+        Geometric mean and maximum over scenarios and start times of ``||Phi(t0, t0+L)||_2``.
+    rate : float
+        Per-step growth factor gamma of the Jacobian products (from the two longest lags).
+    horizon_norm : float
+        ``N(T)``, the product norm over the whole horizon (extrapolated if needed).
+    verdict : str
+        ``"vanishing"``, ``"exploding"`` or ``"healthy"``.
+    memory : float
+        Effective memory in steps (see the module docstring); ``inf`` if longer than T.
+    """
+
+    horizon: int
+    batch: int
+    lags_of_plant: int
+    objective: float
+    gradient: Array
+    adjoint_norms: Array
+    step_contributions: Array
+    lags: np.ndarray
+    lag_norms: Array
+    lag_norms_max: Array
+    rate: float
+    horizon_norm: float
+    verdict: str
+    memory: float
+    vanish_tol: float
+    explode_tol: float
+    notes: list = field(default_factory=list)
+
+    def explanation(self) -> str:
+        """The verdict in plain words."""
+        T, g = self.horizon, self.rate
+        if self.verdict == "vanishing":
+            return (f"vanishing: a perturbation of the state shrinks about {g:.3g}x per step; after "
+                    f"~{self.memory:.0f} steps its effect is below {self.vanish_tol:g} of its size, so "
+                    f"costs more than ~{self.memory:.0f} steps ahead barely shape the gradient at a given "
+                    f"step (horizon T = {T}); truncating BPTT at a few times that depth loses little, and "
+                    f"long-range effects are out of the gradient's reach")
+        if self.verdict == "exploding":
+            grow = f"grows about {g:.3g}x per step" if g > 1 else "grows"
+            dbl = f" (doubling every ~{np.log(2) / np.log(g):.1f} steps)" if g > 1 else ""
+            return (f"exploding: a perturbation of the state {grow}{dbl}; across the horizon "
+                    f"T = {T} the Jacobian product reaches ~{self.horizon_norm:.3g}, so adjoints grow "
+                    f"backwards in time, early steps' sensitivities dominate the gradient and the objective is ill-conditioned: shorten the "
+                    f"horizon, stabilise the loop (policy) first, clip the gradient, or truncate")
+        return (f"healthy: over the whole horizon T = {T} the Jacobian product stays between "
+                f"{self.vanish_tol:g} and {self.explode_tol:g} (N(T) ~ {self.horizon_norm:.3g}, "
+                f"{g:.4g}x per step), so every step's cost reaches the parameters used before it")
+
+    def summary(self) -> str:
+        """A printable text report."""
+        lam = self.adjoint_norms
+        c = self.step_contributions
+        lines = [f"gradient-flow diagnostics: T = {self.horizon}, B = {self.batch}, k = {self.lags_of_plant}, "
+                 f"J = {self.objective:.6g}, ||dJ/dW|| = {np.linalg.norm(self.gradient):.4g}",
+                 "",
+                 "norm of products of step Jacobians ||J[t0+L-1] ... J[t0]||_2 (geometric mean, max):"]
+        for L, a, b in zip(self.lags, self.lag_norms, self.lag_norms_max):
+            lines.append(f"  L = {int(L):>7d}   {a:11.4e}   {b:11.4e}")
+        lines.append(f"per-step rate gamma = {self.rate:.6g}, over the horizon N(T) ~ {self.horizon_norm:.4g}")
+        lines.append("")
+        idx = np.unique(np.linspace(0, self.horizon, min(self.horizon + 1, 6)).round().astype(int))
+        lines.append("adjoint norms ||lambda[t]||: " + ", ".join(f"t={i}: {lam[i]:.3e}" for i in idx))
+        if c.size and c.sum() > 0:
+            share = np.cumsum(c) / c.sum()
+            t90 = int(np.argmax(share >= 0.9))
+            peak = int(np.argmax(c))
+            lines.append(f"step contributions to dJ/dW: largest at t = {peak} ({c[peak]:.3e}), last step "
+                         f"{c[-1]:.3e}; 90% of their summed norms come from steps t <= {t90}")
+        lines.append("")
+        lines.append(f"verdict: {self.explanation()}")
+        mem = "longer than the horizon" if not np.isfinite(self.memory) else f"{self.memory:.1f} steps"
+        lines.append(f"effective memory (product norm falls below {self.vanish_tol:g}): {mem}")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def plot(self, path=None):
+        """Draw adjoint norms, step contributions and lag norms; save to ``path`` if given.
+
+        Needs matplotlib (``pip install 'dynopt[plot]'``); returns the figure.
+        """
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("plot: matplotlib is needed (pip install 'dynopt[plot]')") from exc
+        fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
+        t = np.arange(self.horizon + 1)
+        ax[0].semilogy(t, np.maximum(self.adjoint_norms, 1e-300))
+        ax[0].set(xlabel="step t", ylabel="||lambda[t]||", title="adjoint norms")
+        ax[1].semilogy(t[:-1], np.maximum(self.step_contributions, 1e-300))
+        ax[1].set(xlabel="step t", ylabel="norm", title="step contributions to dJ/dW")
+        ax[2].loglog(self.lags, self.lag_norms, "o-", label="geometric mean")
+        ax[2].loglog(self.lags, self.lag_norms_max, "x--", label="max")
+        ax[2].axhline(self.vanish_tol, color="grey", lw=0.5)
+        ax[2].axhline(self.explode_tol, color="grey", lw=0.5)
+        ax[2].set(xlabel="lag L [steps]", ylabel="||J ... J||_2", title=f"Jacobian products: {self.verdict}")
+        ax[2].legend()
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=90)
+        return fig
+
+
+def _sq(g) -> float:
+    if g is None:
+        return 0.0
+    v = g.value if isinstance(g, SliceGrad) else g
+    return float(np.vdot(v, v))
+
+
+def _backward_recorded(setup, seg, tctx, decision):
+    """The BPTT backward sweep of :func:`dynopt.sweeps.backward_segment`, recording per step."""
+    plant, policy, cost = setup.plant, setup.policy, setup.cost
+    c_bar, k, T = setup.c_bar, plant.lags, setup.T
+    grads = Grads(setup)
+    window = initial_window(setup, tctx, grads)
+    lam = np.zeros(T + 1)
+    contrib = np.zeros(T)
+    lam[T] = 0.0 if window[0] is None else np.linalg.norm(window[0])
+    use_th, use_phi, use_p = "plant" in decision, "policy" in decision, "cost" in decision
+    for t in range(T - 1, -1, -1):
+        pc, cc, fc = seg.tape[t]
+        sq = 0.0
+        u_bar = None
+        if window[0] is not None:
+            hist_bar, u_bar, th = plant.vjp(fc, window[0])
+            add_param_grad(grads.theta, th)
+            sq += _sq(th) if use_th else 0.0
+            for j in range(k):
+                if hist_bar[j] is not None:
+                    window[j + 1] = hist_bar[j] if window[j + 1] is None else window[j + 1] + hist_bar[j]
+        if cost is not None:
+            xc, uc, pg = cost.vjp(cc, c_bar)
+            add_param_grad(grads.p_cost, pg)
+            sq += _sq(pg) if use_p else 0.0
+            window[1] = xc if window[1] is None else window[1] + xc
+            if uc is not None:
+                u_bar = uc if u_bar is None else u_bar + uc
+        if u_bar is not None:
+            xp, phb = policy.vjp(pc, u_bar)
+            add_param_grad(grads.phi, phb)
+            sq += _sq(phb) if use_phi else 0.0
+            if xp is not None:
+                window[1] = xp if window[1] is None else window[1] + xp
+        window = window[1:] + [None]
+        lam[t] = 0.0 if window[0] is None else np.linalg.norm(window[0])
+        contrib[t] = np.sqrt(sq)
+    return grads, window, lam, contrib
+
+
+class _StepMaps:
+    """Closed-loop step Jacobians of a stored trajectory: exact transposed products (duals) and
+    central-difference products (see the module docstring)."""
+
+    def __init__(self, setup, seg):
+        self.setup, self.seg = setup, seg
+        k = setup.plant.lags
+        self.k = k
+        # states[t + k - 1] = x[t] for t = -k+1 .. T
+        self.states = [setup.hist0[j] for j in range(k - 1, -1, -1)] + list(seg.xs)
+
+    def hist(self, t):
+        k = self.k
+        return tuple(self.states[t + k - 1 - j] for j in range(k))
+
+    def _step(self, t, hist):
+        s = self.setup
+        Xt = None if s.X is None else s.X[t]
+        u, _ = s.policy.forward(t, hist[0], Xt, s.phi)
+        x, _ = s.plant.forward(hist, u, Xt, s.theta)
+        return x
+
+    def jvp(self, t, V):
+        hist = self.hist(t)
+        size = np.sqrt(sum((h * h).sum(axis=1) for h in hist))
+        e = (FD_SCALE * np.maximum(1.0, size))[:, None]
+        with np.errstate(all="ignore"):
+            xp = self._step(t, tuple(h + e * v for h, v in zip(hist, V)))
+            xm = self._step(t, tuple(h - e * v for h, v in zip(hist, V)))
+        return [(xp - xm) / (2 * e)] + list(V[:-1])
+
+    def vjp(self, t, Wb):
+        s = self.setup
+        pc, _, fc = self.seg.tape[t]
+        hist_bar, u_bar, _ = s.plant.vjp(fc, Wb[0])
+        out = []
+        for j in range(self.k):
+            v = hist_bar[j] if hist_bar[j] is not None else np.zeros_like(Wb[0])
+            out.append(v + Wb[j + 1] if j + 1 < self.k else v)
+        if u_bar is not None and u_bar.size:
+            xp, _ = s.policy.vjp(pc, u_bar)
+            if xp is not None:
+                out[0] = out[0] + xp
+        return out
+
+
+def _normalise(V):
+    s = np.sqrt(sum((v * v).sum(axis=1) for v in V))
+    safe = np.where(s > 0, s, 1.0)
+    with np.errstate(divide="ignore"):
+        logs = np.log(s)
+    return [v / safe[:, None] for v in V], logs
+
+
+def product_norm(maps: _StepMaps, t0: int, L: int, rng, *, maxiter: int = 40, tol: float = 1e-10) -> Array:
+    """Per-scenario ``log ||J[t0+L-1] ... J[t0]||_2`` by power iteration on ``Phi^T Phi``, ``(B,)``."""
+    B, n, k = maps.setup.B, maps.setup.plant.n_state, maps.k
+    V, _ = _normalise([rng.standard_normal((B, n)) for _ in range(k)])
+    prev = None
+    for _ in range(maxiter):
+        logf = np.zeros(B)
+        for t in range(t0, t0 + L):
+            V, ls = _normalise(maps.jvp(t, V))
+            logf += ls
+        for t in range(t0 + L - 1, t0 - 1, -1):
+            V, _ = _normalise(maps.vjp(t, V))
+        if prev is not None and np.all((np.abs(logf - prev) <= tol) | ~np.isfinite(logf)):
+            break
+        prev = logf
+    return logf
+
+
+def _lag_grid(max_lag: int):
+    lags, L = [], 1
+    while L < max_lag:
+        lags.append(L)
+        L *= 2
+    lags.append(max_lag)
+    return np.array(lags)
+
+
+def diagnose(problem, W=None, *, max_lag: Optional[int] = None, starts: int = 3, vanish_tol: float = 1e-3,
+             explode_tol: float = 1e3, seed: int = 0) -> DiagnosticReport:
+    """Gradient-flow diagnostics of a problem at W (see the module docstring).
+
+    Parameters
+    ----------
+    problem : dynopt.Problem
+    W : (n_decision,) array, optional
+        Default ``problem.W0``.
+    max_lag : int, optional
+        Longest lag L tried; default ``min(T, 1024)``.  Lags are 1, 2, 4, ..., max_lag.
+    starts : int
+        Number of start times t0 per lag, spread over ``[0, T - L]`` (>= 1).
+    vanish_tol, explode_tol : float
+        Thresholds of the verdict on the horizon product norm, ``0 < vanish_tol < 1 < explode_tol``.
+    seed : int
+        Seed of the power iterations' start vectors.
+
+    Returns
+    -------
+    DiagnosticReport
+        Memory: the whole trajectory is stored (as by :class:`~dynopt.BPTT`).
+    """
+    W = problem.check_W(problem.W0 if W is None else W)
+    T = problem.horizon
+    max_lag = T if max_lag is None and T <= 1024 else (1024 if max_lag is None else max_lag)
+    max_lag = min(check_int("max_lag", max_lag, minimum=1), T)
+    starts = check_int("starts", starts, minimum=1)
+    if not 0 < vanish_tol < 1 < explode_tol:
+        raise ValueError(f"vanish_tol, explode_tol: expected 0 < vanish_tol < 1 < explode_tol, got {vanish_tol}, {explode_tol}")
+    setup = problem.setup(W)
+    problem.counts["forward"] += 1
+    seg = forward_segment(setup, setup.hist0, 0, T, keep=True)
+    term, tctx = terminal_forward(setup, seg.hist[0])
+    traj = problem._trajectory(setup, seg, term)
+    problem.counts["backward"] += 1
+    grads, window, lam, contrib = _backward_recorded(setup, seg, tctx, problem.decision)
+    g = assemble_gradient(problem, grads, window)
+
+    maps = _StepMaps(setup, seg)
+    rng = np.random.default_rng(seed)
+    lags = _lag_grid(max_lag)
+    mean_log, max_log = [], []
+    for L in lags:
+        t0s = np.unique(np.linspace(0, T - L, starts).round().astype(int))
+        logs = np.concatenate([product_norm(maps, int(t0), int(L), rng) for t0 in t0s])
+        mean_log.append(np.mean(logs))
+        max_log.append(np.max(logs))
+    mean_log, max_log = np.array(mean_log), np.array(max_log)
+    if len(lags) >= 2 and np.all(np.isfinite(mean_log[-2:])):
+        log_rate = (mean_log[-1] - mean_log[-2]) / (lags[-1] - lags[-2])
+    else:
+        log_rate = mean_log[-1] / lags[-1]
+    log_NT = mean_log[-1] + (T - lags[-1]) * log_rate
+    if log_NT > np.log(explode_tol):
+        verdict = "exploding"
+    elif log_NT < np.log(vanish_tol):
+        verdict = "vanishing"
+    else:
+        verdict = "healthy"
+    memory = _memory(lags, mean_log, log_rate, np.log(vanish_tol), T)
+    notes = []
+    if max_lag < T:
+        notes.append(f"lags beyond {max_lag} extrapolated with the per-step rate")
+    with np.errstate(over="ignore"):
+        return DiagnosticReport(
+            horizon=T, batch=setup.B, lags_of_plant=problem.plant.lags, objective=traj.objective, gradient=g,
+            adjoint_norms=lam, step_contributions=contrib, lags=lags, lag_norms=np.exp(mean_log),
+            lag_norms_max=np.exp(max_log), rate=float(np.exp(log_rate)), horizon_norm=float(np.exp(log_NT)),
+            verdict=verdict, memory=memory, vanish_tol=vanish_tol, explode_tol=explode_tol, notes=notes)
+
+
+def _memory(lags, logs, log_rate, log_tol, T) -> float:
+    below = np.nonzero(logs < log_tol)[0]
+    if below.size:
+        i = below[0]
+        if i == 0:
+            return float(lags[0] * log_tol / logs[0]) if logs[0] < 0 and np.isfinite(logs[0]) else float(lags[0])
+        L0, L1, a, b = lags[i - 1], lags[i], logs[i - 1], logs[i]
+        if not np.isfinite(b):
+            return float(L1)
+        return float(L0 + (log_tol - a) * (L1 - L0) / (b - a))
+    if log_rate < 0:
+        L = lags[-1] + (log_tol - logs[-1]) / log_rate
+        return float(L) if L <= T else float("inf")
+    return float("inf")
+
+
+# ----------------------------------------------------------------------------- command line
+def demo_problem(name: str, horizon: int = 200, batch: int = 4, seed: int = 0):
+    """Built-in problems of ``dynopt diagnose``.
+
+    ``"linear-0.9"`` / ``"linear-1.1"``: ``x[t+1] = A x[t]``, n = 2, A non-normal with
+    spectral radius 0.9 / 1.1, cost ``sum_t ||x[t]||^2``, W = the entries of A.
+    ``"pendulum"``: the RK4 pendulum (dt = 0.05 s) under the demo's untrained tanh-MLP policy
+    (3-16-16-1, |u| <= 5 N m) and swing-up cost, W = the policy weights.
+    """
+    from dynopt.models import LinearPlant, Quadratic  # the model library builds on dynopt
+
+    rng = np.random.default_rng(seed)
+    if name in ("linear-0.9", "linear-1.1"):
+        rho = 0.9 if name == "linear-0.9" else 1.1
+        A = np.array([[rho, 0.5], [0.0, 0.5 * rho]])
+        from .problem import Problem
+        return Problem(LinearPlant(A, np.zeros((2, 0))), None, Quadratic(np.eye(2)), horizon=horizon,
+                       x0=rng.standard_normal((batch, 2)), decision=("plant",))
+    if name == "pendulum":
+        from .demo import pendulum_problem
+        return pendulum_problem(batch=batch, horizon=horizon, seed=seed + 1)
+    raise ValueError(f"name: expected 'linear-0.9', 'linear-1.1' or 'pendulum', got {name!r}")
+
+
+def main_diagnose(argv=None, echo=print) -> int:
+    """``dynopt diagnose PROBLEM [--horizon T] [--batch B] [--max-lag L] [--plot FILE]``; returns 0."""
+    ap = argparse.ArgumentParser(prog="dynopt diagnose",
+                                 description="Gradient-flow diagnostics (vanishing/exploding) of a built-in problem.")
+    ap.add_argument("problem", choices=["linear-0.9", "linear-1.1", "pendulum"], help="which built-in problem")
+    ap.add_argument("--horizon", type=int, default=200, help="steps T (default: %(default)s)")
+    ap.add_argument("--batch", type=int, default=4, help="scenarios B (default: %(default)s)")
+    ap.add_argument("--max-lag", type=int, default=None, help="longest lag tried (default: min(T, 1024))")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the initial states")
+    ap.add_argument("--plot", default=None, metavar="FILE", help="save a PNG of the diagnostics")
+    args = ap.parse_args(argv)
+    for name in ("horizon", "batch"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name}: expected an integer >= 1, got {getattr(args, name)}")
+    if args.max_lag is not None and args.max_lag < 1:
+        ap.error(f"--max-lag: expected an integer >= 1, got {args.max_lag}")
+    prob = demo_problem(args.problem, args.horizon, args.batch, args.seed)
+    report = diagnose(prob, max_lag=args.max_lag)
+    echo(report.summary())
+    if args.plot:
+        try:
+            import matplotlib
+        except ImportError:
+            echo("no plot: matplotlib is not installed (pip install 'dynopt[plot]')")
+        else:
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+            plt.close(report.plot(args.plot))
+            echo(f"saved {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main_diagnose())
