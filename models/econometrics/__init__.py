@@ -4,6 +4,8 @@ nonlinear model in Werbos's style.  Installed as ``dynopt.models.econometrics``.
 """
 
 from .arma import AR, ARMA, ARX
+from .garch import GARCH
 from .results import FitResult
+from .var import VAR
 
-__all__ = ["AR", "ARMA", "ARX", "FitResult"]
+__all__ = ["AR", "ARMA", "ARX", "FitResult", "GARCH", "VAR"]

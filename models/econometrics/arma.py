@@ -34,10 +34,11 @@ def _check_trend(trend):
     return trend
 
 
-def css_sse_and_grad(layout: ARMALayout, y, exog, theta, *, grad=True):
-    """Sum of squared CSS residuals ``S = sum_{t>=p} e_t^2`` and ``dS/dtheta`` (sigma2 entry 0).
+def css_residuals(layout: ARMALayout, y, exog, theta):
+    """CSS residuals ``e_t``, ``t = p .. N-1`` (shape (N - p,)), with ``e_t = 0`` before, and the
+    context for :func:`css_residuals_vjp`::
 
-    Returns ``(S, dS (n_params,) or None, e (N - p,))``.
+        e_t + theta_1 e_{t-1} + ... = y~_t - phi_1 y~_{t-1} - ... ,   y~ = y - mu - x' beta
     """
     mu, beta, phi, th, _ = layout.split(theta)
     p = layout.p
@@ -48,16 +49,30 @@ def css_sse_and_grad(layout: ARMALayout, y, exog, theta, *, grad=True):
         w -= phi[i - 1] * yt[p - i:n - i]
     ma = np.concatenate([[1.0], th])
     e = allpole(ma, w)
-    S = float(e @ e)
-    if not grad:
-        return S, None, e
-    lam, th_bar = allpole_adjoint(ma, e, 2.0 * e)
+    return e, (layout, exog, yt, phi, ma, e)
+
+
+def css_residuals_vjp(ctx, e_bar):
+    """Dual of :func:`css_residuals`: ``d (e_bar . e) / d theta`` (sigma2 entry 0)."""
+    layout, exog, yt, phi, ma, e = ctx
+    p, n = layout.p, len(yt)
+    lam, th_bar = allpole_adjoint(ma, e, e_bar)
     phi_bar = -np.array([lam @ yt[p - i:n - i] for i in range(1, p + 1)])
     yb = np.zeros(n)
     yb[p:] = lam
     for i in range(1, p + 1):
         yb[p - i:n - i] -= phi[i - 1] * lam
-    return S, layout.merge(-yb.sum(), -(exog.T @ yb), phi_bar, th_bar, 0.0), e
+    return layout.merge(-yb.sum(), -(exog.T @ yb), phi_bar, th_bar, 0.0)
+
+
+def css_sse_and_grad(layout: ARMALayout, y, exog, theta, *, grad=True):
+    """Sum of squared CSS residuals ``S = sum_{t>=p} e_t^2`` and ``dS/dtheta`` (sigma2 entry 0).
+
+    Returns ``(S, dS (n_params,) or None, e (N - p,))``.
+    """
+    e, ctx = css_residuals(layout, y, exog, theta)
+    S = float(e @ e)
+    return S, (css_residuals_vjp(ctx, 2.0 * e) if grad else None), e
 
 
 class ARMA:

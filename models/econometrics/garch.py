@@ -1,0 +1,163 @@
+r"""GARCH(1, 1) with a constant or ARMA(p, q) mean, Gaussian likelihood.
+
+    y_t = mu + u_t                      (constant mean; or u_t the CSS residual of an ARMA mean)
+    sigma2_t = omega + alpha u_{t-1}^2 + beta sigma2_{t-1}
+    sigma2_0 = omega + (alpha + beta) * backcast
+
+``backcast`` is arch's: the exponentially weighted (0.94^i, first 75) mean of squared
+residuals at the start values, fixed during the fit.  The variance recursion is the all-pole
+filter ``lfilter([1], [1, -beta], d)``; its dual is the same filter backward in time
+(:mod:`.filters`).  ``llf = -1/2 sum_t (log 2 pi + log sigma2_t + u_t^2 / sigma2_t)``.
+
+Parameters: ``mu`` (constant mean) or ``const, ar.L1.., ma.L1..`` (ARMA mean), then
+``omega, alpha[1], beta[1]``.  Transforms: ``omega = exp``, ``(alpha, beta)`` logistic with
+``alpha, beta > 0``, ``alpha + beta < 1``; the ARMA mean stationary/invertible.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .arma import css_residuals, css_residuals_vjp
+from .data import check_order, check_series
+from .filters import allpole, allpole_adjoint
+from .kalman import ARMALayout
+from .results import FitResult, gaussian_interval, hessian_from_gradient, minimize_transformed, warn_not_converged
+from .transforms import Transform
+
+LOG2PI = np.log(2 * np.pi)
+
+
+def arch_backcast(resid):
+    """arch's backcast: ``sum_i w_i u_i^2``, ``w_i ~ 0.94^i``, ``i < min(75, N)``."""
+    tau = min(75, len(resid))
+    w = 0.94 ** np.arange(tau)
+    return float(np.sum(resid[:tau] ** 2 * (w / w.sum())))
+
+
+class GARCH:
+    """GARCH(1, 1) with mean ``"constant"`` or ``"arma"`` (orders ``p``, ``q``, with a constant).
+
+    Parameters
+    ----------
+    y : (N,) array
+    mean : {"constant", "arma"}
+    p, q : int
+        ARMA orders of the mean (``mean="arma"``).
+    """
+
+    def __init__(self, y, mean: str = "constant", p: int = 0, q: int = 0):
+        if mean not in ("constant", "arma"):
+            raise ValueError(f"mean: expected 'constant' or 'arma', got {mean!r}")
+        self.p, self.q = (check_order("p", p), check_order("q", q)) if mean == "arma" else (0, 0)
+        self.mean = mean
+        self.y = check_series(y, min_length=self.p + self.q + 5, what="a GARCH(1, 1) model")
+        self.layout = ARMALayout(self.p, self.q, 0, "c")
+        self._x = np.zeros((len(self.y), 0))
+        self.n_mean = self.layout.n_params - 1  # without sigma2
+        mean_names = ["mu"] if mean == "constant" else ["const"] + [f"ar.L{i + 1}" for i in range(self.p)] + \
+            [f"ma.L{j + 1}" for j in range(self.q)]
+        self.param_names = mean_names + ["omega", "alpha[1]", "beta[1]"]
+        self.name = "GARCH(1, 1), " + ("constant mean" if mean == "constant" else f"ARMA({self.p}, {self.q}) mean")
+        self.backcast = None
+
+    def _resid(self, values):
+        return css_residuals(self.layout, self.y, self._x, np.append(values[:self.n_mean], 1.0))
+
+    def variances(self, values, resid, backcast):
+        """Conditional variances ``sigma2 (n,)`` for residuals ``resid (n,)``."""
+        omega, alpha, beta = values[self.n_mean:]
+        d = np.empty_like(resid)
+        d[0] = omega + (alpha + beta) * backcast
+        d[1:] = omega + alpha * resid[:-1] ** 2
+        return allpole(np.array([1.0, -beta]), d)
+
+    def loglike_and_grad(self, values, *, backcast=None, grad: bool = True):
+        """``(llf, d llf / d params)`` with the backcast held fixed (default: the fit's)."""
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != (len(self.param_names),):
+            raise ValueError(f"params: expected shape ({len(self.param_names)},) for {self.param_names}, got {values.shape}")
+        bc = self._backcast(backcast)
+        omega, alpha, beta = values[self.n_mean:]
+        u, ctx = self._resid(values)
+        s2 = self.variances(values, u, bc)
+        if np.any(s2 <= 0):
+            return -np.inf, (np.zeros_like(values) if grad else None)
+        llf = -0.5 * float(np.sum(LOG2PI + np.log(s2) + u * u / s2))
+        if not grad:
+            return llf, None
+        # adjoints of L = -llf
+        s2_bar = 0.5 * (1.0 / s2 - u * u / (s2 * s2))
+        u_bar = u / s2
+        lam, a_bar = allpole_adjoint(np.array([1.0, -beta]), s2, s2_bar)
+        g_omega = lam.sum()
+        g_alpha = lam[0] * bc + lam[1:] @ (u[:-1] ** 2)
+        g_beta = -a_bar[0] + lam[0] * bc
+        u_bar[:-1] += 2.0 * alpha * u[:-1] * lam[1:]
+        g_mean = css_residuals_vjp(ctx, u_bar)[:-1]
+        return llf, -np.concatenate([g_mean, [g_omega, g_alpha, g_beta]])
+
+    def _backcast(self, backcast):
+        if backcast is not None:
+            return float(backcast)
+        if self.backcast is None:
+            self.backcast = arch_backcast(self._resid(self.start_params())[0])
+        return self.backcast
+
+    def start_params(self):
+        """Mean: sample mean (ARMA coefficients 0); variance: omega = 0.1 var, alpha = 0.1, beta = 0.8."""
+        v = np.var(self.y)
+        return np.concatenate([[np.mean(self.y)], np.zeros(self.p + self.q), [0.1 * v, 0.1, 0.8]])
+
+    def fit(self, *, start_params=None, optimizer: str = "BFGS", options=None) -> FitResult:
+        """Maximum likelihood by BFGS on exact gradients in transformed parameters."""
+        start = self.start_params() if start_params is None else np.asarray(start_params, float)
+        bc = self._backcast(None)
+        tr = Transform([("free", 1), ("ar", self.p), ("ma", self.q), ("var", 1), ("garch", 2)])
+
+        def objective(v):
+            llf, g = self.loglike_and_grad(v, backcast=bc)
+            return -llf, -g
+
+        n = len(self.y) - self.p
+        values, res = minimize_transformed(objective, tr, start, method=optimizer, options=options, scale=n)
+        warn_not_converged(res, f"{self.name} fit")
+        llf, g = self.loglike_and_grad(values, backcast=bc)
+        H = hessian_from_gradient(lambda v: self.loglike_and_grad(v, backcast=bc)[1], values, floor=1e-2)
+        u, _ = self._resid(values)
+        out = FitResult(self, list(self.param_names), values, float(llf), n, np.linalg.inv(-H), g, u, res, "mle")
+        out.extra["sigma2"] = self.variances(values, u, bc)
+        out.extra["backcast"] = bc
+        return out
+
+    def forecast(self, result, steps, *, alpha=0.05):
+        """Variance forecasts ``E[sigma2_{N+h}]`` and the mean (constant mean only) with intervals
+        ``mean +/- z sqrt(sigma2_{N+h})`` (conditional Gaussian)."""
+        steps = check_order("steps", steps, 1)
+        if self.mean != "constant":
+            raise ValueError("mean: forecasts are implemented for the constant mean; got mean='arma'")
+        mu, omega, a, b = result.values
+        u, s2 = result.resid, result.extra["sigma2"]
+        var = np.empty(steps)
+        var[0] = omega + a * u[-1] ** 2 + b * s2[-1]
+        for h in range(1, steps):
+            var[h] = omega + (a + b) * var[h - 1]
+        mean = np.full(steps, mu)
+        lo, hi = gaussian_interval(mean, np.sqrt(var), alpha)
+        return {"mean": mean, "se": np.sqrt(var), "variance": var, "lower": lo, "upper": hi}
+
+    def simulate(self, values, nsimulations, *, rng=None, burn=500):
+        """Simulate a constant-mean GARCH(1, 1) path ``(nsimulations,)``."""
+        n = check_order("nsimulations", nsimulations, 1)
+        if self.mean != "constant":
+            raise ValueError("mean: simulate is implemented for the constant mean; got mean='arma'")
+        mu, omega, a, b = np.asarray(values, float)
+        rng = np.random.default_rng(rng)
+        z = rng.standard_normal(n + burn)
+        s2, u_prev = omega / max(1 - a - b, 1e-12), 0.0
+        out = np.empty(n + burn)
+        for t in range(n + burn):
+            s2 = omega + a * u_prev ** 2 + b * s2
+            u_prev = np.sqrt(s2) * z[t]
+            out[t] = mu + u_prev
+        return out[burn:]
