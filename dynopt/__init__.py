@@ -13,6 +13,9 @@ from .optimize import OptimizeResult, optimize
 from .problem import Problem, Trajectory
 from .distributed import ExecutorFailure, Sharded, map_fit, sharded_value_and_grad
 from .multistart import multistart
+from .checkpoint import CheckpointedBPTT
+from .truncated import TruncatedBPTT, truncation_error
+from .diagnostics import DiagnosticReport, diagnose
 
 __version__ = "0.1.0"
 
@@ -21,4 +24,5 @@ __all__ = [
     "Integrator", "ODE", "Plant", "Policy", "Problem", "RK4", "SimulationDivergedError", "SliceGrad",
     "StageCost", "TerminalCost", "Trajectory", "ZeroPolicy",
     "ExecutorFailure", "Sharded", "map_fit", "multistart", "sharded_value_and_grad",
+    "CheckpointedBPTT", "DiagnosticReport", "TruncatedBPTT", "diagnose", "truncation_error",
 ]
