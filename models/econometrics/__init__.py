@@ -5,7 +5,8 @@ nonlinear model in Werbos's style.  Installed as ``dynopt.models.econometrics``.
 
 from .arma import AR, ARMA, ARX
 from .garch import GARCH
+from .recurrent import RecurrentEconometricModel, RecurrentEconometricPlant
 from .results import FitResult
 from .var import VAR
 
-__all__ = ["AR", "ARMA", "ARX", "FitResult", "GARCH", "VAR"]
+__all__ = ["AR", "ARMA", "ARX", "FitResult", "GARCH", "RecurrentEconometricModel", "RecurrentEconometricPlant", "VAR"]
