@@ -122,3 +122,18 @@ def test_bad_arguments():
         diagnose(prob, max_lag=0)
     with pytest.raises(ValueError, match="name"):
         demo_problem("lorenz")
+
+
+def test_long_horizon_example_runs(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "long_horizon.py"
+    spec = importlib.util.spec_from_file_location("long_horizon_example", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    (J, J1, stats), reports = mod.main(["--horizon", "2000"])
+    assert J1 < J  # a gradient step on the feedback gain lowers the cost
+    assert stats["states_peak"] <= 2 * np.sqrt(2000) + 2
+    assert reports["linear-0.9"].verdict == "vanishing" and reports["linear-1.1"].verdict == "exploding"
+    assert "truncated BPTT vs exact" in capsys.readouterr().out
