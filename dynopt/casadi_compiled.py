@@ -220,8 +220,8 @@ def build_sweeps(problem, *, chunk: Optional[int] = None) -> _Built:
         t_fwd, t_vjp = _maps(term, [1], [0, 1], B, "terminal")
         cT = t_fwd(xT, PT)
         lam_T, g_pt = t_vjp(xT, PT, cbar * MX.ones(1, B))
-        total = total + cT
-    J = ca.sum2(total) / B
+        total = total + ca.sum2(cT)
+    J = total / B
     value = ca.Function("dynopt_value", [H0, XA, TH, PHI, PC, PT], [J, xT, Hs, U, C, cT],
                         ["H0", "X", "theta", "phi", "pc", "pt"], ["J", "xT", "Hs", "U", "C", "cT"])
     L0 = ca.vertcat(lam_T, MX.zeros(k * n, B))
