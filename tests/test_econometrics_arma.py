@@ -257,3 +257,15 @@ def test_bad_data_errors_name_the_argument():
                trend="n").fit("css")
     with pytest.raises(ValueError, match=r"exog: .*expected an array \(3, 1\)"):
         res.forecast(3)
+
+
+def test_example_fit_arma_real_series_runs(capsys):
+    import runpy
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "examples" / "fit_arma_real_series.py"
+    exact, css = runpy.run_path(str(path), run_name="example")["main"]()
+    out = capsys.readouterr().out
+    assert "log-likelihood" in out and "ma.L1" in out and "2013" in out
+    ref = sm.tsa.arima.ARIMA(sunspots(), order=(2, 0, 1), trend="c").loglike(exact.values)
+    assert exact.llf == pytest.approx(ref, rel=1e-10)
+    assert exact.converged and css.converged

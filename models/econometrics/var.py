@@ -92,7 +92,7 @@ class VAR:
         if not grad:
             return llf, None
         # d llf / d E = -n E S^{-1}; predictions = target - E, so d llf / d pred = n E S^{-1}
-        pred_bar = n * np.linalg.solve(S, E.T).T
+        pred_bar = (n * E) @ np.linalg.inv(S)  # S is k x k and symmetric
         _, _, theta_bar = self.plant.vjp(ctx, pred_bar)
         return llf, self._from_theta(theta_bar)
 
@@ -102,12 +102,16 @@ class VAR:
         coef = np.linalg.lstsq(Z, self._target, rcond=None)[0]  # (1 + k p, k)
         return coef.T.ravel()
 
-    def fit(self, *, start="ols", optimizer: str = "BFGS", options=None) -> FitResult:
+    def fit(self, *, start="ols", optimizer: str = "BFGS", options=None, hessian: str = "analytic") -> FitResult:
         """Maximise the concentrated likelihood by BFGS on exact gradients.
 
         ``start``: ``"ols"`` (the closed-form maximiser, confirmed by the gradient), ``"zeros"``
-        or an array of coefficients.
+        or an array of coefficients.  ``hessian``: ``"analytic"`` (at the maximum the profile
+        Hessian is ``-(Sigma^-1 kron Z'Z)``, ``Z`` the regressors ``(1, y_{t-1}, ..)``) or
+        ``"differences"`` (central differences of the exact gradient; the tests check both agree).
         """
+        if hessian not in ("analytic", "differences"):
+            raise ValueError(f"hessian: expected 'analytic' or 'differences', got {hessian!r}")
         if isinstance(start, str):
             if start not in ("ols", "zeros"):
                 raise ValueError(f"start: expected 'ols', 'zeros' or an array, got {start!r}")
@@ -122,10 +126,13 @@ class VAR:
                                            options=options, scale=self.nobs)
         warn_not_converged(res, f"{self.name} fit")
         llf, g = self.loglike_and_grad(values)
-        H = hessian_from_gradient(lambda v: self.loglike_and_grad(v)[1], values)
         E = self.residuals(values)
-        out = FitResult(self, list(self.param_names), values, float(llf), self.nobs, np.linalg.inv(-H), g, E, res,
-                        "conditional mle")
+        if hessian == "analytic":
+            Z = np.concatenate([self._ones] + list(self._hist), axis=1)
+            C = np.kron(E.T @ E / self.nobs, np.linalg.inv(Z.T @ Z))
+        else:
+            C = np.linalg.inv(-hessian_from_gradient(lambda v: self.loglike_and_grad(v)[1], values))
+        out = FitResult(self, list(self.param_names), values, float(llf), self.nobs, C, g, E, res, "conditional mle")
         out.extra["sigma_u"] = E.T @ E / self.nobs
         out.extra["n_sigma"] = self.k * (self.k + 1) // 2
         return out
