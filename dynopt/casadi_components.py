@@ -214,15 +214,17 @@ class BatchedFunction:
     """
 
     def __init__(self, F: ca.Function, shared, adjoint_of):
-        self.F = F
         self.shared = tuple(shared)
         self.adjoint_of = tuple(adjoint_of)
-        S = sym_type = ca.SX if F.is_a("SXFunction") else ca.MX
-        ins = [sym_type.sym(F.name_in(i), F.sparsity_in(i)) for i in range(F.n_in())]
+        S = ca.SX if F.is_a("SXFunction") else ca.MX
+        ins = [S.sym(F.name_in(i), F.size1_in(i), F.size2_in(i)) for i in range(F.n_in())]
         y = F(*ins)
-        ybar = S.sym("out_bar", F.sparsity_out(0))
+        ybar = S.sym("out_bar", F.size1_out(0), F.size2_out(0))
         bars = F.reverse(1)(*ins, y, ybar)
-        self.vjp_F = ca.Function(F.name() + "_vjp", ins + [ybar], [bars[i] for i in self.adjoint_of])
+        # dense outputs: the buffer interface writes nonzeros only, so a structurally zero entry
+        # (an adjoint that does not depend on its seed) must be an explicit 0 in memory
+        self.F = ca.Function(F.name(), ins, [ca.densify(y)], [F.name_in(i) for i in range(F.n_in())], ["out"])
+        self.vjp_F = ca.Function(F.name() + "_vjp", ins + [ybar], [ca.densify(bars[i]) for i in self.adjoint_of])
         self._maps = {}
         self._local = threading.local()
 
