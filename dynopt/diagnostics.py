@@ -357,8 +357,7 @@ def diagnose(problem, W=None, *, max_lag: Optional[int] = None, starts: int = 3,
     """
     W = problem.check_W(problem.W0 if W is None else W)
     T = problem.horizon
-    max_lag = T if max_lag is None and T <= 1024 else (1024 if max_lag is None else max_lag)
-    max_lag = min(check_int("max_lag", max_lag, minimum=1), T)
+    max_lag = min(T, 1024) if max_lag is None else min(check_int("max_lag", max_lag, minimum=1), T)
     starts = check_int("starts", starts, minimum=1)
     if not 0 < vanish_tol < 1 < explode_tol:
         raise ValueError(f"vanish_tol, explode_tol: expected 0 < vanish_tol < 1 < explode_tol, got {vanish_tol}, {explode_tol}")
