@@ -31,11 +31,13 @@ shards.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import io
 import os
 import pickle
 import re
 import sys
 import threading
+import time
 import traceback
 import uuid
 import weakref
@@ -71,14 +73,33 @@ class ExecutorFailure(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- transport
+class _Pickler(getattr(_pickler, "Pickler", pickle.Pickler)):
+    """cloudpickle's pickler, plus: ``threading.local`` storage travels empty.  Components keep
+    per-thread scratch (CasADi evaluation buffers) there; it is meaningless in another process
+    and is rebuilt on first use."""
+
+    def reducer_override(self, obj):
+        if type(obj) is threading.local:
+            return threading.local, ()
+        parent = getattr(super(), "reducer_override", None)
+        return NotImplemented if parent is None else parent(obj)
+
+
+def _dump(obj) -> bytes:
+    buf = io.BytesIO()
+    _Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buf.getvalue()
+
+
 def dumps(obj: Any) -> bytes:
     """Serialise ``obj`` for a worker: cloudpickle, inside CasADi's pickle context when CasADi
-    is loaded (so CasADi symbols serialise as well as ``Function``\\ s)."""
+    is loaded (so CasADi symbols serialise as well as ``Function``\\ s); thread-local storage
+    travels empty."""
     if "casadi" in sys.modules:
         import casadi
         with casadi.global_pickle_context():
-            return b"C" + _pickler.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    return b"P" + _pickler.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+            return b"C" + _dump(obj)
+    return b"P" + _dump(obj)
 
 
 def loads(data: bytes) -> Any:
@@ -183,17 +204,34 @@ def as_executor(executor, name: str = "executor") -> cf.Executor:
     )
 
 
+_WIDTHS: "weakref.WeakKeyDictionary[cf.Executor, Tuple[float, int]]" = weakref.WeakKeyDictionary()
+WIDTH_TTL = 10.0
+"""Seconds a Dask cluster's measured width is reused (asking the scheduler is a round trip)."""
+
+
 def executor_width(executor: cf.Executor) -> int:
     """How many tasks ``executor`` runs at once: a pool's ``max_workers``, the threads of a Dask
-    cluster, else ``os.cpu_count()``."""
+    cluster (asked at most every ``WIDTH_TTL`` seconds, so adaptive clusters are followed),
+    else ``os.cpu_count()``."""
     client = getattr(executor, "_client", None)
     if client is not None and hasattr(client, "nthreads"):
+        now = time.monotonic()
         try:
-            n = sum(client.nthreads().values())
-            if n > 0:
-                return int(n)
+            hit = _WIDTHS.get(executor)
+        except TypeError:  # not weak-referenceable
+            hit = None
+        if hit is not None and now - hit[0] < WIDTH_TTL:
+            return hit[1]
+        try:
+            n = int(sum(client.nthreads().values()))
         except Exception:  # scheduler unreachable: fall back to the machine's cores
-            pass
+            n = 0
+        if n > 0:
+            try:
+                _WIDTHS[executor] = (now, n)
+            except TypeError:
+                pass
+            return n
     n = getattr(executor, "_max_workers", None)
     if isinstance(n, int) and n > 0:
         return n
@@ -244,10 +282,14 @@ def run_tasks(executor: Optional[cf.Executor], fn: Callable, args_list: Sequence
         return out
     executor = as_executor(executor)
     payload = payload or _Payload(fn)
+    # Dask hashes the arguments of "pure" tasks to deduplicate them (~7 ms for a shard's payload
+    # on a busy core); dynopt's tasks are unique anyway (nonce), so skip that.
+    extra = {"pure": False} if type(executor).__module__.startswith("distributed.") else {}
 
     def submit(i):
         try:
-            return executor.submit(_run_call, payload.token, payload.data, tuple(args_list[i]), uuid.uuid4().hex)
+            return executor.submit(_run_call, payload.token, payload.data, tuple(args_list[i]), uuid.uuid4().hex,
+                                   **extra)
         except Exception as exc:  # BrokenProcessPool, "cannot schedule new futures after shutdown"
             raise ExecutorFailure(
                 f"{what}: the executor refused task {i} of {n} ({type(exc).__name__}: {exc}). A "

@@ -39,7 +39,8 @@ def build(B: int, horizon: int, seed: int = 0):
     return prob, K_lqr
 
 
-def main(address=None, B: int = 4000, horizon: int = 100, n_starts: int = 4, series_length: int = 2000):
+def main(address=None, B: int = 4000, horizon: int = 100, n_starts: int = 4, series_length: int = 2000,
+         n_series: int = 16):
     import distributed
 
     cluster = None
@@ -62,13 +63,13 @@ def main(address=None, B: int = 4000, horizon: int = 100, n_starts: int = 4, ser
         print("multi-start (best first): " + ", ".join(f"start {r.start}: J={r.fun:.6f}" for r in runs))
 
         # The closed-loop position is an ARMA(2, 1) process whose AR polynomial is the characteristic
-        # polynomial of A - B K: z^2 - tr z + det.  Simulate 16 long closed-loop series from rest
+        # polynomial of A - B K: z^2 - tr z + det.  Simulate n_series long closed-loop series from rest
         # (fresh disturbances) and fit each through the same executor.
         mats = prob.plant.unflatten(prob.unpack(res.x)["plant"])
         Acl = mats["A1"] - mats["B"] @ K
         rng = np.random.default_rng(2)
-        sim = dynopt.Problem(prob.plant, prob.policy, prob.cost, horizon=series_length, x0=np.zeros((16, 2)),
-                             X=rng.standard_normal((series_length, 16, 2)), params={"policy": res.x})
+        sim = dynopt.Problem(prob.plant, prob.policy, prob.cost, horizon=series_length, x0=np.zeros((n_series, 2)),
+                             X=rng.standard_normal((series_length, n_series, 2)), params={"policy": res.x})
         series = list(sim.simulate().x[1:, :, 0].T)
         from dynopt.models.econometrics import ARMA
         fits = dynopt.map_fit(lambda y: ARMA(y, 2, 1, trend="n").fit(), series, ex)

@@ -363,6 +363,9 @@ def test_casadi_symbols_travel():
     back = loads(dumps({"x": x, "f": casadi.Function("f", [x], [casadi.sin(x) * x])}))
     assert np.allclose(np.array(back["f"]([0.5, 2.0])).ravel(), np.sin([0.5, 2.0]) * [0.5, 2.0], rtol=1e-15, atol=0)
     assert str(back["x"]) == "[x_0, x_1]"
+    scratch = threading.local()  # per-thread scratch (CasADi buffers) travels empty
+    scratch.buffers = {1: "in use"}
+    assert not hasattr(loads(dumps({"s": scratch}))["s"], "buffers")
 
 
 def test_multistart_random_starts_and_a_failed_run():
@@ -412,3 +415,20 @@ def test_map_fit_econometric_series(dask_executor):
         Z = np.column_stack([np.ones(len(y) - 2), y[1:-1], y[:-2]])
         beta = np.linalg.lstsq(Z, y[2:], rcond=None)[0]
         assert rel(fit.values[:3], beta) < 1e-7
+
+
+@needs_dask
+def test_example_runs_on_an_existing_cluster(dask_client):
+    """examples/scaleout_dask.py pointed at a running scheduler, with short settings."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "examples" / "scaleout_dask.py"
+    spec = importlib.util.spec_from_file_location("scaleout_dask", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res, K_lqr, runs, fits = mod.main(dask_client.scheduler.address, B=400, horizon=60, n_starts=2, series_length=300,
+                                        n_series=4)
+    K = res.params["policy"]["K"]
+    # 400 noisy scenarios move the sample optimum off the noise-free LQR gain by ~1e-2 (4000: 1.5e-3)
+    assert res.success and rel(K, K_lqr) < 0.05
+    assert len(runs) == 2 and len(fits) == 4
