@@ -82,7 +82,8 @@ class _Cached:
     def _mats(self, theta):
         key = theta.tobytes()
         if getattr(self, "_key", None) != key:
-            self._key, self._m = key, self.layout.matrices(theta)
+            T, R, s2 = self.layout.matrices(theta)
+            self._key, self._m = key, (T, R, s2, s2 * (R[:, None] * R[None, :]))
         return self._m
 
 
@@ -106,7 +107,7 @@ class KalmanStep(_Cached, Plant):
     def forward(self, hist, u, X, theta):
         L = self.layout
         r = L.r
-        T, R, s2 = self._mats(theta)
+        T, R, s2, RR = self._mats(theta)
         mu, beta, *_ = L.split(theta)
         x = hist[0][0]
         a, P = x[:r], x[r:].reshape(r, r)
@@ -118,7 +119,7 @@ class KalmanStep(_Cached, Plant):
         g = T @ p0
         TP = T @ P
         a1 = T @ a + g * (v / F)
-        P1 = TP @ T.T + s2 * np.outer(R, R) - np.outer(g, g) / F
+        P1 = TP @ T.T + RR - (g[:, None] * g[None, :]) / F
         out = np.empty((1, self.n_state))
         out[0, :r] = a1
         out[0, r:] = P1.ravel()
@@ -137,7 +138,7 @@ class KalmanStep(_Cached, Plant):
         ga = g @ a1b
         Fb = (g @ P1b @ g) / (F * F) - ga * v / (F * F)
         vb = ga / F
-        Tb = np.outer(a1b, a) + np.outer(gb, p0) + P1b @ (T @ P.T) + P1b.T @ TP
+        Tb = (a1b[:, None] * a[None, :]) + (gb[:, None] * p0[None, :]) + P1b @ (T @ P.T) + P1b.T @ TP
         ab = T.T @ a1b
         Pb = T.T @ P1b @ T
         Pb[:, 0] += T.T @ gb
@@ -231,20 +232,20 @@ class SteadyStateTail(TerminalCost):
 
 def stationary_covariance(T, R, s2):
     """``P_0`` with ``P_0 = T P_0 T' + s2 R R'``."""
-    return solve_discrete_lyapunov(T, s2 * np.outer(R, R))
+    return solve_discrete_lyapunov(T, s2 * (R[:, None] * R[None, :]))
 
 
 def steady_step(T, R, s2, n_max):
     """First ``m >= 1`` with ``P_m`` at steady state (or ``n_max``) and ``P_0``."""
     P0 = stationary_covariance(T, R, s2)
-    Pss = s2 * np.outer(R, R)
+    Pss = s2 * (R[:, None] * R[None, :])
     tol = STEADY_TOL * np.abs(Pss).max()
     P = P0
     for m in range(n_max):
         if m >= 1 and np.abs(P - Pss).max() <= tol:
             return m, P0
         g = T @ P[:, 0]
-        P = T @ P @ T.T + Pss - np.outer(g, g) / P[0, 0]
+        P = T @ P @ T.T + Pss - (g[:, None] * g[None, :]) / P[0, 0]
     return n_max, P0
 
 
@@ -306,14 +307,14 @@ def innovations(layout: ARMALayout, y, exog, theta):
         F[t] = P[0, 0]
         g = T @ P[:, 0]
         a = T @ a + g * v[t] / F[t]
-        P = T @ P @ T.T + s2 * np.outer(R, R) - np.outer(g, g) / F[t]
+        P = T @ P @ T.T + s2 * (R[:, None] * R[None, :]) - (g[:, None] * g[None, :]) / F[t]
     if m < N:
         tail = info["tail"]
         v[m:] = tail[1]
         F[m:] = s2
         yt = y - mu - exog @ beta
         a = steady_state_prediction(phi, th, yt, v, r)
-        P = s2 * np.outer(R, R)
+        P = s2 * (R[:, None] * R[None, :])
     return v, F, a, P
 
 
