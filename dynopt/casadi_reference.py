@@ -33,8 +33,9 @@ def supports(problem) -> bool:
     return problem_forms(problem) is not None
 
 
-def build_unrolled(problem) -> ca.Function:
-    """``F(Z, X) -> (J, dJ/dZ)`` over the unrolled trajectory, by CasADi's reverse AD.
+def build_unrolled(problem, *, gradient: bool = True) -> ca.Function:
+    """``F(Z, X) -> (J, dJ/dZ)`` over the unrolled trajectory, by CasADi's reverse AD
+    (``F(Z, X) -> J`` only, when ``gradient`` is false: the forward simulation alone).
 
     ``Z`` is every block concatenated in the order policy, plant, cost, terminal, x0 (x0 as
     ``(k, B, n)`` C order); ``X`` is ``(nX, T B)`` with column ``t B + b`` = ``X[t, b]``.
@@ -78,6 +79,8 @@ def build_unrolled(problem) -> ca.Function:
     if term is not None:
         total = total + mapped(term, [1])(hist[0], parts["terminal"])
     J = ca.sum2(total) / B
+    if not gradient:
+        return ca.Function("casadi_reference_value", [Z, XA], [J], ["Z", "X"], ["J"])
     return ca.Function("casadi_reference", [Z, XA], [J, ca.gradient(J, Z)], ["Z", "X"], ["J", "dJ_dZ"])
 
 
