@@ -565,7 +565,9 @@ class Sharded(GradientMethod):
     Notes
     -----
     ``evaluate`` returns no trajectory (the states stay on the workers);
-    ``problem.simulate(W)`` runs locally.  Sharding pays when a shard's sweep takes much
+    ``problem.simulate(W)`` runs locally.  The shards (sub-problems with their rows of ``x0``
+    and ``X``) are built and serialised at the first evaluation of a problem and reused: the
+    problem's data are taken as fixed after construction.  Sharding pays when a shard's sweep takes much
     longer than a task's round trip (see ``benchmarks/bench_scaleout.py``).
     """
 
