@@ -43,6 +43,9 @@ def test_var_matches_statsmodels_on_macrodata(start):
     np.testing.assert_allclose(fc["mean"], ref.forecast(Y[-2:], 4), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(fc["mse"], ref.mse(4) * (n - kp1) / n, rtol=1e-6)
     np.testing.assert_allclose(res.extra["sigma_u"], ref.sigma_u_mle, rtol=1e-8)
+    # AIC/BIC count the 3 * 7 coefficients and the 6 free entries of Sigma; statsmodels reports
+    # per-observation criteria log det(Sigma) + 2 K / n with K the 21 coefficients only
+    assert res.aic == pytest.approx(-2 * ref.llf + 2 * (21 + 6), rel=1e-10)
     # the analytic profile Hessian equals central differences of the exact gradient
     diff = VAR(Y, 2).fit(start=start, hessian="differences")
     np.testing.assert_allclose(diff.cov, res.cov, rtol=1e-5, atol=1e-7 * np.abs(res.cov).max())

@@ -190,7 +190,10 @@ class ARMA:
                     pass
         else:
             start = self._check_params(start_params)
-        tr = self._transform(method == "mle") if transformed else Transform([("free", len(start) - (method == "css"))] + ([("var", 1)] if method == "mle" else []))
+        if transformed:
+            tr = self._transform(method == "mle")
+        else:  # natural parameters (sigma2 still kept positive by exp for the exact likelihood)
+            tr = Transform([("free", len(start) - 1)] + ([("var", 1)] if method == "mle" else []))
         if method == "css":
             n = N - self.p
 

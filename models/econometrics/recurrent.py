@@ -172,6 +172,7 @@ class RecurrentEconometricModel:
         out = FitResult(self, names, res.x, llf, self.n, C, -0.5 * self.n * res.jac / mse, self.y[self.L:] - pred, res,
                         objective)
         out.extra["mse"] = mse
+        out.extra["n_sigma"] = 1
         return out
 
     def predict(self, theta, objective: str = "one-step"):

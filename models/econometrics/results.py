@@ -112,7 +112,9 @@ class FitResult:
 
     @property
     def k(self) -> int:
-        return len(self.values)
+        """Estimated parameters counted by AIC/BIC: ``values`` plus variances concentrated out
+        of the likelihood (``extra["n_sigma"]``: VAR's k(k+1)/2, the recurrent model's 1)."""
+        return len(self.values) + int(self.extra.get("n_sigma", 0))
 
     @property
     def aic(self) -> float:
