@@ -9,7 +9,6 @@ Objectives: exact Gaussian likelihood (Kalman filter, BPTT through the filter) a
 Run: python examples/fit_arma_real_series.py
 """
 
-import numpy as np
 import statsmodels.api as sm
 
 from dynopt.models.econometrics import ARMA

@@ -164,6 +164,13 @@ def test_exact_likelihood_gradient_vs_central_differences(p, q, trend, kx, rng):
     np.testing.assert_allclose(m.loglike_and_grad(theta)[1], fd, rtol=1e-6, atol=1e-7 * np.abs(fd).max())
 
 
+def test_nonstationary_parameters_have_minus_infinite_likelihood():
+    m = ARMA(np.sin(np.arange(100.0)), 2, 1)
+    assert m.loglike([0.0, 1.2, -0.1, 0.2, 1.0]) == -np.inf  # phi1 + phi2 > 1: a unit root is crossed
+    assert m.loglike([0.0, 0.5, -0.1, 0.2, -1.0]) == -np.inf  # negative variance
+    assert np.isfinite(m.loglike([0.0, 0.5, -0.1, 0.2, 1.0]))
+
+
 def test_steady_state_switch_changes_nothing(rng):
     y = lfilter([1, 0.7], [1, -0.4], rng.standard_normal(3000))
     m = ARMA(y, 1, 1, trend="n")

@@ -33,7 +33,8 @@ def test_linear_limit_equals_arx_least_squares():
     res = RecurrentEconometricModel(y, 2, 0, exog=x).fit("one-step")
     ref = ARX(y, 2, exog=x).fit()  # itself checked against statsmodels AutoReg
     # plant block (H = 0): a = (lag1, lag2, x), c; ARX: const, ar.L1, ar.L2, x1, sigma2
-    np.testing.assert_allclose(res.values, np.r_[ref.values[1:4], ref.values[0]], rtol=1e-6, atol=1e-7)  # c ~ 2e-4: absolute
+    np.testing.assert_allclose(res.values, np.r_[ref.values[1:4], ref.values[0]], rtol=1e-6,
+                               atol=1e-7)  # c ~ 2e-4: absolute
     assert res.llf == pytest.approx(ref.llf, rel=1e-9)
 
 

@@ -1,6 +1,5 @@
 """VAR against statsmodels and GARCH(1,1) against arch on real series; exact gradients vs FD."""
 
-import warnings
 
 import numpy as np
 import pytest

@@ -2,7 +2,8 @@ r"""ARMA(p, q) with a mean (and regressors), and AR/ARX(p) in intercept form.
 
 ``ARMA``: regression with ARMA errors, statsmodels' ``ARIMA(order=(p, 0, q))`` model::
 
-    y_t = mu + x_t' beta + u_t,   u_t = phi_1 u_{t-1} + ... + phi_p u_{t-p} + e_t + theta_1 e_{t-1} + ... + theta_q e_{t-q}
+    y_t = mu + x_t' beta + u_t,
+    u_t = phi_1 u_{t-1} + ... + phi_p u_{t-p} + e_t + theta_1 e_{t-1} + ... + theta_q e_{t-q}
 
 Objectives: ``method="css"`` (conditional sum of squares: ``e_t`` for ``t >= p`` with
 ``e_{t} = 0`` before, conditioning on the first p observations; the recursion is the
@@ -20,7 +21,7 @@ import numpy as np
 from scipy.signal import lfilter
 
 from .data import check_exog, check_order, check_series
-from .filters import allpole, allpole_adjoint, lag_matrix, lagged_dots
+from .filters import allpole, allpole_adjoint, lag_matrix
 from .kalman import ARMALayout, exact_loglike, innovations, steady_state_prediction
 from .results import FitResult, gaussian_interval, hessian_from_gradient, minimize_transformed, warn_not_converged
 from .transforms import Transform
@@ -140,7 +141,8 @@ class ARMA:
         from .data import _numeric
         params = _numeric("params", params)
         if params.shape != (self.layout.n_params,):
-            raise ValueError(f"params: expected shape ({self.layout.n_params},) for {self.param_names}, got {params.shape}")
+            raise ValueError(f"params: expected shape ({self.layout.n_params},) for {self.param_names}, "
+                             f"got {params.shape}")
         return params
 
     # ------------------------------------------------------------------ fitting
@@ -292,7 +294,8 @@ class ARX:
         """``(llf, d llf / d params)``: ``-n/2 log(2 pi s2) - S / (2 s2)``, ``n = N - p``."""
         params = np.asarray(params, dtype=np.float64)
         if params.shape != (len(self.param_names),):
-            raise ValueError(f"params: expected shape ({len(self.param_names)},) for {self.param_names}, got {params.shape}")
+            raise ValueError(f"params: expected shape ({len(self.param_names)},) for {self.param_names}, "
+                             f"got {params.shape}")
         s2 = params[-1]
         e = self.residuals(params)
         n, S = len(e), float(e @ e)

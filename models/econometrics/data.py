@@ -60,7 +60,8 @@ def check_exog(exog, n_obs, n_exog=None, name="exog"):
     """Exogenous regressors ``(N, nX)`` (``(N,)`` means nX = 1) or None -> ``(N, 0)``."""
     if exog is None:
         if n_exog:
-            raise ValueError(f"{name}: the model was fitted with {n_exog} regressors; expected an array ({n_obs}, {n_exog}), got None")
+            raise ValueError(f"{name}: the model was fitted with {n_exog} regressors; "
+                             f"expected an array ({n_obs}, {n_exog}), got None")
         return np.zeros((n_obs, 0))
     arr = _numeric(name, exog)
     if arr.ndim == 1:

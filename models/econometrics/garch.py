@@ -76,7 +76,8 @@ class GARCH:
         """``(llf, d llf / d params)`` with the backcast held fixed (default: the fit's)."""
         values = np.asarray(values, dtype=np.float64)
         if values.shape != (len(self.param_names),):
-            raise ValueError(f"params: expected shape ({len(self.param_names)},) for {self.param_names}, got {values.shape}")
+            raise ValueError(f"params: expected shape ({len(self.param_names)},) for {self.param_names}, "
+                             f"got {values.shape}")
         bc = self._backcast(backcast)
         omega, alpha, beta = values[self.n_mean:]
         u, ctx = self._resid(values)

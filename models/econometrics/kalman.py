@@ -258,7 +258,9 @@ def exact_loglike(layout: ARMALayout, y, exog, theta, *, grad=True, steady=True)
     theta = np.asarray(theta, dtype=np.float64)
     T, R, s2 = layout.matrices(theta)
     N = len(y)
-    if not s2 > 0:
+    if not s2 > 0 or (layout.p and np.max(np.abs(np.linalg.eigvals(T))) >= 1.0):
+        # outside the stationary region (reachable only with transformed=False): no stationary
+        # initialisation exists, so the likelihood is -inf (the optimiser backtracks)
         return -np.inf, (np.zeros_like(theta) if grad else None), None
     m, P0 = steady_step(T, R, s2, N) if steady else (N, stationary_covariance(T, R, s2))
     r = layout.r
