@@ -11,7 +11,8 @@ import sys
 import threading
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 
-import cloudpickle
+import pickle
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -27,11 +28,17 @@ try:
     import distributed
 except ImportError:  # the Dask tests skip; the rest still runs
     distributed = None
+try:
+    import cloudpickle
+except ImportError:  # comes with dask; without it only in-process executors are tested
+    cloudpickle = None
 
 needs_dask = pytest.mark.skipif(distributed is None, reason="dask.distributed is not installed (test extra)")
+needs_cloudpickle = pytest.mark.skipif(cloudpickle is None, reason="cloudpickle is not installed (comes with dask)")
 
-# Classes defined here travel to worker processes by value (workers cannot import this file).
-cloudpickle.register_pickle_by_value(sys.modules[__name__])
+if cloudpickle is not None:
+    # Classes defined here travel to worker processes by value (workers cannot import this file).
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 # Sharding changes only the order in which per-scenario terms are added: measured <= 1e-15
 # relative (max-norm); 1e-12 is the issue's bar.
@@ -261,7 +268,7 @@ def test_bad_input_raises_clearly(threads):
     with pytest.raises(ValueError, match=r"W: expected shape \(55,\)"):
         sharded_value_and_grad(prob, np.zeros(3), threads)
     with pytest.raises(TypeError, match="cannot be pickled"):
-        cloudpickle.dumps(Sharded(threads))
+        pickle.dumps(Sharded(threads))
     with pytest.raises(ValueError, match="starts: expected a number of starts >= 1"):
         multistart(prob, 0)
     with pytest.raises(TypeError, match=r"unknown keyword arguments \['maxiter'\]"):
@@ -273,6 +280,7 @@ def test_bad_input_raises_clearly(threads):
 
 
 # ----------------------------------------------------------------------------- local process pool
+@needs_cloudpickle
 def test_process_pool_equal_then_dead_worker_fails_clearly(tmp_path):
     """A spawned process pool gives the local result, CasADi components included; a worker that
     dies breaks a ProcessPoolExecutor for good, and the evaluation says so."""
