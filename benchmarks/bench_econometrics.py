@@ -79,7 +79,7 @@ def main():
         return np.array([(m.loglike(theta + e) - m.loglike(theta - e)) / (2 * h) for e in np.eye(4) * h])
     t_fdl, gfd = median_time(fd_l, R)
     mod = sm.tsa.arima.ARIMA(y, order=(2, 0, 1), trend="n")
-    t_sml, sm_llf = median_time(lambda: mod.loglike(theta), R)
+    t_sml, sm_llf = median_time(lambda: float(mod.loglike(theta)), R)
     print(f"llf dynopt {llf!r} statsmodels {sm_llf!r} (rel.diff {abs(llf - sm_llf) / abs(sm_llf):.1e})")
     print(f"gradient vs central FD: max rel.diff {np.max(np.abs(gl - gfd)) / np.max(np.abs(gfd)):.1e}")
     print(f"dynopt value+gradient {t_lg * 1e3:.2f} ms | value {t_l * 1e3:.2f} ms | central FD gradient "
