@@ -174,10 +174,16 @@ def _run_call(fn_token: str, fn_data: bytes, args: tuple, nonce: str):
 
 
 class _Payload:
-    """A callable serialised once on the driver, with a token workers cache it under."""
+    """A callable serialised once on the driver, with a token workers cache it under.
+
+    On a Dask executor the bytes are scattered to the cluster once (``client.scatter``) and
+    tasks refer to them, so a problem's data cross the network once, not with every task;
+    a lost copy (its worker died) is scattered again.
+    """
 
     def __init__(self, fn: Callable):
         self.token = uuid.uuid4().hex
+        self._remote = weakref.WeakKeyDictionary()  # Dask client -> Future of self.data
         try:
             self.data = dumps(fn)
         except Exception as exc:
@@ -185,6 +191,17 @@ class _Payload:
                 f"cannot serialise {fn!r} for the workers ({type(exc).__name__}: {exc}); components, "
                 f"problems and callables must be picklable (cloudpickle handles lambdas and local classes)"
             ) from exc
+
+    def ref(self, client=None, *, fresh: bool = False):
+        """``self.data``, or for a Dask client a Future of it (scattered on first use, or again
+        when ``fresh`` or when the copy was lost)."""
+        if client is None:
+            return self.data
+        fut = None if fresh else self._remote.get(client)
+        if fut is None or fut.status != "finished":
+            fut = client.scatter(self.data, hash=False)
+            self._remote[client] = fut
+        return fut
 
 
 # ----------------------------------------------------------------------------- executors
@@ -250,7 +267,9 @@ def run_tasks(executor: Optional[cf.Executor], fn: Callable, args_list: Sequence
     fn : callable
         Serialised once (cloudpickle) and cached on the workers.
     args_list : sequence of tuples
-        Arguments of each call; pickled by the executor (keep them to arrays and bytes).
+        Arguments of each call; pickled by the executor (keep them to arrays and bytes).  A
+        top-level argument that is a ``_Payload`` reaches ``fn`` as its serialised bytes
+        (scattered once on a Dask cluster).
     retries : int
         Resubmissions per task after its *future* failed (dead worker, lost connection).
     errors : {"raise", "return"}
@@ -273,6 +292,7 @@ def run_tasks(executor: Optional[cf.Executor], fn: Callable, args_list: Sequence
     if executor is None:
         out = []
         for i, args in enumerate(args_list):
+            args = tuple(a.data if isinstance(a, _Payload) else a for a in args)
             try:
                 out.append(fn(*args))
             except Exception as exc:
@@ -282,14 +302,20 @@ def run_tasks(executor: Optional[cf.Executor], fn: Callable, args_list: Sequence
         return out
     executor = as_executor(executor)
     payload = payload or _Payload(fn)
+    results: List[Any] = [None] * n
+    attempts = [0] * n
     # Dask hashes the arguments of "pure" tasks to deduplicate them (~7 ms for a shard's payload
     # on a busy core); dynopt's tasks are unique anyway (nonce), so skip that.
-    extra = {"pure": False} if type(executor).__module__.startswith("distributed.") else {}
+    dask = type(executor).__module__.startswith("distributed.")
+    extra = {"pure": False} if dask else {}
+    client = getattr(executor, "_client", None) if dask else None
 
     def submit(i):
+        fresh = attempts[i] > 0  # a retry may have lost the scattered copies with its worker
         try:
-            return executor.submit(_run_call, payload.token, payload.data, tuple(args_list[i]), uuid.uuid4().hex,
-                                   **extra)
+            args = tuple(a.ref(client, fresh=fresh) if isinstance(a, _Payload) else a for a in args_list[i])
+            return executor.submit(_run_call, payload.token, payload.ref(client, fresh=fresh), args,
+                                   uuid.uuid4().hex, **extra)
         except Exception as exc:  # BrokenProcessPool, "cannot schedule new futures after shutdown"
             raise ExecutorFailure(
                 f"{what}: the executor refused task {i} of {n} ({type(exc).__name__}: {exc}). A "
@@ -297,8 +323,6 @@ def run_tasks(executor: Optional[cf.Executor], fn: Callable, args_list: Sequence
                 f"a Dask cluster, whose nannies restart dead workers"
             ) from exc
 
-    results: List[Any] = [None] * n
-    attempts = [0] * n
     pending = {}
     try:
         for i in range(n):
@@ -489,7 +513,7 @@ def sharded_value_and_grad(problem: Problem, W, executor, shard_size: Optional[i
     plan = _plan(problem, bounds, inner)
 
     # one task per shard; each shard has its own payload (its sub-problem), cached on workers
-    args = [(pl.token, pl.data, (_shard_W(problem, W, plan.x0_shape, b0, b1),))
+    args = [(pl.token, pl, (_shard_W(problem, W, plan.x0_shape, b0, b1),))
             for (b0, b1), pl in zip(bounds, plan.payloads)]
     outs = run_tasks(executor, _dispatch, args, retries=retries, what="sharded gradient", payload=_DISPATCH)
 
@@ -538,6 +562,9 @@ class _ModulePayload(_Payload):
     def __init__(self, fn):
         self.token = f"{fn.__module__}.{fn.__qualname__}"
         self.data = b"P" + pickle.dumps(fn)
+
+    def ref(self, client=None, *, fresh: bool = False):
+        return self.data  # a few bytes: not worth a scatter
 
 
 _DISPATCH = _ModulePayload(_dispatch)
