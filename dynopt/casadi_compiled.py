@@ -34,8 +34,7 @@ import casadi as ca
 import numpy as np
 
 from .casadi_codegen import CompilerNotFound, CompilerNotFoundWarning, compile_functions
-from .casadi_components import BatchedFunction
-from .casadi_forms import problem_forms
+from .casadi_forms import batched_pair, problem_forms
 from .gradients import GradientMethod
 from .problem import Trajectory
 
@@ -105,18 +104,15 @@ class _Built:
 
 
 def _maps(form, shared, adjoint_of, B, tag):
-    """Forward map over B and a dual callable returning the adjoints of ``adjoint_of`` (zeros for
-    zero-size inputs, which are left out of the map: CasADi's C code for empty reductions does
-    not compile)."""
+    """Forward over B scenarios and a dual callable returning the adjoints of ``adjoint_of``
+    (zeros for zero-size inputs, which are left out: CasADi's C code for empty map reductions
+    does not compile)."""
     F = form.function
     live = [i for i in adjoint_of if F.nnz_in(i) > 0]
-    bf = BatchedFunction(F, shared, live)
-    fwd = F.map(f"{tag}_fwd{B}", "serial", B, list(shared), [])
-    red_out = [j for j, i in enumerate(live) if i in shared]
-    vjp_map = bf.vjp_F.map(f"{tag}_vjp{B}", "serial", B, list(shared), red_out)
+    fwd, vjp_fn = batched_pair(form, B, shared, live, tag=tag)
 
     def vjp(*args):
-        res = vjp_map(*args)
+        res = vjp_fn(*args)
         res = [res] if len(live) == 1 else list(res)
         got = dict(zip(live, res))
         return [got[i] if i in got else ca.MX.zeros(F.size1_in(i), 1 if i in shared else B) for i in adjoint_of]

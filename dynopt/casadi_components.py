@@ -42,7 +42,7 @@ from typing import Callable, Optional, Tuple
 import casadi as ca
 import numpy as np
 
-from .casadi_forms import CasadiForm, casadi_form, discretize_form
+from .casadi_forms import CasadiForm, batched_pair, casadi_form, discretize_form
 from .components import Plant, Policy, StageCost, TerminalCost
 from .integrators import ODE, Discretized
 from .validation import as_float_array, check_int
@@ -197,11 +197,11 @@ def _symbols(S, sizes, names):
 
 # --------------------------------------------------------------------------- batched evaluation
 class BatchedFunction:
-    """Evaluate a one-scenario CasADi Function and its reverse-mode dual over a batch.
+    """Evaluate a form (one-scenario CasADi Function) and its reverse-mode dual over a batch.
 
     Parameters
     ----------
-    F : casadi.Function
+    form : CasadiForm
         One output; inputs are column vectors.
     shared : sequence of int
         Inputs that are the same for every scenario (parameters): broadcast in the forward
@@ -210,21 +210,17 @@ class BatchedFunction:
         Inputs whose adjoints the dual returns (in this order).
 
     Calls take and return batch-first NumPy arrays: per-scenario inputs ``(B, size)``, shared
-    inputs ``(size,)``.  Every call is one call of a ``Function.map(B)``.
+    inputs ``(size,)``.  Every call is one evaluation of the form's batched Function or of its
+    ``Function.map(B)`` (:func:`dynopt.casadi_forms.batched_pair`).
     """
 
-    def __init__(self, F: ca.Function, shared, adjoint_of):
+    def __init__(self, form, shared, adjoint_of):
+        if isinstance(form, ca.Function):
+            form = CasadiForm("plant", form)
+        self.form = form
+        self.F = form.function
         self.shared = tuple(shared)
         self.adjoint_of = tuple(adjoint_of)
-        S = ca.SX if F.is_a("SXFunction") else ca.MX
-        ins = [S.sym(F.name_in(i), F.size1_in(i), F.size2_in(i)) for i in range(F.n_in())]
-        y = F(*ins)
-        ybar = S.sym("out_bar", F.size1_out(0), F.size2_out(0))
-        bars = F.reverse(1)(*ins, y, ybar)
-        # dense outputs: the buffer interface writes nonzeros only, so a structurally zero entry
-        # (an adjoint that does not depend on its seed) must be an explicit 0 in memory
-        self.F = ca.Function(F.name(), ins, [ca.densify(y)], [F.name_in(i) for i in range(F.n_in())], ["out"])
-        self.vjp_F = ca.Function(F.name() + "_vjp", ins + [ybar], [ca.densify(bars[i]) for i in self.adjoint_of])
         self._maps = {}
         self._local = threading.local()
 
@@ -232,11 +228,8 @@ class BatchedFunction:
         try:
             return self._maps[B]
         except KeyError:
-            fwd = self.F.map(f"{self.F.name()}_map{B}", "serial", B, list(self.shared), [])
-            red_out = [j for j, i in enumerate(self.adjoint_of) if i in self.shared]
-            vjp = self.vjp_F.map(f"{self.F.name()}_vjp_map{B}", "serial", B, list(self.shared), red_out)
-            self._maps[B] = (fwd, vjp)
-            return fwd, vjp
+            self._maps[B] = batched_pair(self.form, B, self.shared, self.adjoint_of)
+            return self._maps[B]
 
     def _buffers(self, B):
         # CasADi's buffer interface evaluates straight from/into NumPy memory (~10x less call
@@ -377,7 +370,7 @@ class CasadiPlant(_CasadiComponent, Plant):
     def _set_form(self, form):
         self._form = form
         k = self.lags
-        self._batched = BatchedFunction(form.function, shared=[k + 2], adjoint_of=list(range(k + 1)) + [k + 2])
+        self._batched = BatchedFunction(form, shared=[k + 2], adjoint_of=list(range(k + 1)) + [k + 2])
 
     def forward(self, hist, u, X, theta):
         B = hist[0].shape[0]
@@ -425,7 +418,7 @@ class CasadiODE(_CasadiComponent, ODE):
 
     def _set_form(self, form):
         self._form = form
-        self._batched = BatchedFunction(form.function, shared=[3], adjoint_of=[0, 1, 3])
+        self._batched = BatchedFunction(form, shared=[3], adjoint_of=[0, 1, 3])
 
     def forward(self, x, u, X, theta):
         B = x.shape[0]
@@ -477,7 +470,7 @@ class CasadiPolicy(_CasadiComponent, Policy):
 
     def _set_form(self, form):
         self._form = form
-        self._batched = BatchedFunction(form.function, shared=[2], adjoint_of=[0, 2])
+        self._batched = BatchedFunction(form, shared=[2], adjoint_of=[0, 2])
 
     def forward(self, t, x, X, phi):
         B = x.shape[0]
@@ -519,7 +512,7 @@ class CasadiStageCost(_CasadiComponent, StageCost):
 
     def _set_form(self, form):
         self._form = form
-        self._batched = BatchedFunction(form.function, shared=[3], adjoint_of=[0, 1, 3])
+        self._batched = BatchedFunction(form, shared=[3], adjoint_of=[0, 1, 3])
 
     def forward(self, t, x, u, X, p):
         B = x.shape[0]
@@ -558,7 +551,7 @@ class CasadiTerminalCost(_CasadiComponent, TerminalCost):
 
     def _set_form(self, form):
         self._form = form
-        self._batched = BatchedFunction(form.function, shared=[1], adjoint_of=[0, 1])
+        self._batched = BatchedFunction(form, shared=[1], adjoint_of=[0, 1])
 
     def forward(self, x, p):
         B = x.shape[0]

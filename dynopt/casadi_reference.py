@@ -22,7 +22,7 @@ from typing import Optional
 import casadi as ca
 import numpy as np
 
-from .casadi_forms import problem_forms
+from .casadi_forms import batched_forward, problem_forms
 from .gradients import GradientMethod
 
 __all__ = ["CasadiReference", "supports"]
@@ -59,7 +59,7 @@ def build_unrolled(problem, *, gradient: bool = True) -> ca.Function:
     hist = [ca.reshape(parts["x0"][j * B * n:(j + 1) * B * n], n, B) for j in range(k)]
 
     def mapped(form, shared):
-        return form.function.map(f"ref_{form.function.name()}_{B}", "serial", B, shared, [])
+        return batched_forward(form, B, shared)
 
     f_map = mapped(plant, [k + 2])
     p_map = mapped(pol, [2])

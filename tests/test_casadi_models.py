@@ -101,3 +101,31 @@ def test_open_loop_has_a_sliced_form():
     assert form.kind == "policy" and form.step_slice == 1
     with pytest.raises(TypeError, match="open-loop"):
         as_casadi(OpenLoop(2, 1, horizon=4))
+
+
+@pytest.mark.parametrize("name", sorted(PLANTS))
+def test_scalar_and_batched_forms_agree(name):
+    """Each built-in form has a scalar SX Function (used through map(B)) and a batched MX
+    variant (matrix operations): both must be the NumPy model."""
+    from dataclasses import replace
+
+    from dynopt.casadi_components import CasadiPolicy, CasadiStageCost, CasadiTerminalCost
+
+    plant, policy, cost, term, shape = PLANTS[name]()
+    ref = _problem(plant, policy, cost, term, shape)
+    classes = (CasadiPlant, CasadiPolicy, CasadiStageCost, CasadiTerminalCost)
+    parts = []
+    for comp, cls in zip((plant, policy, cost, term), classes):
+        if comp is None:
+            parts.append(None)
+            continue
+        form = casadi_form(comp)
+        assert form.batched is not None
+        kw = dict(param_spec=comp.param_spec, defaults=comp.default_params())
+        if cls is CasadiPlant:
+            kw["n_exog"] = comp.n_exog
+        parts.append(cls.from_form(replace(form, batched=None), **kw))
+    scalar = _problem(*parts, shape)
+    (Ja, ga), (Jb, gb) = ref.value_and_grad(ref.W0), scalar.value_and_grad(ref.W0)
+    assert abs(Jb - Ja) <= TRAJ_RTOL * abs(Ja)
+    assert _rel(gb, ga) < GRAD_RTOL
