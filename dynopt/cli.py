@@ -19,7 +19,13 @@ def main(argv=None) -> int:
     demo.add_argument("--seed", type=int, default=1, help="seed of the initial states")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.add_argument("--no-plot", action="store_true", help="no PNG")
+    diag = sub.add_parser("diagnose", add_help=False, help="gradient-flow diagnostics of a built-in problem")
+    diag.add_argument("rest", nargs=argparse.REMAINDER)
     args = ap.parse_args(argv)
+    if args.command == "diagnose":
+        from .diagnostics import main_diagnose
+
+        return main_diagnose(args.rest)
     if args.command == "demo":
         from .demo import run_pendulum_demo
 
