@@ -24,6 +24,7 @@ with one :class:`~dynopt.casadi_codegen.CompilerNotFoundWarning`.
 from __future__ import annotations
 
 import math
+import threading
 import time
 import warnings
 import weakref
@@ -218,7 +219,8 @@ def build_sweeps(problem, *, chunk: Optional[int] = None) -> _Built:
         lam_T, g_pt = t_vjp(xT, PT, cbar * MX.ones(1, B))
         total = total + ca.sum2(cT)
     J = total / B
-    value = ca.Function("dynopt_value", [H0, XA, TH, PHI, PC, PT], [J, xT, Hs, U, C, cT],
+    D = ca.densify  # dense outputs: results are read through CasADi's buffer interface (nonzeros only)
+    value = ca.Function("dynopt_value", [H0, XA, TH, PHI, PC, PT], [D(J), D(xT), D(Hs), D(U), D(C), D(cT)],
                         ["H0", "X", "theta", "phi", "pc", "pt"], ["J", "xT", "Hs", "U", "C", "cT"])
     L0 = ca.vertcat(lam_T, MX.zeros(k * n, B))
     LF, GF, GS = bloop(L0, MX.zeros(n_g, 1), Hs, U, XA, PSEQ, TH, PHI_shared, PC)
@@ -228,7 +230,7 @@ def build_sweeps(problem, *, chunk: Optional[int] = None) -> _Built:
     else:
         g_phi_all, g_pc_all = GF[n_th:n_th + n_phi], GF[n_th + n_phi:]
     grad = ca.Function("dynopt_grad", [H0, XA, TH, PHI, PC, PT],
-                       [J, g_theta, g_phi_all, g_pc_all, g_pt, LF[:k * n, :], xT, Hs, U, C, cT],
+                       [D(v) for v in (J, g_theta, g_phi_all, g_pc_all, g_pt, LF[:k * n, :], xT, Hs, U, C, cT)],
                        ["H0", "X", "theta", "phi", "pc", "pt"],
                        ["J", "g_theta", "g_phi", "g_pc", "g_pt", "lam0", "xT", "Hs", "U", "C", "cT"])
     return _Built(grad=grad, value=value, build_seconds=time.perf_counter() - t_start,
@@ -236,23 +238,32 @@ def build_sweeps(problem, *, chunk: Optional[int] = None) -> _Built:
 
 
 def _inputs(problem, W):
+    """Inputs as C-contiguous arrays whose memory is the column-major CasADi layout:
+    ``H0`` (k n, B) is NumPy (B, k n); ``X`` (nX, T B) is NumPy (T B, nX)."""
     b = problem.unpack(W)
     k, B, n = problem.plant.lags, problem.B, problem.plant.n_state
-    x0 = b["x0"].reshape(k, B, n)
-    H0 = x0.transpose(0, 2, 1).reshape(k * n, B)        # block j = x[-j] as (n, B)
     T = problem.horizon
-    X = np.zeros((0, T * B)) if problem.X is None else problem.X.reshape(T * B, -1).T
-    return [H0, X, b["plant"], b["policy"], b["cost"], b["terminal"]]
+    H0 = b["x0"].reshape(k, B, n).transpose(1, 0, 2).reshape(B, k * n)
+    X = np.zeros((T * B, 0)) if problem.X is None else problem.X.reshape(T * B, -1)
+    return [np.ascontiguousarray(a, dtype=np.float64) for a in
+            (H0, X, b["plant"], b["policy"], b["cost"], b["terminal"])]
 
 
-def _trajectory(problem, xT, Hs, U, C, cT, J) -> Trajectory:
-    T, B, n, m = problem.horizon, problem.B, problem.plant.n_state, problem.plant.n_control
-    x = np.empty((T + 1, B, n))
-    x[:T] = np.asarray(Hs)[:n].reshape(n, T, B).transpose(1, 2, 0)
-    x[T] = np.asarray(xT).T
-    u = np.asarray(U).reshape(m, T, B).transpose(1, 2, 0)
-    term = None if problem.terminal_cost is None else np.asarray(cT).ravel()
-    return Trajectory(x=x, u=u, stage_cost=np.asarray(C).reshape(T, B), terminal_cost=term, objective=J)
+def _call(buffers, ins, wanted):
+    """Evaluate through a Function's buffer interface straight into new NumPy arrays.
+
+    ``wanted`` maps output index -> NumPy shape whose C-order memory is the output's
+    column-major layout; outputs not asked for are not written.
+    """
+    buf, run = buffers
+    for i, a in enumerate(ins):
+        buf.set_arg(i, memoryview(a))
+    outs = {}
+    for j, shape in wanted.items():
+        outs[j] = np.empty(shape)
+        buf.set_res(j, memoryview(outs[j]))
+    run()
+    return outs
 
 
 class CompiledBPTT(GradientMethod):
@@ -321,23 +332,36 @@ class CompiledBPTT(GradientMethod):
         ins = _inputs(problem, W)
         problem.counts["forward"] += 1
         problem.counts["backward"] += 1
-        J, g_th, g_phi, g_pc, g_pt, lam0, xT, Hs, U, C, cT = built.grad.call(ins)
-        J = float(J)
-        blocks = {"plant": g_th, "policy": g_phi, "cost": g_pc, "terminal": g_pt}
-        parts = []
-        k, B, n = problem.plant.lags, problem.B, problem.plant.n_state
-        for name in problem.decision:
-            if name == "x0":
-                parts.append(np.asarray(lam0).reshape(k, n, B).transpose(0, 2, 1).ravel())
-            else:
-                parts.append(np.asarray(blocks[name]).ravel())
-        return J, np.concatenate(parts), _trajectory(problem, xT, Hs, U, C, cT, J)
+        T, B, n, m, k = problem.horizon, problem.B, problem.plant.n_state, problem.plant.n_control, problem.plant.lags
+        g = built.grad
+        o = _call(self._buffers(built, "grad"), ins, {
+            0: (1,), 1: (g.nnz_out(1),), 2: (g.nnz_out(2),), 3: (g.nnz_out(3),), 4: (g.nnz_out(4),),
+            5: (B, k, n), 6: (B, n), 7: (T, B, k * n), 8: (T, B, m), 9: (T, B), 10: (B,)})
+        J = float(o[0][0])
+        blocks = {"plant": o[1], "policy": o[2], "cost": o[3], "terminal": o[4]}
+        parts = [o[5].transpose(1, 0, 2).ravel() if name == "x0" else blocks[name] for name in problem.decision]
+        x = np.empty((T + 1, B, n))
+        x[:T] = o[7][:, :, :n]
+        x[T] = o[6]
+        term = None if problem.terminal_cost is None else o[10]
+        traj = Trajectory(x=x, u=o[8], stage_cost=o[9], terminal_cost=term, objective=J)
+        return J, np.concatenate(parts), traj
+
+    @staticmethod
+    def _buffers(built, which):
+        # one buffer set per built Function and thread (a buffer is mutable state)
+        local = built.__dict__.setdefault("_local", threading.local())
+        cache = local.__dict__.setdefault("buffers", {})
+        if which not in cache:
+            cache[which] = getattr(built, which).buffer()
+        return cache[which]
 
     def value(self, problem, W) -> float:
         """J(W) from the compiled forward loop only."""
         built = self.build(problem)
         problem.counts["forward"] += 1
-        return float(built.value.call(_inputs(problem, problem.check_W(W)))[0])
+        ins = _inputs(problem, problem.check_W(W))
+        return float(_call(self._buffers(built, "value"), ins, {0: (1,)})[0][0])
 
     def __repr__(self):
         return f"CompiledBPTT(codegen={self.codegen})"
