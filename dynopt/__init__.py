@@ -16,6 +16,7 @@ from .multistart import multistart
 from .checkpoint import CheckpointedBPTT
 from .truncated import TruncatedBPTT, truncation_error
 from .diagnostics import DiagnosticReport, diagnose
+from .casadi_public import CasadiODE, CasadiPlant, CasadiPolicy, CasadiReference, CasadiStageCost, CasadiTerminalCost, CompiledBPTT, CompilerNotFoundWarning, as_casadi  # noqa: E501
 
 __version__ = "0.1.0"
 
@@ -25,4 +26,6 @@ __all__ = [
     "StageCost", "TerminalCost", "Trajectory", "ZeroPolicy",
     "ExecutorFailure", "Sharded", "map_fit", "multistart", "sharded_value_and_grad",
     "CheckpointedBPTT", "DiagnosticReport", "TruncatedBPTT", "diagnose", "truncation_error",
+    "CasadiODE", "CasadiPlant", "CasadiPolicy", "CasadiReference", "CasadiStageCost", "CasadiTerminalCost",
+    "CompiledBPTT", "CompilerNotFoundWarning", "as_casadi",
 ]
