@@ -37,7 +37,7 @@ import numpy as np
 from .casadi_codegen import CompilerNotFound, CompilerNotFoundWarning, compile_functions
 from .casadi_forms import batched_pair, problem_forms
 from .gradients import GradientMethod
-from .problem import Trajectory
+from .problem import Trajectory, objective_value
 
 
 def time_loop(step: ca.Function, T: int, n_acc: int, n_seq: int, *, reverse: bool = False,
@@ -64,9 +64,11 @@ def time_loop(step: ca.Function, T: int, n_acc: int, n_seq: int, *, reverse: boo
                          step.size2_in(i) * (length if n_acc <= i < n_acc + n_seq else 1)) for i in range(n_in)]
         acc = ins[:n_acc]
         outs: List[list] = [[None] * length for _ in owidths]
+        # one horzsplit per sequence (slicing each step separately costs O(sequence size) per slice)
+        split = [_split(ins[n_acc + i], w, length) for i, w in enumerate(widths)]
         order = range(length - 1, -1, -1) if reverse else range(length)
         for tau in order:
-            seqs = [ins[n_acc + i][:, tau * w:(tau + 1) * w] for i, w in enumerate(widths)]
+            seqs = [sp[tau] for sp in split]
             res = step(*acc, *seqs, *ins[n_acc + n_seq:])
             acc = res[:n_acc]
             for j in range(len(owidths)):
@@ -82,14 +84,22 @@ def time_loop(step: ca.Function, T: int, n_acc: int, n_seq: int, *, reverse: boo
     acc = ins[:n_acc]
     outs = [[None] * len(spans) for _ in owidths]
     order = range(len(spans) - 1, -1, -1) if reverse else range(len(spans))
+    split = [ca.horzsplit(ins[n_acc + i], [s * w for s, _, _ in spans] + [T * w]) for i, w in enumerate(widths)]
     for j in order:
         s, length, fn = spans[j]
-        seqs = [ins[n_acc + i][:, s * w:(s + length) * w] for i, w in enumerate(widths)]
+        seqs = [sp[j] for sp in split]
         res = fn(*acc, *seqs, *ins[n_acc + n_seq:])
         acc = res[:n_acc]
         for r in range(len(owidths)):
             outs[r][j] = res[n_acc + r]
     return ca.Function(name, ins, list(acc) + [ca.horzcat(*o) for o in outs])
+
+
+def _split(M, w, length):
+    """``length`` blocks of ``w`` columns of M (empty blocks when w = 0)."""
+    if w == 0:
+        return [ca.MX(M.size1(), 0)] * length
+    return ca.horzsplit(M, w)
 
 
 @dataclass
@@ -337,13 +347,13 @@ class CompiledBPTT(GradientMethod):
         o = _call(self._buffers(built, "grad"), ins, {
             0: (1,), 1: (g.nnz_out(1),), 2: (g.nnz_out(2),), 3: (g.nnz_out(3),), 4: (g.nnz_out(4),),
             5: (B, k, n), 6: (B, n), 7: (T, B, k * n), 8: (T, B, m), 9: (T, B), 10: (B,)})
-        J = float(o[0][0])
+        term = None if problem.terminal_cost is None else o[10]
+        J = objective_value(o[9], term, B)  # the Problem's own summation order
         blocks = {"plant": o[1], "policy": o[2], "cost": o[3], "terminal": o[4]}
         parts = [o[5].transpose(1, 0, 2).ravel() if name == "x0" else blocks[name] for name in problem.decision]
         x = np.empty((T + 1, B, n))
         x[:T] = o[7][:, :, :n]
         x[T] = o[6]
-        term = None if problem.terminal_cost is None else o[10]
         traj = Trajectory(x=x, u=o[8], stage_cost=o[9], terminal_cost=term, objective=J)
         return J, np.concatenate(parts), traj
 
@@ -361,7 +371,9 @@ class CompiledBPTT(GradientMethod):
         built = self.build(problem)
         problem.counts["forward"] += 1
         ins = _inputs(problem, problem.check_W(W))
-        return float(_call(self._buffers(built, "value"), ins, {0: (1,)})[0][0])
+        T, B = problem.horizon, problem.B
+        o = _call(self._buffers(built, "value"), ins, {4: (T, B), 5: (B,)})
+        return objective_value(o[4], None if problem.terminal_cost is None else o[5], B)
 
     def __repr__(self):
         return f"CompiledBPTT(codegen={self.codegen})"
