@@ -33,6 +33,7 @@ derivative is zero wherever it exists, so that a gradient would silently ignore 
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 import warnings
@@ -94,7 +95,8 @@ def _fname(fn) -> str:
     return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
 
 
-def trace(fn: Callable, *, role: str, args, arg_names, call_args, out_shape, name: str) -> ca.Function:
+def trace(fn: Callable, *, role: str, args, arg_names, call_args, out_shape, name: str,
+          call_labels: Optional[str] = None) -> ca.Function:
     """Trace ``fn(*call_args)`` into a CasADi Function of ``args`` and validate it.
 
     Parameters
@@ -109,6 +111,8 @@ def trace(fn: Callable, *, role: str, args, arg_names, call_args, out_shape, nam
         What ``fn`` receives (symbols, tuples of symbols, dicts of views).
     out_shape : (int, int)
         Required output shape.
+    call_labels : str, optional
+        The expected argument list, e.g. ``"(x, u, p)"``, for the arity check.
 
     Raises
     ------
@@ -122,6 +126,13 @@ def trace(fn: Callable, *, role: str, args, arg_names, call_args, out_shape, nam
     if not callable(fn):
         raise TypeError(f"{role}: expected a callable written with casadi operations, got {type(fn).__name__}")
     S = type(args[0]) if args else ca.SX
+    if call_labels is not None:
+        try:
+            inspect.signature(fn).bind(*call_args)
+        except TypeError:
+            raise TypeError(f"{label} must accept {call_labels}, got the signature {inspect.signature(fn)}") from None
+        except ValueError:  # builtins without a signature: let the call decide
+            pass
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -351,7 +362,9 @@ class CasadiPlant(_CasadiComponent, Plant):
         xa = hist[0] if k == 1 else tuple(hist)
         pa = _split_params(p, self.param_spec, self._named)
         call = (xa, u, X, pa) if self.n_exog else (xa, u, pa)
-        F = trace(f, role="plant", args=hist + [u, X, p], arg_names=[f"x{j}" for j in range(k)] + ["u", "X", "p"],
+        xl = "x" if k == 1 else f"x (a tuple of {k} states)"
+        labels = f"({xl}, u, X, p)" if self.n_exog else f"({xl}, u, p)"
+        F = trace(f, role="plant", call_labels=labels, args=hist + [u, X, p], arg_names=[f"x{j}" for j in range(k)] + ["u", "X", "p"],
                   call_args=call, out_shape=(n, 1), name=name or _safe_name(f, "plant"))
         self._set_form(CasadiForm("plant", F))
 
@@ -402,7 +415,7 @@ class CasadiODE(_CasadiComponent, ODE):
         x, u, X, p = S.sym("x", self.n_state), S.sym("u", self.n_control), S.sym("X", self.n_exog), S.sym("p", self.n_params)
         pa = _split_params(p, self.param_spec, self._named)
         call = (x, u, X, pa) if self.n_exog else (x, u, pa)
-        F = trace(f, role="ODE", args=[x, u, X, p], arg_names=["x", "u", "X", "p"], call_args=call,
+        F = trace(f, role="ODE", call_labels="(x, u, X, p)" if self.n_exog else "(x, u, p)", args=[x, u, X, p], arg_names=["x", "u", "X", "p"], call_args=call,
                   out_shape=(self.n_state, 1), name=name or _safe_name(f, "ode"))
         self._set_form(CasadiForm("ode", F))
 
@@ -452,7 +465,7 @@ class CasadiPolicy(_CasadiComponent, Policy):
         x, X, p = S.sym("x", self.n_state), S.sym("X", self.n_exog), S.sym("p", self.n_params)
         pa = _split_params(p, self.param_spec, self._named)
         call = (x, X, pa) if self.n_exog else (x, pa)
-        F = trace(f, role="policy", args=[x, X, p], arg_names=["x", "X", "p"], call_args=call,
+        F = trace(f, role="policy", call_labels="(x, X, p)" if self.n_exog else "(x, p)", args=[x, X, p], arg_names=["x", "X", "p"], call_args=call,
                   out_shape=(self.n_control, 1), name=name or _safe_name(f, "policy"))
         self._set_form(CasadiForm("policy", F))
 
@@ -496,7 +509,7 @@ class CasadiStageCost(_CasadiComponent, StageCost):
         x, u, X, p = S.sym("x", self.n_state), S.sym("u", self.n_control), S.sym("X", self.n_exog), S.sym("p", self.n_params)
         pa = _split_params(p, self.param_spec, self._named)
         call = (x, u, X, pa) if self.n_exog else (x, u, pa)
-        F = trace(f, role="stage cost", args=[x, u, X, p], arg_names=["x", "u", "X", "p"], call_args=call,
+        F = trace(f, role="stage cost", call_labels="(x, u, X, p)" if self.n_exog else "(x, u, p)", args=[x, u, X, p], arg_names=["x", "u", "X", "p"], call_args=call,
                   out_shape=(1, 1), name=name or _safe_name(f, "cost"))
         self._set_form(CasadiForm("cost", F))
 
@@ -536,7 +549,7 @@ class CasadiTerminalCost(_CasadiComponent, TerminalCost):
         S = self._sym(sym)
         x, p = S.sym("x", self.n_state), S.sym("p", self.n_params)
         pa = _split_params(p, self.param_spec, self._named)
-        F = trace(f, role="terminal cost", args=[x, p], arg_names=["x", "p"], call_args=(x, pa),
+        F = trace(f, role="terminal cost", call_labels="(x, p)", args=[x, p], arg_names=["x", "p"], call_args=(x, pa),
                   out_shape=(1, 1), name=name or _safe_name(f, "terminal"))
         self._set_form(CasadiForm("terminal", F))
 

@@ -23,6 +23,8 @@ RTOL = 1e-12
 
 
 def _rel(a, b):
+    if np.size(b) == 0:
+        return 0.0 if np.size(a) == 0 else float("inf")
     return float(np.max(np.abs(np.asarray(a) - b)) / max(np.max(np.abs(b)), 1e-300))
 
 
@@ -66,7 +68,19 @@ def user_lag2_no_terminal(T=20):
                    x0=np.array([[[0.4], [0.1]], [[0.2], [-0.3]]]), decision=("policy", "plant", "x0"))
 
 
-CASES = {"pendulum-mlp": pendulum_mlp, "lag2-exog": lag2_exog, "open-loop": open_loop, "reactor": reactor,
+def no_control_ar2(T=20):
+    """A plant without controls (an AR(2) recursion driven by data X): the empty policy."""
+    import casadi as ca
+
+    def f(x, u, X, p):
+        return p[0] * x[0] + p[1] * x[1] + X[0]
+
+    plant = CasadiPlant(f, n_state=1, n_control=0, n_exog=1, lags=2, params=[0.5, -0.2])
+    X = np.random.default_rng(4).standard_normal((T, 3, 1))
+    return Problem(plant, None, Quadratic([1.0]), horizon=T, x0=np.zeros((2, 3, 1)), X=X, decision=("plant", "x0"))
+
+
+CASES = {"no-control-ar2": no_control_ar2, "pendulum-mlp": pendulum_mlp, "lag2-exog": lag2_exog, "open-loop": open_loop, "reactor": reactor,
          "user-lag2": user_lag2_no_terminal}
 
 

@@ -63,6 +63,10 @@ def not_casadi(x, u, p):
     return "x"
 
 
+def wrong_arity(x, p):
+    return x
+
+
 BAD = [
     (wrong_shape, ValueError, r"'wrong_shape' returned shape \(1, 2\); expected \(2, 1\) \(a column"),
     (too_long, ValueError, r"'too_long' returned shape \(3, 1\); expected \(2, 1\)"),
@@ -74,6 +78,7 @@ BAD = [
     (uses_sign, ValueError, r"'uses_sign' is not differentiable: it uses sign\(\)"),
     (free_symbol, ValueError, r"'free_symbol': casadi could not build a Function"),
     (not_casadi, TypeError, r"'not_casadi' returned str"),
+    (wrong_arity, TypeError, r"'wrong_arity' must accept \(x, u, p\), got the signature \(x, p\)"),
 ]
 
 
