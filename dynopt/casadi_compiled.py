@@ -7,8 +7,8 @@ When every component of a problem is CasADi-expressible (:func:`dynopt.casadi_fo
    t = 0..T-1, keeping the state windows and controls;
 2. the terminal cost and its dual;
 3. the backward sweep: dynopt's adjoint recursion of :mod:`dynopt.sweeps`, step by step
-   from t = T-1 down to 0, chaining each component's dual (its CasADi reverse mode, batched
-   with ``map(B)``) and carrying the adjoint window
+   from t = T-1 down to 0, chaining each component's dual (CasADi's reverse mode of that
+   component alone, batched over the scenarios) and carrying the adjoint window
    ``[lam[t+1], partial lam[t], ..., partial lam[t-k+1]]`` and the parameter adjoints.
 
 It is *not* CasADi's AD of the whole graph (that is the independent cross-check in

@@ -4,7 +4,8 @@ A user function written with ``casadi`` operations on SX or MX symbols becomes a
 component.  dynopt traces it once at construction into a CasADi ``Function`` of one scenario
 and one step, builds the dual with CasADi's reverse mode (``Function.reverse(1)``), and
 evaluates both batched over the scenario axis: **one** CasADi call per step per component,
-the scenarios being the columns of a ``Function.map(B)`` (never a call per scenario).
+the scenarios being the columns of a ``Function.map(B)`` (never a call per scenario), made
+through CasADi's buffer interface straight from and into the NumPy arrays.
 The components honour dynopt's contract, so they mix freely with NumPy components.
 
 Signatures of the user functions (``[X]`` only when ``n_exog > 0``):

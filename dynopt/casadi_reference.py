@@ -2,7 +2,7 @@ r"""An independent gradient: CasADi's own reverse AD over the whole unrolled tra
 
 :class:`CasadiReference` builds the entire simulation ``J(W)`` as one CasADi MX graph: for
 t = 0..T-1 it chains the components' CasADi forms (:mod:`dynopt.casadi_forms`), each
-applied to all B scenarios at once through ``Function.map(B)``, adds the stage costs and the
+applied to all B scenarios at once (the form's batched Function, else ``Function.map(B)``), adds the stage costs and the
 terminal cost, and asks CasADi for ``gradient(J, W)``.  Nothing of dynopt's backward sweep,
 its component duals or its window bookkeeping is used, so agreement with
 :class:`~dynopt.BPTT` is a genuine cross-check.  :func:`dynopt.check_gradient` adds it as
