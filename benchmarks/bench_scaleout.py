@@ -56,6 +56,23 @@ def _noop(x):
     return x
 
 
+def _spin(n):
+    """A fixed CPU-bound workload (~0.2 s): small matrix products, one thread."""
+    a = np.full((64, 64), 1e-3)
+    for _ in range(n):
+        a = a @ a + 1e-3
+    return float(a[0, 0])
+
+
+def cores_available(pool, n=4000):
+    """How many cores two worker processes actually get now: 2 x (time of one spin) /
+    (time of two spins run at once); ~2 on an idle 2-core machine, ~1 if another job holds a core."""
+    pool.submit(_spin, 10).result()
+    t1 = median_times({"one": lambda: pool.submit(_spin, n).result()}, 3)["one"]
+    t2 = median_times({"two": lambda: [f.result() for f in [pool.submit(_spin, n), pool.submit(_spin, n)]]}, 3)["two"]
+    return 2 * t1 / t2
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -75,6 +92,7 @@ def main():
             distributed.Client(cluster) as client, \
             ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         dask = client.get_executor()
+        print(f"cores two worker processes get right now: {cores_available(pool):.2f} of 2")
         J, g = big.value_and_grad(W)
         checks = {}
         for name, ex in (("dask", dask), ("pool", pool)):  # first call ships the shards (one-off)
@@ -127,7 +145,8 @@ def main():
             else:
                 print(f"  2 {name} workers pay from B ~ {2 * over / c:.0f} (T=200) on 2 idle cores: "
                       f"per-scenario cost {c * 1e6:.0f} us, overhead {over * 1e3:.1f} ms")
-        print(f"\nload average at end {os.getloadavg()[0]:.2f} (other processes share these 2 cores)")
+        print(f"\ncores two worker processes get at the end: {cores_available(pool):.2f} of 2; load average "
+              f"{os.getloadavg()[0]:.2f} (other processes share these cores)")
 
 
 if __name__ == "__main__":
