@@ -192,14 +192,15 @@ class _Payload:
                 f"problems and callables must be picklable (cloudpickle handles lambdas and local classes)"
             ) from exc
 
-    def ref(self, client=None, *, fresh: bool = False):
+    def ref(self, client=None, *, fresh: bool = False, broadcast: bool = False):
         """``self.data``, or for a Dask client a Future of it (scattered on first use, or again
-        when ``fresh`` or when the copy was lost)."""
+        when ``fresh`` or when the copy was lost).  ``broadcast`` copies it to every worker:
+        for a callable all tasks need, so that tasks are not piled where the one copy lives."""
         if client is None:
             return self.data
         fut = None if fresh else self._remote.get(client)
         if fut is None or fut.status != "finished":
-            fut = client.scatter(self.data, hash=False)
+            fut = client.scatter(self.data, hash=False, broadcast=broadcast)
             self._remote[client] = fut
         return fut
 
@@ -314,7 +315,7 @@ def run_tasks(executor: Optional[cf.Executor], fn: Callable, args_list: Sequence
         fresh = attempts[i] > 0  # a retry may have lost the scattered copies with its worker
         try:
             args = tuple(a.ref(client, fresh=fresh) if isinstance(a, _Payload) else a for a in args_list[i])
-            return executor.submit(_run_call, payload.token, payload.ref(client, fresh=fresh), args,
+            return executor.submit(_run_call, payload.token, payload.ref(client, fresh=fresh, broadcast=True), args,
                                    uuid.uuid4().hex, **extra)
         except Exception as exc:  # BrokenProcessPool, "cannot schedule new futures after shutdown"
             raise ExecutorFailure(
@@ -563,7 +564,7 @@ class _ModulePayload(_Payload):
         self.token = f"{fn.__module__}.{fn.__qualname__}"
         self.data = b"P" + pickle.dumps(fn)
 
-    def ref(self, client=None, *, fresh: bool = False):
+    def ref(self, client=None, *, fresh: bool = False, broadcast: bool = False):
         return self.data  # a few bytes: not worth a scatter
 
 
