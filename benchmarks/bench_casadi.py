@@ -13,8 +13,9 @@ Paths:
   ad-vm       CasADi's own reverse AD of the whole unrolled trajectory, VM
   ad-C        the same, C code (only where the unrolled graph is small enough to compile quickly)
 
-Timing: one process, BLAS pinned to one thread, gc off while timing, median of repeats
-(repeats shrink for slow paths so the full run stays within ~10 minutes).
+Timing: one process, BLAS pinned to one thread, gc off while timing, medians of interleaved
+rounds (every path once per round; fewer rounds for slow sizes so the full run stays within
+~10 minutes).
 
 Run: python benchmarks/bench_casadi.py [--quick]
 """
@@ -66,23 +67,30 @@ def p2_problem(T=5000):
                    horizon=T, x0=X0)
 
 
-def timed(fn, budget):
-    """Median seconds of fn() over repeats fitting in ``budget`` seconds (at least 1, at most 7)."""
+def interleaved(paths, budget):
+    """Median seconds of each callable, timed in interleaved rounds (each round runs every
+    callable once, so load on the shared machine hits all paths alike).
+
+    ``paths`` maps name -> callable (already warmed up, with ``first`` seconds measured);
+    rounds: as many as fit in ``budget`` seconds, at least 1, at most 7.
+    """
     gc.collect()
     gc.disable()
     try:
         t0 = time.perf_counter()
-        out = fn()  # warm-up (and the only run when slow)
-        first = time.perf_counter() - t0
-        n = int(min(7, max(1, budget // max(first, 1e-9))))
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            out = fn()
-            times.append(time.perf_counter() - t0)
+        for fn in paths.values():
+            fn()
+        one_round = time.perf_counter() - t0
+        rounds = int(min(7, max(1, budget // max(one_round, 1e-9))))
+        times = {name: [] for name in paths}
+        for _ in range(rounds):
+            for name, fn in paths.items():
+                t = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t)
     finally:
         gc.enable()
-    return statistics.median(times) if times else first, out
+    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def rel(a, b):
@@ -118,47 +126,48 @@ def z_inputs(problem, W):
 
 def run_case(label, problem, ref_check, *, budget, ad_codegen, casadi_path, cache, vm):
     W = problem.W0
-    rows = []
-    t_g, (J0, g0) = timed(lambda: problem.value_and_grad(W), budget)
-    t_f, _ = timed(lambda: problem.value(W), budget)
-    rows.append(("numpy", t_g, t_f, "", 0.0, 0.0))
+    J0, g0 = problem.value_and_grad(W)
     print(f"\n== {label}: n_W = {problem.n_decision}; NumPy path vs published reference: {ref_check(J0, g0):.2e}")
-
+    rows = {"numpy": dict(grad=lambda: problem.value_and_grad(W), fwd=lambda: problem.value(W), build="",
+                          eJ=0.0, eg=0.0)}
     if casadi_path:
         pc = casadi_copy(problem)
-        t_g, (J, g) = timed(lambda: pc.value_and_grad(W), budget)
-        t_f, _ = timed(lambda: pc.value(W), budget)
-        rows.append(("casadi", t_g, t_f, "", rel(J, J0), rel(g, g0)))
+        J, g = pc.value_and_grad(W)
+        rows["casadi"] = dict(grad=lambda: pc.value_and_grad(W), fwd=lambda: pc.value(W), build="",
+                              eJ=rel(J, J0), eg=rel(g, g0))
 
     for codegen in ([False] if vm else []) + [True]:
         m = CompiledBPTT(codegen=codegen, cache_dir=cache)
-        t0 = time.perf_counter()
         m.build(problem)
-        tb = time.perf_counter() - t0
         lb = m.last_build
-        t_g, (J, g, _) = timed(lambda: m.evaluate(problem, W), budget)
-        t_f, _ = timed(lambda: m.value(problem, W), budget)
+        J, g, _ = m.evaluate(problem, W)
         build = f"graph {lb['build_seconds']:.2f}s" + (f", C {lb['generate_seconds']:.2f}s, gcc {lb['compile_seconds']:.1f}s"
                                                        if codegen else "")
-        rows.append(("compiled-C" if codegen else "compiled", t_g, t_f, build, rel(J, J0), rel(g, g0)))
         if codegen:  # a second build of the same structure loads the cached library
-            m2 = CompiledBPTT(codegen=True, cache_dir=cache)
             t0 = time.perf_counter()
-            m2.build(problem)
-            rows[-1] = rows[-1][:3] + (rows[-1][3] + f", cached reload {time.perf_counter() - t0:.2f}s",) + rows[-1][4:]
+            CompiledBPTT(codegen=True, cache_dir=cache).build(problem)
+            build += f", cached reload {time.perf_counter() - t0:.2f}s"
+        rows["compiled-C" if codegen else "compiled"] = dict(
+            grad=lambda m=m: m.evaluate(problem, W), fwd=lambda m=m: m.value(problem, W), build=build,
+            eJ=rel(J, J0), eg=rel(g, g0))
 
     for codegen in ([False] if vm else []) + ([True] if ad_codegen else []):
         F, Fv, tb, gen, comp = ad_functions(problem, codegen, cache)
         ins = z_inputs(problem, W)
-        t_g, out = timed(lambda: F.call(ins), budget)
-        t_f, _ = timed(lambda: Fv.call(ins), budget)
+        out = F.call(ins)
         J, gZ = float(out[0]), np.asarray(out[1]).ravel()[:problem.n_decision]  # policy block first
         build = f"graph+AD {tb:.2f}s" + (f", C {gen:.2f}s, gcc {comp:.1f}s" if codegen else "")
-        rows.append(("ad-C" if codegen else "ad-vm", t_g, t_f, build, rel(J, J0), rel(gZ, g0)))
+        rows["ad-C" if codegen else "ad-vm"] = dict(grad=lambda F=F, ins=ins: F.call(ins),
+                                                    fwd=lambda Fv=Fv, ins=ins: Fv.call(ins), build=build,
+                                                    eJ=rel(J, J0), eg=rel(gZ, g0))
 
+    calls = {f"{name}/{kind}": r[kind] for name, r in rows.items() for kind in ("grad", "fwd")}
+    t = interleaved(calls, budget * len(rows))
     print(f"{'path':<12}{'gradient':>12}{'forward':>12}{'grad/fwd':>10}{'rel.err J':>11}{'rel.err g':>11}   build")
-    for name, tg, tf, build, eJ, eg in rows:
-        print(f"{name:<12}{tg * 1e3:>10.2f}ms{tf * 1e3:>10.2f}ms{tg / tf:>10.2f}{eJ:>11.1e}{eg:>11.1e}   {build}")
+    for name, r in rows.items():
+        tg, tf = t[f"{name}/grad"], t[f"{name}/fwd"]
+        print(f"{name:<12}{tg * 1e3:>10.2f}ms{tf * 1e3:>10.2f}ms{tg / tf:>10.2f}{r['eJ']:>11.1e}{r['eg']:>11.1e}"
+              f"   {r['build']}")
     return rows
 
 
