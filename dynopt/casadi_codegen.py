@@ -65,8 +65,17 @@ def structure_key(functions: Sequence[ca.Function], compiler: str, flags: Sequen
     return h.hexdigest()[:20]
 
 
+def load_cached(names: Sequence[str], *, prefix: str, key: str, directory: Optional[os.PathLike] = None):
+    """The Functions ``names`` from the cached library ``prefix_key.so``, or ``None`` if absent."""
+    lib = cache_dir(directory) / f"{prefix}_{key}.so"
+    if not lib.exists():
+        return None
+    return {n: ca.external(n, str(lib)) for n in names}
+
+
 def compile_functions(functions: Sequence[ca.Function], *, prefix: str, compiler: str = "gcc",
-                      flags: Sequence[str] = ("-O2",), directory: Optional[os.PathLike] = None):
+                      flags: Sequence[str] = ("-O2",), directory: Optional[os.PathLike] = None,
+                      key: Optional[str] = None):
     """Generate, compile (or load from the cache) and load a group of CasADi Functions.
 
     Parameters
@@ -81,6 +90,9 @@ def compile_functions(functions: Sequence[ca.Function], *, prefix: str, compiler
         Optimisation flags passed to the compiler.
     directory : path, optional
         Cache directory (see :func:`cache_dir`).
+    key : str, optional
+        Cache key; default :func:`structure_key` of the Functions (a caller that can describe
+        the structure without building the graph passes its own key, see :func:`load_cached`).
 
     Returns
     -------
@@ -97,7 +109,7 @@ def compile_functions(functions: Sequence[ca.Function], *, prefix: str, compiler
     """
     flags = tuple(flags)
     root = cache_dir(directory)
-    key = structure_key(functions, compiler, flags)
+    key = key or structure_key(functions, compiler, flags)
     lib = root / f"{prefix}_{key}.so"
     names = [f.name() for f in functions]
     if lib.exists():

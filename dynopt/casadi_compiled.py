@@ -23,7 +23,10 @@ with one :class:`~dynopt.casadi_codegen.CompilerNotFoundWarning`.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import math
+import sys
 import threading
 import time
 import warnings
@@ -34,7 +37,7 @@ from typing import Dict, List, Optional, Sequence
 import casadi as ca
 import numpy as np
 
-from .casadi_codegen import CompilerNotFound, CompilerNotFoundWarning, compile_functions
+from .casadi_codegen import CompilerNotFound, CompilerNotFoundWarning, compile_functions, load_cached
 from .casadi_forms import batched_pair, problem_forms
 from .gradients import GradientMethod
 from .problem import Trajectory, objective_value
@@ -276,6 +279,36 @@ def _call(buffers, ins, wanted):
     return outs
 
 
+def sweep_key(problem, *, chunk, compiler, flags) -> str:
+    """Disk-cache key of the compiled sweeps of ``problem``, computed without building them.
+
+    SHA-256 of everything the generated code depends on: this module's source (so a change of
+    the sweep construction never loads a stale library), the CasADi version, compiler and
+    flags, T, B, sizes, lags, chunk, and each component form's serialized one-step Function
+    and batched Function (their constants included).
+    """
+    h = hashlib.sha256()
+    h.update(inspect.getsource(sys.modules[__name__]).encode())
+    T, B = problem.horizon, problem.B
+    nX = 0 if problem.X is None else problem.X.shape[2]
+    h.update(repr((ca.__version__, compiler, tuple(flags), T, B, problem.plant.n_state, problem.plant.n_control,
+                   problem.plant.lags, nX, chunk)).encode())
+    forms = problem_forms(problem)
+    if forms is None:
+        raise TypeError("problem: every component needs a CasADi form for compiled sweeps; "
+                        "use dynopt.casadi_reference.supports(problem) to check")
+    for name, form in forms.items():
+        h.update(name.encode())
+        if form is None:
+            h.update(b"none")
+            continue
+        h.update(repr((form.kind, form.step_slice)).encode())
+        h.update(form.function.serialize().encode())
+        if form.batched is not None:
+            h.update(form.batched(B).serialize().encode())
+    return h.hexdigest()[:20]
+
+
 class CompiledBPTT(GradientMethod):
     """BPTT with the forward and backward sweeps run as one compiled CasADi loop over time.
 
@@ -310,17 +343,32 @@ class CompiledBPTT(GradientMethod):
         self.last_build: Dict[str, object] = {}
 
     def build(self, problem) -> _Built:
-        """Build (and compile, if asked) the sweep Functions of ``problem``; cached per problem."""
+        """Build (and compile, if asked) the sweep Functions of ``problem``; cached per problem.
+
+        With ``codegen`` a library already in the disk cache for this structure is loaded
+        without building the CasADi graph at all.
+        """
         try:
             return self._built[problem]
         except KeyError:
             pass
+        self.last_build = dict(build_seconds=0.0, generate_seconds=0.0, compile_seconds=0.0, cached=False,
+                               compiled=False)
+        key = None
+        if self.codegen:
+            key = sweep_key(problem, chunk=self.chunk, compiler=self.compiler, flags=self.flags)
+            fns = load_cached(["dynopt_grad", "dynopt_value"], prefix="dynopt_sweeps", key=key,
+                              directory=self.cache_dir)
+            if fns is not None:
+                built = _Built(grad=fns["dynopt_grad"], value=fns["dynopt_value"], build_seconds=0.0, compiled=True)
+                self.last_build.update(cached=True, compiled=True)
+                self._built[problem] = built
+                return built
         built = build_sweeps(problem, chunk=self.chunk)
-        self.last_build = dict(build_seconds=built.build_seconds, generate_seconds=0.0, compile_seconds=0.0,
-                               cached=False, compiled=False)
+        self.last_build["build_seconds"] = built.build_seconds
         if self.codegen:
             try:
-                fns, info = compile_functions([built.grad, built.value], prefix="dynopt_sweeps",
+                fns, info = compile_functions([built.grad, built.value], prefix="dynopt_sweeps", key=key,
                                               compiler=self.compiler, flags=self.flags, directory=self.cache_dir)
             except CompilerNotFound:
                 if not self._warned:

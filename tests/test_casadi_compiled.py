@@ -124,6 +124,7 @@ def test_codegen_equals_python_loop_and_is_cached(tmp_path):
     second = CompiledBPTT(codegen=True, cache_dir=tmp_path)  # a new run: same structure, no recompiling
     Jd, gd, _ = second.evaluate(open_loop(T=12), problem.W0)
     assert second.last_build["cached"] and second.last_build["compile_seconds"] == 0.0
+    assert second.last_build["build_seconds"] == 0.0  # loaded by structure key: no graph built
     assert libs[0].stat().st_mtime_ns == mtime
     np.testing.assert_array_equal(gd, gc)
     other = CompiledBPTT(codegen=True, cache_dir=tmp_path)  # another horizon is another structure
@@ -162,3 +163,5 @@ def test_compiled_rejects_numpy_only_components():
                 horizon=3, x0=[0.1, 0.0])
     with pytest.raises(TypeError, match="CasADi form"):
         CompiledBPTT().evaluate(p, p.W0)
+    with pytest.raises(TypeError, match="CasADi form"):
+        CompiledBPTT(codegen=True).evaluate(p, p.W0)
