@@ -127,7 +127,9 @@ def z_inputs(problem, W):
 def run_case(label, problem, ref_check, *, budget, ad_codegen, casadi_path, cache, vm):
     W = problem.W0
     J0, g0 = problem.value_and_grad(W)
-    print(f"\n== {label}: n_W = {problem.n_decision}; NumPy path vs published reference: {ref_check(J0, g0):.2e}")
+    dev = ref_check(J0, g0)
+    shown = "n/a (published for T = 5000 only)" if dev is None else f"{dev:.2e}"
+    print(f"\n== {label}: n_W = {problem.n_decision}; NumPy path vs published reference: {shown}")
     rows = {"numpy": dict(grad=lambda: problem.value_and_grad(W), fwd=lambda: problem.value(W), build="",
                           eJ=0.0, eg=0.0)}
     if casadi_path:
@@ -195,7 +197,7 @@ def main(argv=None):
     T2 = 1000 if args.quick else 5000
 
     def check2(J, g):
-        return max(rel(J, P2_J), rel(g, P2_GRAD)) if T2 == 5000 else float("nan")
+        return max(rel(J, P2_J), rel(g, P2_GRAD)) if T2 == 5000 else None
     run_case(f"P2 LQR n=8 B=32 T={T2}", p2_problem(T2), check2, budget=budget, ad_codegen=args.long_ad_codegen,
              casadi_path=True, vm=True, cache=cache)
     print(f"\ntotal {time.perf_counter() - t_start:.0f} s; C libraries in {cache}")
