@@ -25,22 +25,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import p1_yardstick as yard  # noqa: E402
+from timing import median_times  # noqa: E402
 from problems import p1_check, p1_initial_states, p1_problem  # noqa: E402
-
-
-def median_times(funcs, rounds):
-    """Interleave the calls round by round; return the median seconds of each."""
-    times = {k: [] for k in funcs}
-    gc.disable()
-    try:
-        for _ in range(rounds):
-            for k, f in funcs.items():
-                t0 = time.perf_counter()
-                f()
-                times[k].append(time.perf_counter() - t0)
-    finally:
-        gc.enable()
-    return {k: float(np.median(v)) for k, v in times.items()}
 
 
 def main(argv=None):

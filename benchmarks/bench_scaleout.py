@@ -18,7 +18,6 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
 import argparse  # noqa: E402
-import gc  # noqa: E402
 import multiprocessing  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -28,24 +27,10 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import median_times  # noqa: E402
 from problems import p1_check, p1_problem  # noqa: E402
 
 from dynopt.distributed import sharded_value_and_grad  # noqa: E402
-
-
-def median_times(funcs, rounds):
-    """Interleave the calls round by round; return the median seconds of each."""
-    times = {k: [] for k in funcs}
-    gc.disable()
-    try:
-        for _ in range(rounds):
-            for k, f in funcs.items():
-                t0 = time.perf_counter()
-                f()
-                times[k].append(time.perf_counter() - t0)
-    finally:
-        gc.enable()
-    return {k: float(np.median(v)) for k, v in times.items()}
 
 
 def rel(a, b):

@@ -43,6 +43,15 @@ def add_param_grad(target: Array, g) -> None:
         target += g
 
 
+def add_adjoint(a, b):
+    """Sum of two adjoints where ``None`` stands for zero (returns ``None`` only if both are)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
 class Component(ABC):
     """Base class holding the parameter layout shared by all components.
 

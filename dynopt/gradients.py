@@ -70,9 +70,13 @@ class BPTT(GradientMethod):
         traj = problem._trajectory(setup, seg, term)
         grads = Grads(setup)
         problem.counts["backward"] += 1
-        window = initial_window(setup, tctx, grads)
-        window = backward_segment(setup, seg, window, grads)
+        window = self.backward(setup, seg, tctx, grads)
         return traj.objective, assemble_gradient(problem, grads, window), traj
+
+    def backward(self, setup, seg, term_ctx, grads):
+        """The backward sweep over the stored segment: adds parameter adjoints into ``grads``
+        and returns the adjoint window at ``t = 0``."""
+        return backward_segment(setup, seg, initial_window(setup, term_ctx, grads), grads)
 
 
 class FiniteDifferences(GradientMethod):

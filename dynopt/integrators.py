@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from .components import Component, Plant
+from .components import Component, Plant, add_adjoint
 from .types import Array, Batch, Context
 from .validation import as_float_array
 
@@ -35,14 +35,6 @@ class ODE(Component):
     @abstractmethod
     def vjp(self, ctx: Context, xdot_bar: Batch) -> Tuple[Optional[Batch], Optional[Batch], Array]:
         """Return ``(x_bar (B, n), u_bar (B, m), theta_bar (n_params,))``."""
-
-
-def _add(a, b):
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a + b
 
 
 class Integrator(ABC):
@@ -75,7 +67,7 @@ class Euler(Integrator):
 
     def step_vjp(self, ode, ctx, xb):
         gx, gu, gth = ode.vjp(ctx, self.dt * xb)
-        return _add(xb, gx), gu, gth
+        return add_adjoint(xb, gx), gu, gth
 
 
 class RK4(Integrator):

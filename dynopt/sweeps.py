@@ -20,7 +20,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from .components import add_param_grad
+from .components import add_adjoint, add_param_grad
 from .errors import SimulationDivergedError
 from .types import Array
 
@@ -164,14 +164,6 @@ class Grads:
         self.p_term = np.zeros(0 if setup.terminal is None else setup.terminal.n_params)
 
 
-def _add(a, b):
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a + b
-
-
 def initial_window(setup: Setup, term_ctx, grads: Grads) -> list:
     """The adjoint window at ``t = T``: ``[lam[T], None, ..., None]`` (k + 1 entries).
 
@@ -203,15 +195,15 @@ def backward_segment(setup: Setup, seg: Segment, window: list, grads: Grads) -> 
             add_param_grad(grads.theta, th)
             for j in range(k):
                 if hist_bar[j] is not None:
-                    window[j + 1] = _add(window[j + 1], hist_bar[j])
+                    window[j + 1] = add_adjoint(window[j + 1], hist_bar[j])
         if cost is not None:
             xc, uc, pg = cost.vjp(cc, c_bar)
             add_param_grad(grads.p_cost, pg)
-            window[1] = _add(window[1], xc)
-            u_bar = _add(u_bar, uc)
+            window[1] = add_adjoint(window[1], xc)
+            u_bar = add_adjoint(u_bar, uc)
         if u_bar is not None:
             xp, phb = policy.vjp(pc, u_bar)
             add_param_grad(grads.phi, phb)
-            window[1] = _add(window[1], xp)
+            window[1] = add_adjoint(window[1], xp)
         window = window[1:] + [None]
     return window

@@ -36,21 +36,13 @@ from typing import List, Sequence
 
 import numpy as np
 
-from .components import add_param_grad
-from .gradients import BPTT, GradientMethod, assemble_gradient
-from .sweeps import Grads, forward_segment, initial_window, terminal_forward
+from .components import add_adjoint, add_param_grad
+from .gradients import BPTT
+from .sweeps import Grads, initial_window
 from .validation import check_int
 
 
-def _add(a, b):
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a + b
-
-
-class TruncatedBPTT(GradientMethod):
+class TruncatedBPTT(BPTT):
     """Gradient in which every cost term reaches W through at most ``h`` transitions (approximate).
 
     Parameters
@@ -64,16 +56,8 @@ class TruncatedBPTT(GradientMethod):
     def __init__(self, h: int):
         self.h = check_int("h", h, minimum=0)
 
-    def evaluate(self, problem, W):
-        setup = problem.setup(W)
-        problem.counts["forward"] += 1
-        seg = forward_segment(setup, setup.hist0, 0, setup.T, keep=True)
-        term, tctx = terminal_forward(setup, seg.hist[0])
-        traj = problem._trajectory(setup, seg, term)
-        grads = Grads(setup)
-        problem.counts["backward"] += 1
-        window = truncated_backward(setup, seg, tctx, grads, self.h)
-        return traj.objective, assemble_gradient(problem, grads, window), traj
+    def backward(self, setup, seg, term_ctx, grads):
+        return truncated_backward(setup, seg, term_ctx, grads, self.h)
 
     def __repr__(self):
         return f"TruncatedBPTT(h={self.h})"
@@ -103,23 +87,23 @@ def truncated_backward(setup, seg, term_ctx, grads: Grads, h: int) -> list:
             tgt = ages[a + 1]
             for j in range(k):
                 if hist_bar[j] is not None:
-                    tgt[j + 1] = _add(tgt[j + 1], hist_bar[j])
+                    tgt[j + 1] = add_adjoint(tgt[j + 1], hist_bar[j])
             if u_bar is not None:
                 xp, phb = policy.vjp(pc, u_bar)
                 add_param_grad(grads.phi, phb)
-                tgt[1] = _add(tgt[1], xp)
+                tgt[1] = add_adjoint(tgt[1], xp)
         if cost is not None:
             xc, uc, pg = cost.vjp(cc, c_bar)
             add_param_grad(grads.p_cost, pg)
-            ages[0][1] = _add(ages[0][1], xc)
+            ages[0][1] = add_adjoint(ages[0][1], xc)
             if uc is not None:
                 xp, phb = policy.vjp(pc, uc)
                 add_param_grad(grads.phi, phb)
-                ages[0][1] = _add(ages[0][1], xp)
+                ages[0][1] = add_adjoint(ages[0][1], xp)
         ages = [w[1:] + [None] for w in ages]
     window = [None] * (k + 1)
     for w in ages:
-        window = [_add(a, b) for a, b in zip(window, w)]
+        window = [add_adjoint(a, b) for a, b in zip(window, w)]
     return window
 
 
