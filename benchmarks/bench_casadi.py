@@ -39,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from problems import P1_REFERENCE, p1_problem  # noqa: E402
 
 from dynopt import Problem  # noqa: E402
-from dynopt.casadi_codegen import compile_functions  # noqa: E402
-from dynopt.casadi_compiled import CompiledBPTT  # noqa: E402
-from dynopt.casadi_components import as_casadi  # noqa: E402
-from dynopt.casadi_reference import build_unrolled  # noqa: E402
+from dynopt.casadi.codegen import compile_functions  # noqa: E402
+from dynopt.casadi.compiled import CompiledBPTT  # noqa: E402
+from dynopt.casadi.components import as_casadi  # noqa: E402
+from dynopt.casadi.reference import build_unrolled  # noqa: E402
 from dynopt.models import LinearFeedback, LinearPlant, Quadratic  # noqa: E402
 
 P2_J = 75.75535542518176

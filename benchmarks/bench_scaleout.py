@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import median_times  # noqa: E402
 from problems import p1_check, p1_problem  # noqa: E402
 
-from dynopt.distributed import sharded_value_and_grad  # noqa: E402
+from dynopt.parallel.distributed import sharded_value_and_grad  # noqa: E402
 
 
 def rel(a, b):

@@ -1,22 +1,28 @@
 """dynopt: exact gradients of costs summed over simulated dynamic systems, by BPTT.
 
 Front doors: :class:`Problem`, :func:`optimize`, :func:`check_gradient`.
+
+Layout (each arrow points down; nothing imports upwards):
+
+* :mod:`dynopt.core`: the component contract, :class:`Problem`, the sweeps, integrators;
+* :mod:`dynopt.gradients`: the strategies (:class:`BPTT`, :class:`CheckpointedBPTT`, ...);
+* :mod:`dynopt.casadi`: CasADi components, compiled sweeps, the whole-trajectory reference;
+* :mod:`dynopt.parallel`: sharding, multi-start and map_fit over executors;
+* :mod:`dynopt.analysis`: gradient checks and diagnostics;
+* :mod:`dynopt.optimize`, :mod:`dynopt.results`, :mod:`dynopt.cli`: the front end.
 """
 
-from .components import Component, Plant, Policy, SliceGrad, StageCost, TerminalCost, ZeroPolicy
-from .check import GradientCheck, check_gradient
-from .clipping import clip_gradient
+from .core.components import Component, Plant, Policy, SliceGrad, StageCost, TerminalCost, ZeroPolicy
+from .core.integrators import ODE, RK4, Discretized, Euler, Integrator
+from .core.problem import Problem, Trajectory
 from .errors import SimulationDivergedError
-from .gradients import BPTT, FiniteDifferences, GradientMethod
-from .integrators import ODE, RK4, Discretized, Euler, Integrator
+from .gradients import (BPTT, CheckpointedBPTT, FiniteDifferences, GradientMethod, TruncatedBPTT, clip_gradient,
+                        truncation_error)
+from .analysis import DiagnosticReport, GradientCheck, check_gradient, diagnose
 from .optimize import OptimizeResult, optimize
-from .problem import Problem, Trajectory
-from .distributed import ExecutorFailure, Sharded, map_fit, sharded_value_and_grad
-from .multistart import multistart
-from .checkpoint import CheckpointedBPTT
-from .truncated import TruncatedBPTT, truncation_error
-from .diagnostics import DiagnosticReport, diagnose
-from .casadi_public import CasadiODE, CasadiPlant, CasadiPolicy, CasadiReference, CasadiStageCost, CasadiTerminalCost, CompiledBPTT, CompilerNotFoundWarning, as_casadi  # noqa: E501
+from .parallel import ExecutorFailure, Sharded, map_fit, multistart, sharded_value_and_grad
+from .casadi import (CasadiODE, CasadiPlant, CasadiPolicy, CasadiReference, CasadiStageCost, CasadiTerminalCost,
+                     CompiledBPTT, CompilerNotFoundWarning, as_casadi)
 
 __version__ = "0.1.0"
 

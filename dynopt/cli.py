@@ -23,11 +23,11 @@ def main(argv=None) -> int:
     diag.add_argument("rest", nargs=argparse.REMAINDER)
     args = ap.parse_args(argv)
     if args.command == "diagnose":
-        from .diagnostics import main_diagnose
+        from .analysis.diagnostics import main_diagnose
 
         return main_diagnose(args.rest)
     if args.command == "demo":
-        from .demo import run_pendulum_demo
+        from dynopt.models.demos import run_pendulum_demo  # the CLI alone may use the model library
 
         for name in ("batch", "horizon", "maxiter"):
             if getattr(args, name) < 1:

@@ -11,7 +11,7 @@ import numpy as np
 import scipy.optimize
 
 from .errors import SimulationDivergedError
-from .problem import BLOCKS, Problem
+from .core.problem import BLOCKS, Problem
 
 METHODS = ("BFGS", "CG", "L-BFGS-B")
 """The scipy methods dynopt drives (all gradient based, ``jac=True``)."""
@@ -79,7 +79,7 @@ class _Evaluator:
         J, g, _ = hit
         g = self.sign * g
         if self.max_grad_norm is not None:
-            from .clipping import clip_gradient
+            from .gradients.clipping import clip_gradient
             g = clip_gradient(g, self.max_grad_norm)
         return self.sign * J, g
 

@@ -18,7 +18,7 @@ import numpy as np
 
 import dynopt
 from dynopt import RK4, Problem
-from dynopt.casadi_components import CasadiODE, CasadiPolicy, CasadiStageCost
+from dynopt.casadi.components import CasadiODE, CasadiPolicy, CasadiStageCost
 
 R_SET = 0.5  # level set-point of the lower tank [m]
 DT = 2.0     # step [s]

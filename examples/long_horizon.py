@@ -26,7 +26,7 @@ from scipy.signal import cont2discrete
 
 import dynopt
 from dynopt import CheckpointedBPTT, Problem, diagnose, truncation_error
-from dynopt.diagnostics import demo_problem
+from dynopt.models.demos import diagnose_problem as demo_problem
 from dynopt.models import LinearFeedback, LinearPlant, Quadratic
 
 

@@ -13,7 +13,7 @@ import argparse
 import warnings
 
 from dynopt import optimize
-from dynopt.demo import pendulum_problem
+from dynopt.models.demos import pendulum_problem
 
 
 def main(quick: bool = False):

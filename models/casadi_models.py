@@ -1,9 +1,9 @@
 r"""CasADi forms of the model library's NumPy models.
 
-Importing ``dynopt.models`` registers these with :func:`dynopt.casadi_forms.register_casadi_form`,
+Importing ``dynopt.models`` registers these with :func:`dynopt.casadi.forms.register_casadi_form`,
 so every built-in plant, policy and cost is CasADi-expressible: the whole-trajectory CasADi
-reference (:class:`dynopt.casadi_reference.CasadiReference`), the compiled sweeps
-(:class:`dynopt.casadi_compiled.CompiledBPTT`) and :func:`dynopt.casadi_components.as_casadi`
+reference (:class:`dynopt.casadi.reference.CasadiReference`), the compiled sweeps
+(:class:`dynopt.casadi.compiled.CompiledBPTT`) and :func:`dynopt.casadi.components.as_casadi`
 use them.  Each form is the same arithmetic as the NumPy ``forward`` on one scenario (column
 vectors), with the same flat parameter vector (C order); tests check trajectories to 1e-12 and
 gradients to 1e-10 against the hand-written NumPy duals.
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import casadi as ca
 
-from dynopt.casadi_forms import CasadiForm, register_casadi_form
+from dynopt.casadi.forms import CasadiForm, register_casadi_form
 
 from .costs import Quadratic, QuadraticTerminal, SwingUpCost
 from .linear import LinearPlant

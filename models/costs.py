@@ -8,7 +8,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from dynopt import StageCost, TerminalCost
-from dynopt.validation import as_float_array, check_shape
+from dynopt.core.validation import as_float_array, check_shape
 
 
 def _weight(name, M, size):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dynopt import Plant
-from dynopt.validation import as_float_array, check_shape
+from dynopt.core.validation import as_float_array, check_shape
 
 
 class LinearPlant(Plant):

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from dynopt import Policy, SliceGrad
-from dynopt.validation import check_int
+from dynopt.core.validation import check_int
 
 
 class LinearFeedback(Policy):

@@ -1,7 +1,7 @@
 r"""A nonlinear exothermic continuous stirred-tank reactor (CSTR), written only with CasADi.
 
 This is the model of a user's own plant: there is no NumPy version and no hand-written dual;
-dynopt derives the dual from the CasADi expression (:class:`dynopt.casadi_components.CasadiODE`).
+dynopt derives the dual from the CasADi expression (:class:`dynopt.casadi.components.CasadiODE`).
 
 A first-order irreversible exothermic reaction A -> B in a cooled, perfectly mixed tank
 (Seborg, Edgar, Mellichamp & Doyle, *Process Dynamics and Control*, CSTR example; the classic
@@ -48,7 +48,7 @@ from typing import Optional, Tuple
 import casadi as ca
 import numpy as np
 
-from dynopt.casadi_components import CasadiODE
+from dynopt.casadi.components import CasadiODE
 
 DEFAULTS = dict(q=100.0, V=100.0, C_Af=1.0, T_f=350.0, k0=7.2e10, E_R=8750.0, dH=-5.0e4, rho=1000.0,
                 C_p=0.239, UA=5.0e4)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from dynopt import RK4, Discretized, Euler, Problem
-from dynopt.casadi_codegen import CompilerNotFoundWarning
-from dynopt.casadi_compiled import CompiledBPTT
-from dynopt.casadi_components import CasadiPlant
+from dynopt.casadi.codegen import CompilerNotFoundWarning
+from dynopt.casadi.compiled import CompiledBPTT
+from dynopt.casadi.components import CasadiPlant
 from dynopt.models import (DoubleIntegrator, LinearFeedback, LinearPlant, MLPPolicy, OpenLoop, Pendulum, Quadratic,
                            QuadraticTerminal, SwingUpCost)
 from dynopt.models.reactor import CSTR, steady_state
@@ -148,7 +148,7 @@ def test_no_compiler_falls_back_with_one_warning(tmp_path, monkeypatch):
 
 
 def test_cache_dir_from_environment(tmp_path, monkeypatch):
-    from dynopt.casadi_codegen import ENV_CACHE_DIR, cache_dir
+    from dynopt.casadi.codegen import ENV_CACHE_DIR, cache_dir
     monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path / "c"))
     assert cache_dir() == tmp_path / "c"
     assert cache_dir(tmp_path / "d") == tmp_path / "d"

@@ -6,7 +6,7 @@ import pytest
 
 import dynopt
 from dynopt import RK4, Discretized, Problem
-from dynopt.casadi_components import (BatchedFunction, CasadiODE, CasadiPlant, CasadiPolicy, CasadiStageCost,
+from dynopt.casadi.components import (BatchedFunction, CasadiODE, CasadiPlant, CasadiPolicy, CasadiStageCost,
                                       CasadiTerminalCost)
 from dynopt.models import MLPPolicy, Pendulum, Quadratic, SwingUpCost
 

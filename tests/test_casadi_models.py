@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from dynopt import RK4, Discretized, Euler, Problem
-from dynopt.casadi_components import CasadiODE, CasadiPlant, as_casadi
-from dynopt.casadi_forms import casadi_form
+from dynopt.casadi.components import CasadiODE, CasadiPlant, as_casadi
+from dynopt.casadi.forms import casadi_form
 from dynopt.models import (CartPole, DoubleIntegrator, LinearFeedback, LinearPlant, MLPPolicy, OpenLoop, Pendulum,
                            Quadratic, QuadraticTerminal, SwingUpCost, double_integrator)
 
@@ -109,7 +109,7 @@ def test_scalar_and_batched_forms_agree(name):
     variant (matrix operations): both must be the NumPy model."""
     from dataclasses import replace
 
-    from dynopt.casadi_components import CasadiPolicy, CasadiStageCost, CasadiTerminalCost
+    from dynopt.casadi.components import CasadiPolicy, CasadiStageCost, CasadiTerminalCost
 
     plant, policy, cost, term, shape = PLANTS[name]()
     ref = _problem(plant, policy, cost, term, shape)

@@ -17,8 +17,8 @@ import pytest
 import casadi as ca
 import dynopt
 from dynopt import RK4, Discretized, Problem
-from dynopt.casadi_components import CasadiPlant, CasadiPolicy
-from dynopt.casadi_reference import CasadiReference, supports
+from dynopt.casadi.components import CasadiPlant, CasadiPolicy
+from dynopt.casadi.reference import CasadiReference, supports
 from dynopt.models import FunctionCost, LinearFeedback, MLPPolicy, OpenLoop, Pendulum, Quadratic, QuadraticTerminal
 from dynopt.models.reactor import CSTR, steady_state
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from dynopt import BPTT, Plant, Problem, StageCost
-from dynopt.checkpoint import CheckpointedBPTT, _advances, make_plan
+from dynopt.gradients.checkpointed import CheckpointedBPTT, _advances, make_plan
 from dynopt.models import LinearFeedback, LinearPlant, Quadratic, QuadraticTerminal
 
 RTOL = 1e-12

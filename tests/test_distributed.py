@@ -20,9 +20,9 @@ import scipy.signal
 
 import dynopt
 from dynopt import RK4, Discretized, Plant, Problem, SimulationDivergedError
-from dynopt.distributed import ExecutorFailure, Sharded, dumps, loads, map_fit, shard_bounds, sharded_value_and_grad
+from dynopt.parallel.distributed import ExecutorFailure, Sharded, dumps, loads, map_fit, shard_bounds, sharded_value_and_grad
 from dynopt.models import LinearFeedback, LinearPlant, MLPPolicy, Pendulum, Quadratic, QuadraticTerminal, SwingUpCost
-from dynopt.multistart import multistart
+from dynopt.parallel.multistart import multistart
 
 try:
     import distributed
@@ -130,9 +130,9 @@ def swing(x, u, p):
 
 
 def casadi_problem(B=6, T=15):
-    """A CasADi-built plant (dynopt.casadi_components, dual by CasADi's reverse mode over a
+    """A CasADi-built plant (dynopt.casadi.components, dual by CasADi's reverse mode over a
     map(B)) with its parameter in the decision, so the shards' plant adjoints are added."""
-    from dynopt.casadi_components import CasadiPlant
+    from dynopt.casadi.components import CasadiPlant
     r = np.random.default_rng(11)
     plant = CasadiPlant(swing, n_state=2, n_control=1, params={"a": 9.81})
     return Problem(plant, MLPPolicy(2, 1, hidden=(4,), seed=1), Quadratic([1.0, 0.1], [0.01]),

@@ -13,7 +13,7 @@ import pytest
 
 from dynopt import BPTT, Discretized, Problem, RK4
 from dynopt.models import LinearFeedback, LinearPlant, Pendulum, Quadratic, QuadraticTerminal
-from dynopt.truncated import TruncatedBPTT, truncation_error
+from dynopt.gradients.truncated import TruncatedBPTT, truncation_error
 
 
 def _pendulum(T, B=2):

@@ -11,7 +11,7 @@ theta_{r-1})``.  Stationary initialisation: ``a_0 = 0``, ``P_0`` solves
 
 The filter is a dynopt :class:`~dynopt.Plant` whose state is the prediction ``(a_t, vec P_t)``
 and whose stage cost is ``-log`` of the innovation density; dynopt's BPTT sweeps
-(:func:`dynopt.sweeps.forward_segment` / :func:`~dynopt.sweeps.backward_segment`) run through
+(:func:`dynopt.core.sweeps.forward_segment` / :func:`~dynopt.core.sweeps.backward_segment`) run through
 it.  With an invertible MA part ``P_t`` converges to its steady state ``sigma2 R R'`` (gain
 ``T R``); from the first step ``m`` where ``max|P_m - sigma2 R R'| <= STEADY_TOL *
 max|sigma2 R R'|`` the filter *is* the ARMA inversion, so the remaining ``N - m``
@@ -27,7 +27,7 @@ import numpy as np
 from scipy.linalg import solve_discrete_lyapunov
 
 from dynopt import Plant, StageCost, TerminalCost, ZeroPolicy
-from dynopt.sweeps import Grads, Setup, backward_segment, forward_segment, initial_window, terminal_forward
+from dynopt.core.sweeps import Grads, Setup, backward_segment, forward_segment, initial_window, terminal_forward
 
 from .filters import allpole, allpole_adjoint, lagged_dots
 

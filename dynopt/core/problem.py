@@ -13,6 +13,17 @@ from .sweeps import Setup, forward_segment, terminal_forward
 from .types import Array
 from .validation import as_float_array, check_int, check_shape
 
+_DEFAULT_GRADIENT = None
+"""Factory of the strategy a Problem built without ``gradient=`` uses; registered by
+:mod:`dynopt.gradients` (the core does not import the strategy layer)."""
+
+
+def set_default_gradient(factory) -> None:
+    """Register ``factory() -> GradientMethod`` as the default strategy of new problems."""
+    global _DEFAULT_GRADIENT
+    _DEFAULT_GRADIENT = factory
+
+
 BLOCKS = ("policy", "plant", "cost", "terminal", "x0")
 """Names of the blocks the decision vector W can be made of, in their canonical order."""
 
@@ -181,10 +192,11 @@ class Problem:
             off += size
         self.n_decision = off
 
-        from .gradients import BPTT, GradientMethod  # local: gradients imports problem
         if gradient is None:
-            gradient = BPTT()
-        if not isinstance(gradient, GradientMethod):
+            if _DEFAULT_GRADIENT is None:
+                raise RuntimeError("no default gradient strategy registered: import dynopt (not dynopt.core alone)")
+            gradient = _DEFAULT_GRADIENT()
+        if not (callable(getattr(gradient, "evaluate", None)) and callable(getattr(gradient, "value_and_grad", None))):
             raise TypeError(f"gradient: expected a dynopt GradientMethod such as BPTT(), got {gradient!r}")
         self.gradient = gradient
         self.counts = {"forward": 0, "backward": 0}
@@ -269,7 +281,7 @@ class Problem:
 
     # ----------------------------------------------------------------- evaluation
     def setup(self, W) -> Setup:
-        """Resolve W into the arrays a sweep needs (see :class:`dynopt.sweeps.Setup`)."""
+        """Resolve W into the arrays a sweep needs (see :class:`dynopt.core.sweeps.Setup`)."""
         b = self.unpack(W)
         x0 = b["x0"].reshape(self._x0.shape)
         return Setup(

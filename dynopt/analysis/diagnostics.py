@@ -49,11 +49,11 @@ from typing import Optional
 
 import numpy as np
 
-from .components import SliceGrad, add_param_grad
-from .gradients import assemble_gradient
-from .sweeps import Grads, forward_segment, initial_window, terminal_forward
-from .types import Array
-from .validation import check_int
+from ..core.components import SliceGrad, add_param_grad
+from ..gradients.base import assemble_gradient
+from ..core.sweeps import Grads, forward_segment, initial_window, terminal_forward
+from ..core.types import Array
+from ..core.validation import check_int
 
 FD_SCALE = np.finfo(float).eps ** (1 / 3)
 
@@ -188,7 +188,7 @@ def _sq(g) -> float:
 
 
 def _backward_recorded(setup, seg, tctx, decision):
-    """The BPTT backward sweep of :func:`dynopt.sweeps.backward_segment`, recording per step."""
+    """The BPTT backward sweep of :func:`dynopt.core.sweeps.backward_segment`, recording per step."""
     plant, policy, cost = setup.plant, setup.policy, setup.cost
     c_bar, k, T = setup.c_bar, plant.lags, setup.T
     grads = Grads(setup)
@@ -420,29 +420,6 @@ def _memory(lags, logs, log_rate, log_tol, T) -> float:
 
 
 # ----------------------------------------------------------------------------- command line
-def demo_problem(name: str, horizon: int = 200, batch: int = 4, seed: int = 0):
-    """Built-in problems of ``dynopt diagnose``.
-
-    ``"linear-0.9"`` / ``"linear-1.1"``: ``x[t+1] = A x[t]``, n = 2, A non-normal with
-    spectral radius 0.9 / 1.1, cost ``sum_t ||x[t]||^2``, W = the entries of A.
-    ``"pendulum"``: the RK4 pendulum (dt = 0.05 s) under the demo's untrained tanh-MLP policy
-    (3-16-16-1, |u| <= 5 N m) and swing-up cost, W = the policy weights.
-    """
-    from dynopt.models import LinearPlant, Quadratic  # the model library builds on dynopt
-
-    rng = np.random.default_rng(seed)
-    if name in ("linear-0.9", "linear-1.1"):
-        rho = 0.9 if name == "linear-0.9" else 1.1
-        A = np.array([[rho, 0.5], [0.0, 0.5 * rho]])
-        from .problem import Problem
-        return Problem(LinearPlant(A, np.zeros((2, 0))), None, Quadratic(np.eye(2)), horizon=horizon,
-                       x0=rng.standard_normal((batch, 2)), decision=("plant",))
-    if name == "pendulum":
-        from .demo import pendulum_problem
-        return pendulum_problem(batch=batch, horizon=horizon, seed=seed + 1)
-    raise ValueError(f"name: expected 'linear-0.9', 'linear-1.1' or 'pendulum', got {name!r}")
-
-
 def main_diagnose(argv=None, echo=print) -> int:
     """``dynopt diagnose PROBLEM [--horizon T] [--batch B] [--max-lag L] [--plot FILE]``; returns 0."""
     ap = argparse.ArgumentParser(prog="dynopt diagnose",
@@ -459,7 +436,9 @@ def main_diagnose(argv=None, echo=print) -> int:
             ap.error(f"--{name}: expected an integer >= 1, got {getattr(args, name)}")
     if args.max_lag is not None and args.max_lag < 1:
         ap.error(f"--max-lag: expected an integer >= 1, got {args.max_lag}")
-    prob = demo_problem(args.problem, args.horizon, args.batch, args.seed)
+    from dynopt.models.demos import diagnose_problem  # the CLI may use the model library
+
+    prob = diagnose_problem(args.problem, args.horizon, args.batch, args.seed)
     report = diagnose(prob, max_lag=args.max_lag)
     echo(report.summary())
     if args.plot:

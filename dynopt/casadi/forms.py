@@ -23,7 +23,7 @@ open-loop sequence: its parameter vector is ``(T m,)`` and step ``t`` reads the 
 Where a form comes from (first match wins):
 
 1. the component's own ``casadi_form()`` method (CasADi components of
-   :mod:`dynopt.casadi_components`);
+   :mod:`dynopt.casadi.components`);
 2. :class:`~dynopt.Discretized` of an ODE with a form and an :class:`~dynopt.Euler` or
    :class:`~dynopt.RK4` integrator (the integrator written symbolically, so the form is the
    discrete map actually simulated);
@@ -40,8 +40,8 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import casadi as ca
 
-from .components import ZeroPolicy
-from .integrators import RK4, Discretized, Euler
+from ..core.components import ZeroPolicy
+from ..core.integrators import RK4, Discretized, Euler
 
 KINDS = ("plant", "ode", "policy", "cost", "terminal")
 

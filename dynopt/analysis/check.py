@@ -7,9 +7,9 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .gradients import FiniteDifferences, GradientMethod
-from .problem import Problem
-from .types import Array
+from ..gradients.base import FiniteDifferences, GradientMethod
+from ..core.problem import Problem
+from ..core.types import Array
 
 
 @dataclass
@@ -70,7 +70,7 @@ def _references(problem: Problem, include_casadi: bool, fd: FiniteDifferences) -
     refs: Dict[str, GradientMethod] = {}
     if include_casadi:
         try:
-            from .casadi_reference import CasadiReference, supports
+            from ..casadi.reference import CasadiReference, supports
         except ImportError:
             supports = None
         if supports is not None and supports(problem):

@@ -47,11 +47,11 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import SimulationDivergedError
-from .gradients import BPTT, GradientMethod
-from .problem import Problem
-from .types import Array
-from .validation import check_int
+from ..errors import SimulationDivergedError
+from ..gradients.base import BPTT, GradientMethod
+from ..core.problem import Problem
+from ..core.types import Array
+from ..core.validation import check_int
 
 try:  # ships with dask; plain pickle (no lambdas, no local classes) without it
     import cloudpickle as _pickler
@@ -111,7 +111,7 @@ def loads(data: bytes) -> Any:
             return pickle.loads(body)
     if tag == b"P":
         return pickle.loads(body)
-    raise ValueError(f"data: expected bytes made by dynopt.distributed.dumps, got a payload starting {data[:8]!r}")
+    raise ValueError(f"data: expected bytes made by dynopt.parallel.distributed.dumps, got a payload starting {data[:8]!r}")
 
 
 _CACHE: "OrderedDict[tuple, Any]" = OrderedDict()

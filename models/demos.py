@@ -7,10 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .integrators import RK4, Discretized
-from .optimize import optimize
-from .problem import Problem
-from .results import save_result
+from dynopt import RK4, Discretized, Problem, optimize
+from dynopt.results import save_result
+
+from .costs import Quadratic, SwingUpCost
+from .linear import LinearPlant
+from .mechanics import Pendulum
+from .policies import MLPPolicy
 
 
 def pendulum_problem(batch: int = 16, horizon: int = 100, seed: int = 1, hidden=(16, 16), u_max: float = 5.0) -> Problem:
@@ -18,7 +21,6 @@ def pendulum_problem(batch: int = 16, horizon: int = 100, seed: int = 1, hidden=
 
     Initial states: ``theta0 ~ U(-pi, pi)`` rad, ``omega0 ~ U(-1, 1)`` rad/s, ``batch`` of them.
     """
-    from dynopt.models import MLPPolicy, Pendulum, SwingUpCost  # the model library builds on dynopt
 
     rng = np.random.default_rng(seed)
     x0 = np.stack([rng.uniform(-np.pi, np.pi, batch), rng.uniform(-1, 1, batch)], axis=1)
@@ -88,3 +90,22 @@ def _plot(res, path: Path):
     with open(path, "xb") as fh:
         fig.savefig(fh, format="png", dpi=90)
     plt.close(fig)
+
+
+def diagnose_problem(name: str, horizon: int = 200, batch: int = 4, seed: int = 0) -> Problem:
+    """Built-in problems of ``dynopt diagnose``.
+
+    ``"linear-0.9"`` / ``"linear-1.1"``: ``x[t+1] = A x[t]``, n = 2, A non-normal with
+    spectral radius 0.9 / 1.1, cost ``sum_t ||x[t]||^2``, W = the entries of A.
+    ``"pendulum"``: the RK4 pendulum (dt = 0.05 s) under the demo's untrained tanh-MLP policy
+    (3-16-16-1, |u| <= 5 N m) and swing-up cost, W = the policy weights.
+    """
+    rng = np.random.default_rng(seed)
+    if name in ("linear-0.9", "linear-1.1"):
+        rho = 0.9 if name == "linear-0.9" else 1.1
+        A = np.array([[rho, 0.5], [0.0, 0.5 * rho]])
+        return Problem(LinearPlant(A, np.zeros((2, 0))), None, Quadratic(np.eye(2)), horizon=horizon,
+                       x0=rng.standard_normal((batch, 2)), decision=("plant",))
+    if name == "pendulum":
+        return pendulum_problem(batch=batch, horizon=horizon, seed=seed + 1)
+    raise ValueError(f"name: expected 'linear-0.9', 'linear-1.1' or 'pendulum', got {name!r}")

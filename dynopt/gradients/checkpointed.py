@@ -3,8 +3,8 @@ r"""Checkpointed BPTT: the exact BPTT gradient in bounded memory, paid for with 
 Full-storage :class:`~dynopt.BPTT` keeps every step's contexts, O(T) of them.  Checkpointed
 BPTT keeps only the histories ``(x[t], ..., x[t-k+1])`` at a few *checkpoints* and, during the
 backward sweep, re-simulates the segment between two checkpoints with its contexts kept
-(:func:`dynopt.sweeps.forward_segment` with ``keep=True``) and runs the adjoint recursion over
-it (:func:`dynopt.sweeps.backward_segment`).  The forward map is deterministic, so the
+(:func:`dynopt.core.sweeps.forward_segment` with ``keep=True``) and runs the adjoint recursion over
+it (:func:`dynopt.core.sweeps.backward_segment`).  The forward map is deterministic, so the
 recomputed contexts are bit-identical to the first ones and the gradient is *the same
 number* as full-storage BPTT (up to the order in which the stage costs are summed into J).
 
@@ -41,10 +41,10 @@ from typing import Optional
 
 import numpy as np
 
-from .gradients import GradientMethod, assemble_gradient
-from .problem import objective_value
-from .sweeps import Grads, backward_segment, forward_segment, initial_window, terminal_forward
-from .validation import check_int
+from .base import GradientMethod, assemble_gradient
+from ..core.problem import objective_value
+from ..core.sweeps import Grads, backward_segment, forward_segment, initial_window, terminal_forward
+from ..core.validation import check_int
 
 
 @dataclass(frozen=True)

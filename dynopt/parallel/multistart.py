@@ -10,8 +10,8 @@ from typing import List, Optional
 import numpy as np
 
 from .distributed import DEFAULT_RETRIES, _Payload, as_executor, local_copy, run_tasks
-from .optimize import OptimizeResult, optimize
-from .problem import Problem
+from ..optimize import OptimizeResult, optimize
+from ..core.problem import Problem
 
 __all__ = ["multistart"]
 
@@ -66,7 +66,7 @@ def multistart(problem: Problem, starts, executor=None, *, method: str = "BFGS",
     ----------
     problem : Problem
         Shipped to the workers once per call (cloudpickle).  A problem whose gradient is
-        :class:`~dynopt.distributed.Sharded` runs each start with the inner method when an
+        :class:`~dynopt.parallel.distributed.Sharded` runs each start with the inner method when an
         executor is given (runs are the parallel unit); with ``executor=None`` the runs go
         one after the other and each evaluation is sharded.
     starts : int or sequence of (n_decision,) arrays

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .types import Array
+from ..core.types import Array
 
 
 def clip_gradient(g: Array, max_norm: float) -> Array:

@@ -44,10 +44,10 @@ from typing import Callable, Optional, Tuple
 import casadi as ca
 import numpy as np
 
-from .casadi_forms import CasadiForm, batched_pair, casadi_form, discretize_form
-from .components import Plant, Policy, StageCost, TerminalCost
-from .integrators import ODE, Discretized
-from .validation import as_float_array, check_int
+from .forms import CasadiForm, batched_pair, casadi_form, discretize_form
+from ..core.components import Plant, Policy, StageCost, TerminalCost
+from ..core.integrators import ODE, Discretized
+from ..core.validation import as_float_array, check_int
 
 _NUMPY_ON_CASADI = "numpy function was called on a casadi value"
 _PIECEWISE_CONSTANT = {getattr(ca, f"OP_{n}"): n.lower() for n in ("FLOOR", "CEIL", "SIGN", "FMOD", "REMAINDER")
@@ -223,7 +223,7 @@ class BatchedFunction:
 
     Calls take and return batch-first NumPy arrays: per-scenario inputs ``(B, size)``, shared
     inputs ``(size,)``.  Every call is one evaluation of the form's batched Function or of its
-    ``Function.map(B)`` (:func:`dynopt.casadi_forms.batched_pair`).
+    ``Function.map(B)`` (:func:`dynopt.casadi.forms.batched_pair`).
     """
 
     def __init__(self, form, shared, adjoint_of):
@@ -308,11 +308,11 @@ class _CasadiComponent:
 
     @property
     def function(self) -> ca.Function:
-        """The traced one-scenario, one-step CasADi Function (see :mod:`dynopt.casadi_forms`)."""
+        """The traced one-scenario, one-step CasADi Function (see :mod:`dynopt.casadi.forms`)."""
         return self._form.function
 
     def casadi_form(self) -> CasadiForm:
-        """This component's :class:`~dynopt.casadi_forms.CasadiForm`."""
+        """This component's :class:`~dynopt.casadi.forms.CasadiForm`."""
         return self._form
 
     @staticmethod
@@ -608,8 +608,8 @@ def as_casadi(component):
         return component
     form = casadi_form(component)
     if form is None:
-        raise TypeError(f"component: {component!r} has no CasADi form; write it with dynopt.casadi_components "
-                        f"or register one with dynopt.casadi_forms.register_casadi_form")
+        raise TypeError(f"component: {component!r} has no CasADi form; write it with dynopt.casadi.components "
+                        f"or register one with dynopt.casadi.forms.register_casadi_form")
     if form.kind == "policy" and form.step_slice:
         raise TypeError(f"component: {component!r} is an open-loop sequence, not a CasADi policy of (x, X, p)")
     kw = dict(param_spec=component.param_spec, defaults=component.default_params())

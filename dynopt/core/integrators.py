@@ -1,6 +1,6 @@
 r"""Continuous-time plants: a right-hand side dx/dt and the integrators that step it.
 
-``Discretized(ode, RK4(dt))`` is a :class:`~dynopt.components.Plant` whose forward map is
+``Discretized(ode, RK4(dt))`` is a :class:`~dynopt.core.components.Plant` whose forward map is
 one integrator step (control held constant over the step, zero-order hold) and whose dual
 runs back through every integrator stage exactly, so BPTT differentiates the discrete map
 actually simulated, not an approximation of the ODE's sensitivity.

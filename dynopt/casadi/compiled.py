@@ -1,24 +1,24 @@
 r"""Compiled sweeps: dynopt's forward and backward sweeps as CasADi loops over time.
 
-When every component of a problem is CasADi-expressible (:func:`dynopt.casadi_forms.casadi_form`),
+When every component of a problem is CasADi-expressible (:func:`dynopt.casadi.forms.casadi_form`),
 :class:`CompiledBPTT` builds **one** CasADi Function that runs
 
 1. the forward sweep: ``u[t] = pi(x[t])``, ``l[t]``, ``x[t+1] = f(x[t..t-k+1], u[t])`` for
    t = 0..T-1, keeping the state windows and controls;
 2. the terminal cost and its dual;
-3. the backward sweep: dynopt's adjoint recursion of :mod:`dynopt.sweeps`, step by step
+3. the backward sweep: dynopt's adjoint recursion of :mod:`dynopt.core.sweeps`, step by step
    from t = T-1 down to 0, chaining each component's dual (CasADi's reverse mode of that
    component alone, batched over the scenarios) and carrying the adjoint window
    ``[lam[t+1], partial lam[t], ..., partial lam[t-k+1]]`` and the parameter adjoints.
 
 It is *not* CasADi's AD of the whole graph (that is the independent cross-check in
-:mod:`dynopt.casadi_reference`).  The loops over time are a two-level tower: an inner
+:mod:`dynopt.casadi.reference`).  The loops over time are a two-level tower: an inner
 Function unrolls ``c ~ sqrt(T)`` steps and an outer one calls it ``T / c`` times, so the
 graph has O(sqrt T) nodes and the parameters are passed by reference (CasADi's ``mapaccum``
 would copy the parameter vector for every step).  With ``codegen=True`` the Function is
 written as C, compiled with the machine's C compiler and cached on disk
-(:mod:`dynopt.casadi_codegen`); without a compiler it falls back to CasADi's virtual machine
-with one :class:`~dynopt.casadi_codegen.CompilerNotFoundWarning`.
+(:mod:`dynopt.casadi.codegen`); without a compiler it falls back to CasADi's virtual machine
+with one :class:`~dynopt.casadi.codegen.CompilerNotFoundWarning`.
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ from typing import Dict, List, Optional, Sequence
 import casadi as ca
 import numpy as np
 
-from .casadi_codegen import CompilerNotFound, CompilerNotFoundWarning, compile_functions, load_cached
-from .casadi_forms import batched_pair, problem_forms
-from .gradients import GradientMethod
-from .problem import Trajectory, objective_value
+from .codegen import CompilerNotFound, CompilerNotFoundWarning, compile_functions, load_cached
+from .forms import batched_pair, problem_forms
+from ..gradients.base import GradientMethod
+from ..core.problem import Trajectory, objective_value
 
 
 def time_loop(step: ca.Function, T: int, n_acc: int, n_seq: int, *, reverse: bool = False,
@@ -150,7 +150,7 @@ def build_sweeps(problem, *, chunk: Optional[int] = None) -> _Built:
     forms = problem_forms(problem)
     if forms is None:
         raise TypeError("problem: every component needs a CasADi form for compiled sweeps; "
-                        "use dynopt.casadi_reference.supports(problem) to check")
+                        "use dynopt.casadi.reference.supports(problem) to check")
     plant, pol, cost, term = forms["plant"], forms["policy"], forms["cost"], forms["terminal"]
     T, B = problem.horizon, problem.B
     n, m, k = problem.plant.n_state, problem.plant.n_control, problem.plant.lags
@@ -296,7 +296,7 @@ def sweep_key(problem, *, chunk, compiler, flags) -> str:
     forms = problem_forms(problem)
     if forms is None:
         raise TypeError("problem: every component needs a CasADi form for compiled sweeps; "
-                        "use dynopt.casadi_reference.supports(problem) to check")
+                        "use dynopt.casadi.reference.supports(problem) to check")
     for name, form in forms.items():
         h.update(name.encode())
         if form is None:

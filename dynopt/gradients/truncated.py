@@ -36,10 +36,10 @@ from typing import List, Sequence
 
 import numpy as np
 
-from .components import add_adjoint, add_param_grad
-from .gradients import BPTT
-from .sweeps import Grads, initial_window
-from .validation import check_int
+from ..core.components import add_adjoint, add_param_grad
+from .base import BPTT
+from ..core.sweeps import Grads, initial_window
+from ..core.validation import check_int
 
 
 class TruncatedBPTT(BPTT):

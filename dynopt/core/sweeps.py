@@ -2,7 +2,7 @@ r"""Forward and backward sweeps over a segment of time steps.
 
 These are the engine's two loops.  Full BPTT is one segment ``[0, T)``; checkpointed BPTT
 calls the same functions on shorter segments.  Neither knows what a plant is: they chain
-components through the contract in :mod:`dynopt.components`.
+components through the contract in :mod:`dynopt.core.components`.
 
 Adjoint recursion (Werbos eq. 16, written for steps ``t = T-1 .. 0``)::
 
@@ -21,7 +21,7 @@ from typing import List, Optional
 import numpy as np
 
 from .components import add_adjoint, add_param_grad
-from .errors import SimulationDivergedError
+from ..errors import SimulationDivergedError
 from .types import Array
 
 CHECK_EVERY = 16

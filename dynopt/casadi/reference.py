@@ -1,7 +1,7 @@
 r"""An independent gradient: CasADi's own reverse AD over the whole unrolled trajectory.
 
 :class:`CasadiReference` builds the entire simulation ``J(W)`` as one CasADi MX graph: for
-t = 0..T-1 it chains the components' CasADi forms (:mod:`dynopt.casadi_forms`), each
+t = 0..T-1 it chains the components' CasADi forms (:mod:`dynopt.casadi.forms`), each
 applied to all B scenarios at once (the form's batched Function, else ``Function.map(B)``), adds the stage costs and the
 terminal cost, and asks CasADi for ``gradient(J, W)``.  Nothing of dynopt's backward sweep,
 its component duals or its window bookkeeping is used, so agreement with
@@ -22,8 +22,8 @@ from typing import Optional
 import casadi as ca
 import numpy as np
 
-from .casadi_forms import batched_forward, problem_forms
-from .gradients import GradientMethod
+from .forms import batched_forward, problem_forms
+from ..gradients.base import GradientMethod
 
 __all__ = ["CasadiReference", "supports"]
 
@@ -95,10 +95,10 @@ class CasadiReference(GradientMethod):
     Parameters
     ----------
     codegen : bool
-        Compile the unrolled Function to C (cached on disk, see :mod:`dynopt.casadi_codegen`);
+        Compile the unrolled Function to C (cached on disk, see :mod:`dynopt.casadi.codegen`);
         default: CasADi's virtual machine.
     compiler, flags, cache_dir :
-        As :class:`~dynopt.casadi_compiled.CompiledBPTT`.
+        As :class:`~dynopt.casadi.compiled.CompiledBPTT`.
 
     Attributes
     ----------
@@ -124,7 +124,7 @@ class CasadiReference(GradientMethod):
         if self.codegen:
             import warnings
 
-            from .casadi_codegen import CompilerNotFound, CompilerNotFoundWarning, compile_functions
+            from .codegen import CompilerNotFound, CompilerNotFoundWarning, compile_functions
             try:
                 fns, info = compile_functions([F], prefix="dynopt_reference", compiler=self.compiler,
                                               flags=self.flags, directory=self.cache_dir)

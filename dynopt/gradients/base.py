@@ -12,9 +12,9 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from .problem import Problem, Trajectory, objective_value
-from .sweeps import Grads, backward_segment, forward_segment, initial_window, terminal_forward
-from .types import Array
+from ..core.problem import Problem, Trajectory, objective_value
+from ..core.sweeps import Grads, backward_segment, forward_segment, initial_window, terminal_forward
+from ..core.types import Array
 
 
 class GradientMethod(ABC):
@@ -58,7 +58,7 @@ class BPTT(GradientMethod):
     """Backpropagation through time with the whole trajectory stored.
 
     One forward sweep keeps every step's context; one backward sweep runs the adjoint
-    recursion of :mod:`dynopt.sweeps`.  Memory O(T B n); cost a small constant times one
+    recursion of :mod:`dynopt.core.sweeps`.  Memory O(T B n); cost a small constant times one
     simulation, whatever the size of W (Werbos 1990).
     """
 

@@ -1,0 +1,21 @@
+"""The public names of dynopt's CasADi layer, gathered for ``dynopt/__init__.py``.
+
+* :mod:`dynopt.casadi.components`: user functions written with CasADi become components
+  (:class:`CasadiPlant`, :class:`CasadiODE`, :class:`CasadiPolicy`, :class:`CasadiStageCost`,
+  :class:`CasadiTerminalCost`); :func:`as_casadi` turns any CasADi-expressible component into one.
+* :mod:`dynopt.casadi.forms`: the symbolic one-step forms behind them and the registry.
+* :mod:`dynopt.casadi.reference`: :class:`CasadiReference`, CasADi's own AD of the whole trajectory.
+* :mod:`dynopt.casadi.compiled`: :class:`CompiledBPTT`, the sweeps as compiled CasADi loops.
+* :mod:`dynopt.casadi.codegen`: C generation, the on-disk cache, :class:`CompilerNotFoundWarning`.
+"""
+
+from .codegen import CompilerNotFoundWarning
+from .compiled import CompiledBPTT
+from .components import (CasadiODE, CasadiPlant, CasadiPolicy, CasadiStageCost, CasadiTerminalCost,
+                                as_casadi)
+from .forms import CasadiForm, casadi_form, register_casadi_form
+from .reference import CasadiReference
+
+__all__ = ["CasadiForm", "CasadiODE", "CasadiPlant", "CasadiPolicy", "CasadiReference", "CasadiStageCost",
+           "CasadiTerminalCost", "CompiledBPTT", "CompilerNotFoundWarning", "as_casadi", "casadi_form",
+           "register_casadi_form"]

@@ -1,0 +1,12 @@
+"""How to differentiate: the gradient strategies (one template in :mod:`.base`)."""
+
+from .base import BPTT, FiniteDifferences, GradientMethod
+from .checkpointed import CheckpointedBPTT
+from .clipping import clip_gradient
+from .truncated import TruncatedBPTT, truncation_error
+from ..core.problem import set_default_gradient
+
+set_default_gradient(BPTT)
+
+__all__ = ["BPTT", "CheckpointedBPTT", "FiniteDifferences", "GradientMethod", "TruncatedBPTT", "clip_gradient",
+           "truncation_error"]
