@@ -24,9 +24,7 @@ with one :class:`~dynopt.casadi.codegen.CompilerNotFoundWarning`.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import math
-import sys
 import threading
 import time
 import warnings
@@ -37,7 +35,7 @@ from typing import Dict, List, Optional, Sequence
 import casadi as ca
 import numpy as np
 
-from .codegen import CompilerNotFound, CompilerNotFoundWarning, compile_functions, load_cached
+from .codegen import CompilerNotFound, CompilerNotFoundWarning, code_digest, compile_functions, load_cached
 from .forms import batched_pair, problem_forms
 from ..gradients.base import GradientMethod
 from ..core.problem import Trajectory, objective_value
@@ -282,16 +280,17 @@ def _call(buffers, ins, wanted):
 def sweep_key(problem, *, chunk, compiler, flags) -> str:
     """Disk-cache key of the compiled sweeps of ``problem``, computed without building them.
 
-    SHA-256 of everything the generated code depends on: this module's source (so a change of
-    the sweep construction never loads a stale library), the CasADi version, compiler and
-    flags, T, B, sizes, lags, chunk, and each component form's serialized one-step Function
-    and batched Function (their constants included).
+    SHA-256 of everything the generated code depends on: :func:`~dynopt.casadi.codegen.code_digest`
+    (dynopt's version, the source of every module that builds the forward and dual graphs, so a
+    change there never loads a stale library, CasADi's version, the compiler and its flags),
+    T, B, sizes, lags, chunk, and each component form's serialized one-step Function and
+    batched Function (their constants included).
     """
     h = hashlib.sha256()
-    h.update(inspect.getsource(sys.modules[__name__]).encode())
+    h.update(code_digest(compiler, flags).encode())
     T, B = problem.horizon, problem.B
     nX = 0 if problem.X is None else problem.X.shape[2]
-    h.update(repr((ca.__version__, compiler, tuple(flags), T, B, problem.plant.n_state, problem.plant.n_control,
+    h.update(repr((T, B, problem.plant.n_state, problem.plant.n_control,
                    problem.plant.lags, nX, chunk)).encode())
     forms = problem_forms(problem)
     if forms is None:
