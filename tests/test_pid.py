@@ -75,3 +75,101 @@ def test_bad_input_and_plot(tmp_path):
     plt.close(fig)
     with pytest.raises(ValueError, match="labels: expected 2 labels"):
         plot_responses(t, y, labels=["a"])
+
+
+# ----------------------------------------------------------------------------- PID / PI controllers
+import casadi as ca  # noqa: E402
+
+import dynopt  # noqa: E402
+from dynopt.control.lqr import c2d  # noqa: E402
+from dynopt.models import LinearPlant, Quadratic  # noqa: E402
+from dynopt.models.controllers import PID, PlantStateCost, pid_problem  # noqa: E402
+
+# DC motor speed (CTMS "DC Motor Speed" values): J=0.01 kg m^2, b=0.1 N m s, K=0.01, R=1 ohm, L=0.5 H;
+# state (omega [rad/s], i [A]), input voltage [V]; sampled with a zero-order hold at 10 ms.
+DT = 0.01
+AC = np.array([[-0.1 / 0.01, 0.01 / 0.01], [-0.01 / 0.5, -1.0 / 0.5]])
+BC = np.array([[0.0], [1.0 / 0.5]])
+AD, BD = c2d(AC, BC, DT)
+X0S = [[0.0, 0.0], [0.5, 0.0]]
+
+
+def _casadi_loop(aw, deriv, T, r, Tf, lim, w_u):
+    """The same loop written independently with casadi SX, unrolled; returns J and dJ/dgains."""
+    names = ["Kp", "Ki"] + (["Kd"] if deriv else []) + (["Kb"] if aw == "back-calculation" else [])
+    g = ca.SX.sym("g", len(names))
+    G = {k: g[i] for i, k in enumerate(names)}
+    Kp, Ki, Kd, Kb = G["Kp"], G["Ki"], G.get("Kd", 0), G.get("Kb", 0)
+    a = 1 - np.exp(-DT / Tf)
+    lo, hi = lim
+    J = 0
+    for x0 in X0S:
+        x, I, yf = ca.DM(x0), 0, x0[0]
+        for _ in range(T):
+            y = x[0]
+            e = r - y
+            P = Kp * e
+            D = -Kd / Tf * (y - yf) if deriv else 0
+            v = P + I + D
+            u = ca.fmin(ca.fmax(v, lo), hi)
+            J += DT * (e * e + w_u * u * u)
+            if aw == "back-calculation":
+                I = I + Ki * DT * e + Kb * DT * (u - v)
+            elif aw == "clamping":
+                I = ca.fmin(ca.fmax(I + Ki * DT * e, ca.fmin(lo - P - D, 0)), ca.fmax(hi - P - D, 0))
+            else:
+                I = I + Ki * DT * e
+            if deriv:
+                yf = yf + a * (y - yf)
+            x = ca.mtimes(ca.DM(AD), x) + ca.DM(BD) * u
+    J = J / len(X0S)
+    return ca.Function("J", [g], [J, ca.gradient(J, g)])
+
+
+@pytest.mark.parametrize("deriv", [False, True], ids=["PI", "PID"])
+@pytest.mark.parametrize("aw", ["back-calculation", "clamping", "none"])
+def test_pid_gradient_matches_casadi_through_saturation(aw, deriv):
+    gains = dict(Kp=60.0, Ki=200.0 if aw != "none" else 20.0, **({"Kd": 0.5} if deriv else {}), **({"Kb": 5.0} if aw == "back-calculation" else {}))
+    pid = PID(2, 0, DT, derivative=deriv, Tf=0.02 if deriv else None, u_limits=(-12, 12), anti_windup=aw, gains=gains)
+    prob = pid_problem(LinearPlant(AD, BD), pid, 1.0, horizon=120, x0=np.array(X0S), w_u=1e-4)
+    J, g = prob.value_and_grad(prob.W0)
+    u = prob.simulate(prob.W0).u[:, :, 0]
+    assert 0.05 < np.mean(np.abs(u) >= 12) < 1.0  # the limits are active part of the time
+    Jc, gc = _casadi_loop(aw, deriv, 120, 1.0, 0.02, (-12, 12), 1e-4)(prob.W0)
+    np.testing.assert_allclose(J, float(Jc), rtol=1e-12)
+    np.testing.assert_allclose(g, np.array(gc).ravel(), rtol=1e-10, atol=1e-12 * np.abs(g).max())
+
+
+def test_pid_gradient_matches_finite_differences_unsaturated():
+    # away from the kinks of the clip (limits never reached) central differences are accurate
+    pid = PID(2, 0, DT, derivative=True, Tf=0.03, u_limits=(-1e3, 1e3), anti_windup="back-calculation",
+              gains=dict(Kp=20.0, Ki=40.0, Kd=0.2, Kb=2.0))
+    prob = pid_problem(LinearPlant(AD, BD), pid, 1.0, horizon=150, x0=np.array(X0S), w_u=1e-3)
+    chk = dynopt.check_gradient(prob, prob.W0, casadi=False)
+    assert chk.max_rel_error() < 1e-7
+
+
+def test_plant_state_cost_lifts_a_plain_cost():
+    pid = PID(2, 0, DT, u_limits=(-12, 12), anti_windup="clamping", gains=dict(Kp=30.0, Ki=50.0))
+    prob = pid_problem(LinearPlant(AD, BD), pid, 1.0, horizon=50, x0=np.array(X0S),
+                       cost=PlantStateCost(Quadratic([1.0, 0.0], [1e-3], x_ref=[1.0, 0.0]), 2, 1))
+    traj = prob.simulate()
+    x, u = traj.x[:-1, :, :2], traj.u[:, :, :1]
+    ref = np.mean(np.sum((x[..., 0] - 1.0) ** 2 + 1e-3 * u[..., 0] ** 2, axis=0))
+    np.testing.assert_allclose(traj.objective, ref, rtol=1e-13)
+    assert dynopt.check_gradient(prob, prob.W0, casadi=False).max_rel_error() < 1e-6
+
+
+def test_pid_bad_input():
+    with pytest.raises(ValueError, match="u_limits: anti_windup='back-calculation' needs output saturation limits"):
+        PID(2, 0, DT, anti_windup="back-calculation")
+    with pytest.raises(ValueError, match="u_limits: anti_windup='clamping' needs output saturation limits"):
+        PID(2, 0, DT, anti_windup="clamping")
+    with pytest.raises(ValueError, match=r"u_limits: expected \(lo, hi\) with lo < hi, got \(5.0, -5.0\)"):
+        PID(2, 0, DT, u_limits=(5, -5))
+    with pytest.raises(ValueError, match="anti_windup: expected one of"):
+        PID(2, 0, DT, u_limits=(-1, 1), anti_windup="conditional")
+    with pytest.raises(ValueError, match=r"gains: unknown gain 'Kb'; this controller has \['Kp', 'Ki'\]"):
+        PID(2, 0, DT, gains={"Kb": 1.0})
+    with pytest.raises(ValueError, match="output: expected a state index in"):
+        PID(2, 5, DT)
