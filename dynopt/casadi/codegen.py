@@ -222,6 +222,8 @@ def check_private(path: os.PathLike, *, kind: str = "file") -> None:
 def private_cache_dir(directory: Optional[os.PathLike] = None, *, create: bool = True) -> Path:
     """The cache directory (see :func:`cache_dir`), created with mode 0700 if absent, and checked.
 
+    Parents that do not exist are created with mode 0700 too.
+
     Raises
     ------
     UnsafeCacheError
@@ -229,13 +231,13 @@ def private_cache_dir(directory: Optional[os.PathLike] = None, *, create: bool =
     """
     root = cache_dir(directory)
     if create and not root.exists():
-        root.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.mkdir(root, 0o700)
-        except FileExistsError:  # another process made it first: it is checked below like any other
-            pass
-        else:
-            os.chmod(root, 0o700)  # whatever the umask
+        missing = [root] + [p for p in root.parents if not p.exists()]
+        for p in reversed(missing):  # the cache and any parent dynopt creates: 0700 whatever the umask
+            try:
+                os.mkdir(p, 0o700)
+            except FileExistsError:  # another process made it first: it is checked below like any other
+                continue
+            os.chmod(p, 0o700)
     check_private(root, kind="directory")
     return root
 
