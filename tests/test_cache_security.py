@@ -13,6 +13,7 @@ bar of tests/test_casadi_compiled.py); digests against hashlib on the file's byt
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import stat
 import subprocess
@@ -108,6 +109,7 @@ def test_writable_cache_dir_is_refused_before_loading(tmp_path, loads, mode, who
     assert f"chmod 700 {shared}" in msg
     assert loads == [] and planted.read_bytes().startswith(b"\x7fELF planted")
     assert isinstance(err.value, PermissionError)
+    assert str(pickle.loads(pickle.dumps(err.value))) == msg  # crosses process pools intact
 
 
 @posix
