@@ -113,7 +113,8 @@ def _compiler_version(exe: str) -> str:
         proc = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError) as exc:
         return f"unknown ({type(exc).__name__})"
-    return (proc.stdout or proc.stderr).strip().splitlines()[0] if (proc.stdout or proc.stderr).strip() else ""
+    lines = (proc.stdout or proc.stderr).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def compiler_identity(compiler: str) -> str:
@@ -203,7 +204,7 @@ def check_private(path: os.PathLike, *, kind: str = "file") -> None:
                       f"remove it (`dynopt cache clear` or `rm {path}`); dynopt rebuilds it")
     if st.st_uid != me:
         fix = _other_dir_fix(path) if kind == "directory" else f"remove it (`rm {path}`); dynopt rebuilds it"
-        raise _refuse(path, f"owned by another user", st, fix)
+        raise _refuse(path, "owned by another user", st, fix)
     if stat.S_IMODE(st.st_mode) & (stat.S_IWGRP | stat.S_IWOTH):
         who = {stat.S_IWGRP: "group", stat.S_IWOTH: "others", stat.S_IWGRP | stat.S_IWOTH: "group and others"}[
             stat.S_IMODE(st.st_mode) & (stat.S_IWGRP | stat.S_IWOTH)]
