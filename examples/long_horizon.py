@@ -41,9 +41,9 @@ def long_horizon_gradient(horizon: int = 50_000):
                    Quadratic(np.diag([1.0, 0.1]), [0.01], scale=dt), horizon=horizon, x0=x0, gradient=ck)
     W = prob.W0
     t0 = time.perf_counter()
-    J, g = prob.value_and_grad(W)
+    J, g, _ = ev = prob.gradient.evaluate(prob, W)   # the Evaluation carries the run statistics
     elapsed = time.perf_counter() - t0
-    s = ck.stats
+    s = ev.stats
     print(f"T = {horizon} steps ({horizon * dt:.0f} s), K = {W}: J = {J:.6f}, dJ/dK = {g}")
     print(f"checkpointed BPTT in {elapsed:.1f} s: at most {s['states_peak']} states stored at once "
           f"({s['checkpoints_peak']} checkpoints + a {s['tape_peak']}-step segment) instead of {horizon} steps; "

@@ -51,7 +51,7 @@ def main(address=None, B: int = 4000, horizon: int = 100, n_starts: int = 4, ser
     with distributed.Client(address) as client:
         ex = client.get_executor()
         prob, K_lqr = build(B, horizon)
-        prob.gradient = dynopt.Sharded(ex)  # one shard per worker thread
+        prob = prob.replace(gradient=dynopt.Sharded(ex))  # one shard per worker thread
         res = dynopt.optimize(prob, options={"gtol": 1e-6})
         K = res.params["policy"]["K"]
         print(f"{B} scenarios on {len(client.nthreads())} workers: K = {K.ravel()}, J = {res.fun:.6f} "

@@ -115,21 +115,23 @@ def test_codegen_equals_python_loop_and_is_cached(tmp_path):
     problem = open_loop(T=12)
     J, g = problem.value_and_grad(problem.W0)
     first = CompiledBPTT(codegen=True, cache_dir=tmp_path)
-    Jc, gc, _ = first.evaluate(problem, problem.W0)
-    assert first.last_build["compiled"] and not first.last_build["cached"]
+    ev = first.evaluate(problem, problem.W0)
+    Jc, gc, _ = ev
+    assert ev.stats["build"]["compiled"] and not ev.stats["build"]["cached"]
     assert abs(Jc - J) <= RTOL * abs(J) and _rel(gc, g) < RTOL
     libs = list(tmp_path.glob("*.so"))
     assert len(libs) == 1
     mtime = libs[0].stat().st_mtime_ns
     second = CompiledBPTT(codegen=True, cache_dir=tmp_path)  # a new run: same structure, no recompiling
-    Jd, gd, _ = second.evaluate(open_loop(T=12), problem.W0)
-    assert second.last_build["cached"] and second.last_build["compile_seconds"] == 0.0
-    assert second.last_build["build_seconds"] == 0.0  # loaded by structure key: no graph built
+    ev = second.evaluate(open_loop(T=12), problem.W0)
+    Jd, gd, _ = ev
+    assert ev.stats["build"]["cached"] and ev.stats["build"]["compile_seconds"] == 0.0
+    assert ev.stats["build"]["build_seconds"] == 0.0  # loaded by structure key: no graph built
     assert libs[0].stat().st_mtime_ns == mtime
     np.testing.assert_array_equal(gd, gc)
     other = CompiledBPTT(codegen=True, cache_dir=tmp_path)  # another horizon is another structure
-    other.evaluate(open_loop(T=13), open_loop(T=13).W0)
-    assert not other.last_build["cached"] and len(list(tmp_path.glob("*.so"))) == 2
+    ev = other.evaluate(open_loop(T=13), open_loop(T=13).W0)
+    assert not ev.stats["build"]["cached"] and len(list(tmp_path.glob("*.so"))) == 2
 
 
 def test_no_compiler_falls_back_with_one_warning(tmp_path, monkeypatch):
@@ -138,11 +140,12 @@ def test_no_compiler_falls_back_with_one_warning(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     method = CompiledBPTT(codegen=True, cache_dir=tmp_path / "cache")
     with pytest.warns(CompilerNotFoundWarning, match="not found on PATH") as rec:
-        Jc, gc, _ = method.evaluate(problem, problem.W0)
+        ev = method.evaluate(problem, problem.W0)
+        Jc, gc, _ = ev
         method.evaluate(problem, problem.W0)
         method.evaluate(open_loop(T=10), problem.W0)  # another problem, same method: still one warning
     assert len(rec) == 1
-    assert not method.last_build["compiled"]
+    assert not ev.stats["build"]["compiled"]
     assert abs(Jc - J) <= RTOL * abs(J) and _rel(gc, g) < RTOL
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").glob("*.so"))
 

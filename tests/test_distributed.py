@@ -181,8 +181,7 @@ def test_sharded_equals_local_every_block_kind(threads, kw, objective):
 def test_sharded_strategy_reproduces_p1_reference(threads):
     """Problem(..., gradient=Sharded(ex)) against PROBLEMS.md's P1 values (numpy BPTT and JAX
     agree to 1e-14 there; 1e-12 leaves room for the different summation order)."""
-    prob = p1()
-    prob.gradient = Sharded(threads, n_shards=3)
+    prob = p1().replace(gradient=Sharded(threads, n_shards=3))
     J, g = prob.value_and_grad(prob.W0)
     got = (J, np.linalg.norm(g), g[0], g[1216])
     assert max(abs(a - b) / abs(b) for a, b in zip(got, P1_REF)) < RTOL
@@ -322,7 +321,7 @@ def test_dask_optimize_matches_local_run_and_dare(dask_executor):
     local, K = lqr_problem()
     res_local = dynopt.optimize(local, options={"gtol": 1e-6})
     remote, _ = lqr_problem()
-    remote.gradient = Sharded(dask_executor, shard_size=3)
+    remote = remote.replace(gradient=Sharded(dask_executor, shard_size=3))
     res = dynopt.optimize(remote, options={"gtol": 1e-6})
     assert res.success and res.nit == res_local.nit
     assert rel(res.x, res_local.x) < 1e-8 and abs(res.fun - res_local.fun) / res_local.fun < 1e-12

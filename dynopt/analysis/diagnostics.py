@@ -49,9 +49,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..core.components import SliceGrad, add_param_grad
-from ..gradients.base import assemble_gradient
-from ..core.sweeps import Grads, forward_segment, initial_window, terminal_forward
+from ..core.sweeps import Grads, backward_segment, forward_segment, initial_window, terminal_forward
+from ..gradients.base import locate_backward
 from ..core.types import Array
 from ..core.validation import check_int
 
@@ -164,9 +163,11 @@ class DiagnosticReport:
             raise ImportError("plot: matplotlib is needed (pip install 'dynopt[plot]')") from exc
         fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
         t = np.arange(self.horizon + 1)
-        ax[0].semilogy(t, np.maximum(self.adjoint_norms, 1e-300))
+        lam = np.where(self.adjoint_norms > 0, self.adjoint_norms, np.nan)  # exact zeros are not drawn
+        con = np.where(self.step_contributions > 0, self.step_contributions, np.nan)
+        ax[0].semilogy(t, lam)
         ax[0].set(xlabel="step t", ylabel="||lambda[t]||", title="adjoint norms")
-        ax[1].semilogy(t[:-1], np.maximum(self.step_contributions, 1e-300))
+        ax[1].semilogy(t[:-1], con)
         ax[1].set(xlabel="step t", ylabel="norm", title="step contributions to dJ/dW")
         ax[2].loglog(self.lags, self.lag_norms, "o-", label="geometric mean")
         ax[2].loglog(self.lags, self.lag_norms_max, "x--", label="max")
@@ -180,51 +181,29 @@ class DiagnosticReport:
         return fig
 
 
-def _sq(g) -> float:
-    if g is None:
-        return 0.0
-    v = g.value if isinstance(g, SliceGrad) else g
-    return float(np.vdot(v, v))
+class _Recorder:
+    """A hook on :func:`dynopt.core.sweeps.backward_segment` that records ``||lambda[t]||`` and each
+    step's contribution to the decision blocks' parameter adjoints (difference of the
+    accumulators before and after the step)."""
 
+    def __init__(self, setup, decision, grads, lam_T):
+        self.T = setup.T
+        self.lam = np.zeros(self.T + 1)
+        self.contrib = np.zeros(self.T)
+        self.lam[self.T] = 0.0 if lam_T is None else np.linalg.norm(lam_T)
+        self.names = [a for a, blk in (("theta", "plant"), ("phi", "policy"), ("p_cost", "cost"))
+                      if blk in decision]
+        self.prev = {a: getattr(grads, a).copy() for a in self.names}
 
-def _backward_recorded(setup, seg, tctx, decision):
-    """The BPTT backward sweep of :func:`dynopt.core.sweeps.backward_segment`, recording per step."""
-    plant, policy, cost = setup.plant, setup.policy, setup.cost
-    c_bar, k, T = setup.c_bar, plant.lags, setup.T
-    grads = Grads(setup)
-    window = initial_window(setup, tctx, grads)
-    lam = np.zeros(T + 1)
-    contrib = np.zeros(T)
-    lam[T] = 0.0 if window[0] is None else np.linalg.norm(window[0])
-    use_th, use_phi, use_p = "plant" in decision, "policy" in decision, "cost" in decision
-    for t in range(T - 1, -1, -1):
-        pc, cc, fc = seg.tape[t]
+    def __call__(self, t, window, grads):
+        self.lam[t] = 0.0 if window[0] is None else np.linalg.norm(window[0])
         sq = 0.0
-        u_bar = None
-        if window[0] is not None:
-            hist_bar, u_bar, th = plant.vjp(fc, window[0])
-            add_param_grad(grads.theta, th)
-            sq += _sq(th) if use_th else 0.0
-            for j in range(k):
-                if hist_bar[j] is not None:
-                    window[j + 1] = hist_bar[j] if window[j + 1] is None else window[j + 1] + hist_bar[j]
-        if cost is not None:
-            xc, uc, pg = cost.vjp(cc, c_bar)
-            add_param_grad(grads.p_cost, pg)
-            sq += _sq(pg) if use_p else 0.0
-            window[1] = xc if window[1] is None else window[1] + xc
-            if uc is not None:
-                u_bar = uc if u_bar is None else u_bar + uc
-        if u_bar is not None:
-            xp, phb = policy.vjp(pc, u_bar)
-            add_param_grad(grads.phi, phb)
-            sq += _sq(phb) if use_phi else 0.0
-            if xp is not None:
-                window[1] = xp if window[1] is None else window[1] + xp
-        window = window[1:] + [None]
-        lam[t] = 0.0 if window[0] is None else np.linalg.norm(window[0])
-        contrib[t] = np.sqrt(sq)
-    return grads, window, lam, contrib
+        for a in self.names:
+            cur = getattr(grads, a)
+            d = cur - self.prev[a]
+            sq += float(np.vdot(d, d))
+            self.prev[a] = cur.copy()
+        self.contrib[t] = np.sqrt(sq)
 
 
 class _StepMaps:
@@ -244,9 +223,8 @@ class _StepMaps:
 
     def _step(self, t, hist):
         s = self.setup
-        Xt = None if s.X is None else s.X[t]
-        u, _ = s.policy.forward(t, hist[0], Xt, s.phi)
-        x, _ = s.plant.forward(hist, u, Xt, s.theta)
+        u, _ = s.policy.forward(t, hist[0], None if s.X_policy is None else s.X_policy[t], s.phi)
+        x, _ = s.plant.forward(hist, u, None if s.X_plant is None else s.X_plant[t], s.theta)
         return x
 
     def jvp(self, t, V):
@@ -362,13 +340,19 @@ def diagnose(problem, W=None, *, max_lag: Optional[int] = None, starts: int = 3,
     if not 0 < vanish_tol < 1 < explode_tol:
         raise ValueError(f"vanish_tol, explode_tol: expected 0 < vanish_tol < 1 < explode_tol, got {vanish_tol}, {explode_tol}")
     setup = problem.setup(W)
-    problem.counts["forward"] += 1
     seg = forward_segment(setup, setup.hist0, 0, T, keep=True)
     term, tctx = terminal_forward(setup, seg.hist[0])
-    traj = problem._trajectory(setup, seg, term)
-    problem.counts["backward"] += 1
-    grads, window, lam, contrib = _backward_recorded(setup, seg, tctx, problem.decision)
-    g = assemble_gradient(problem, grads, window)
+    traj = problem.trajectory(setup, seg, term)
+    grads = Grads(setup)
+    window = initial_window(setup, tctx, grads)
+    rec = _Recorder(setup, problem.decision, grads, window[0])
+    with np.errstate(all="ignore"):
+        window = backward_segment(setup, seg, window, grads, hook=rec)
+        grads.finish(setup)
+    g = problem.gradient_from(grads, window)
+    if not np.isfinite(g).all():
+        raise locate_backward(problem, W, g)
+    lam, contrib = rec.lam, rec.contrib
 
     maps = _StepMaps(setup, seg)
     rng = np.random.default_rng(seed)

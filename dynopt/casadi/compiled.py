@@ -37,8 +37,8 @@ import numpy as np
 
 from .codegen import CompilerNotFound, CompilerNotFoundWarning, code_digest, compile_functions, load_cached
 from .forms import batched_pair, problem_forms
-from ..gradients.base import GradientMethod
-from ..core.problem import Trajectory, objective_value
+from ..gradients.base import Evaluation, GradientMethod
+from ..core.problem import Trajectory
 
 
 def time_loop(step: ca.Function, T: int, n_acc: int, n_seq: int, *, reverse: bool = False,
@@ -112,6 +112,7 @@ class _Built:
     build_seconds: float
     compiled: bool = False
     info: object = None
+    record: dict = field(default_factory=dict)
     n: Dict[str, int] = field(default_factory=dict)
 
 
@@ -152,7 +153,8 @@ def build_sweeps(problem, *, chunk: Optional[int] = None) -> _Built:
     plant, pol, cost, term = forms["plant"], forms["policy"], forms["cost"], forms["terminal"]
     T, B = problem.horizon, problem.B
     n, m, k = problem.plant.n_state, problem.plant.n_control, problem.plant.lags
-    nX = 0 if problem.X is None else problem.X.shape[2]
+    nX = exog_width(problem)
+    post = problem.cost is not None and getattr(problem.cost, "timing", "pre") == "post"
     n_th, n_phi = problem.plant.n_params, problem.policy.n_params
     n_pc = 0 if problem.cost is None else problem.cost.n_params
     n_pt = 0 if problem.terminal_cost is None else problem.terminal_cost.n_params
@@ -163,12 +165,13 @@ def build_sweeps(problem, *, chunk: Optional[int] = None) -> _Built:
     p_fwd, p_vjp = _maps(pol, [2], [0, 2], B, "policy")
     if cost is not None:
         c_fwd, c_vjp = _maps(cost, [3], [0, 1, 3], B, "cost")
-    # plant forms read X of their own width: slice the problem's X for each component
+    # each component reads its own exogenous columns: X stacks [plant | policy | cost] (see _inputs)
     nX_f, nX_p = plant.function.size1_in(k + 1), pol.function.size1_in(1)
     nX_c = 0 if cost is None else cost.function.size1_in(2)
+    offsets = {"plant": 0, "policy": nX_f, "cost": nX_f + nX_p}
 
-    def xs_(X, w):
-        return X[:w, :]
+    def xs_(X, w, who):
+        return X[offsets[who]:offsets[who] + w, :]
 
     MX = ca.MX
     # ---------------------------------------------------------------- forward step
@@ -178,9 +181,12 @@ def build_sweeps(problem, *, chunk: Optional[int] = None) -> _Built:
     th, phi, pc = MX.sym("theta", n_th), MX.sym("phi", 0 if ps else n_phi), MX.sym("pc", n_pc)
     hist = [H[j * n:(j + 1) * n, :] for j in range(k)]
     polp = pt if ps else phi
-    u = p_fwd(hist[0], xs_(Xt, nX_p), polp)
-    c = c_fwd(hist[0], u, xs_(Xt, nX_c), pc) if cost is not None else MX.zeros(1, B)
-    xn = f_fwd(*hist, u, xs_(Xt, nX_f), th)
+    u = p_fwd(hist[0], xs_(Xt, nX_p, "policy"), polp)
+    xn = f_fwd(*hist, u, xs_(Xt, nX_f, "plant"), th)
+    if cost is None:
+        c = MX.zeros(1, B)
+    else:  # a post-step cost (timing="post") reads x[t+1]
+        c = c_fwd(xn if post else hist[0], u, xs_(Xt, nX_c, "cost"), pc)
     Hn = ca.vertcat(xn, *hist[:k - 1])
     fstep = ca.Function("fwd_step", [H, Xt, pt, th, phi, pc], [Hn, H, u, c],
                         ["H", "Xt", "pt", "theta", "phi", "pc"], ["H_next", "H_t", "u", "c"])
@@ -195,16 +201,20 @@ def build_sweeps(problem, *, chunk: Optional[int] = None) -> _Built:
     thb, phib, pcb = MX.sym("theta", n_th), MX.sym("phi", 0 if ps else n_phi), MX.sym("pc", n_pc)
     histb = [Hb[j * n:(j + 1) * n, :] for j in range(k)]
     win = [L[j * n:(j + 1) * n, :] for j in range(k + 1)]
-    bars = f_vjp(*histb, ub_in, xs_(Xb, nX_f), thb, win[0])
+    g_pc, uc = MX.zeros(n_pc, 1), MX.zeros(m, B)
+    if cost is not None:
+        if post:  # recompute x[t+1] for the post-step cost's dual; its adjoint joins lam[t+1]
+            xnb = f_fwd(*histb, ub_in, xs_(Xb, nX_f, "plant"), thb)
+            xc, uc, g_pc = c_vjp(xnb, ub_in, xs_(Xb, nX_c, "cost"), pcb, cbar * MX.ones(1, B))
+            win[0] = win[0] + xc
+        else:
+            xc, uc, g_pc = c_vjp(histb[0], ub_in, xs_(Xb, nX_c, "cost"), pcb, cbar * MX.ones(1, B))
+            win[1] = win[1] + xc
+    bars = f_vjp(*histb, ub_in, xs_(Xb, nX_f, "plant"), thb, win[0])
     for j in range(k):
         win[j + 1] = win[j + 1] + bars[j]
-    u_bar, g_th = bars[k], bars[k + 1]
-    g_pc = MX.zeros(n_pc, 1)
-    if cost is not None:
-        xc, uc, g_pc = c_vjp(histb[0], ub_in, xs_(Xb, nX_c), pcb, cbar * MX.ones(1, B))
-        win[1] = win[1] + xc
-        u_bar = u_bar + uc
-    xp, g_phi = p_vjp(histb[0], xs_(Xb, nX_p), ptb if ps else phib, u_bar)
+    u_bar, g_th = bars[k] + uc, bars[k + 1]
+    xp, g_phi = p_vjp(histb[0], xs_(Xb, nX_p, "policy"), ptb if ps else phib, u_bar)
     win[1] = win[1] + xp
     Ln = ca.vertcat(*win[1:], MX.zeros(n, B))
     if ps:
@@ -248,6 +258,11 @@ def build_sweeps(problem, *, chunk: Optional[int] = None) -> _Built:
                   n=dict(n=n, m=m, k=k, nX=nX, T=T, B=B))
 
 
+def exog_width(problem) -> int:
+    """Columns of the stacked exogenous input ``[plant | policy | cost]`` of the compiled sweeps."""
+    return sum(0 if problem.exog(c) is None else problem.exog(c).shape[2] for c in ("plant", "policy", "cost"))
+
+
 def _inputs(problem, W):
     """Inputs as C-contiguous arrays whose memory is the column-major CasADi layout:
     ``H0`` (k n, B) is NumPy (B, k n); ``X`` (nX, T B) is NumPy (T B, nX)."""
@@ -255,7 +270,9 @@ def _inputs(problem, W):
     k, B, n = problem.plant.lags, problem.B, problem.plant.n_state
     T = problem.horizon
     H0 = b["x0"].reshape(k, B, n).transpose(1, 0, 2).reshape(B, k * n)
-    X = np.zeros((T * B, 0)) if problem.X is None else problem.X.reshape(T * B, -1)
+    parts = [problem.exog(c) for c in ("plant", "policy", "cost")]
+    parts = [p.reshape(T * B, -1) for p in parts if p is not None]
+    X = np.concatenate(parts, axis=1) if parts else np.zeros((T * B, 0))
     return [np.ascontiguousarray(a, dtype=np.float64) for a in
             (H0, X, b["plant"], b["policy"], b["cost"], b["terminal"])]
 
@@ -326,11 +343,11 @@ class CompiledBPTT(GradientMethod):
     chunk : int, optional
         Steps unrolled per inner loop (default ``ceil(sqrt(T))``).
 
-    Attributes
-    ----------
-    last_build : dict
-        ``build_seconds`` (graph), ``generate_seconds`` and ``compile_seconds`` (C and gcc,
-        0 when loaded from the cache), ``cached``, ``compiled`` of the latest build.
+    Notes
+    -----
+    ``evaluate(problem, W).stats["build"]`` describes the build the evaluation used:
+    ``build_seconds`` (graph), ``generate_seconds`` and ``compile_seconds`` (C and gcc, 0 when
+    loaded from the cache), ``cached``, ``compiled``.  ``build(problem).record`` gives the same.
     """
 
     def __init__(self, codegen: bool = False, *, compiler: str = "gcc", flags: Sequence[str] = ("-O2",),
@@ -339,7 +356,6 @@ class CompiledBPTT(GradientMethod):
         self.compiler, self.flags, self.cache_dir, self.chunk = compiler, tuple(flags), cache_dir, chunk
         self._built: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
         self._warned = False
-        self.last_build: Dict[str, object] = {}
 
     def build(self, problem) -> _Built:
         """Build (and compile, if asked) the sweep Functions of ``problem``; cached per problem.
@@ -351,8 +367,7 @@ class CompiledBPTT(GradientMethod):
             return self._built[problem]
         except KeyError:
             pass
-        self.last_build = dict(build_seconds=0.0, generate_seconds=0.0, compile_seconds=0.0, cached=False,
-                               compiled=False)
+        record = dict(build_seconds=0.0, generate_seconds=0.0, compile_seconds=0.0, cached=False, compiled=False)
         key = None
         if self.codegen:
             key = sweep_key(problem, chunk=self.chunk, compiler=self.compiler, flags=self.flags)
@@ -360,11 +375,12 @@ class CompiledBPTT(GradientMethod):
                               directory=self.cache_dir)
             if fns is not None:
                 built = _Built(grad=fns["dynopt_grad"], value=fns["dynopt_value"], build_seconds=0.0, compiled=True)
-                self.last_build.update(cached=True, compiled=True)
+                record.update(cached=True, compiled=True)
+                built.record = record
                 self._built[problem] = built
                 return built
         built = build_sweeps(problem, chunk=self.chunk)
-        self.last_build["build_seconds"] = built.build_seconds
+        record["build_seconds"] = built.build_seconds
         if self.codegen:
             try:
                 fns, info = compile_functions([built.grad, built.value], prefix="dynopt_sweeps", key=key,
@@ -379,30 +395,33 @@ class CompiledBPTT(GradientMethod):
             else:
                 built.grad, built.value = fns["dynopt_grad"], fns["dynopt_value"]
                 built.compiled, built.info = True, info
-                self.last_build.update(generate_seconds=info.generate_seconds,
-                                       compile_seconds=info.compile_seconds, cached=info.cached, compiled=True)
+                record.update(generate_seconds=info.generate_seconds,
+                              compile_seconds=info.compile_seconds, cached=info.cached, compiled=True)
+        built.record = record
         self._built[problem] = built
         return built
 
-    def evaluate(self, problem, W):
+    def _evaluate(self, problem, W):
         built = self.build(problem)
         ins = _inputs(problem, W)
-        problem.counts["forward"] += 1
-        problem.counts["backward"] += 1
         T, B, n, m, k = problem.horizon, problem.B, problem.plant.n_state, problem.plant.n_control, problem.plant.lags
         g = built.grad
         o = _call(self._buffers(built, "grad"), ins, {
             0: (1,), 1: (g.nnz_out(1),), 2: (g.nnz_out(2),), 3: (g.nnz_out(3),), 4: (g.nnz_out(4),),
             5: (B, k, n), 6: (B, n), 7: (T, B, k * n), 8: (T, B, m), 9: (T, B), 10: (B,)})
         term = None if problem.terminal_cost is None else o[10]
-        J = objective_value(o[9], term, B)  # the Problem's own summation order
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is located by the template
+            total = o[9].sum(axis=0) if term is None else o[9].sum(axis=0) + term
+            J = float(total.sum() / B)  # the Problem's own summation order
         blocks = {"plant": o[1], "policy": o[2], "cost": o[3], "terminal": o[4]}
+        for blk, src in problem.shared.items():
+            blocks[src] = blocks[src] + blocks[blk]
         parts = [o[5].transpose(1, 0, 2).ravel() if name == "x0" else blocks[name] for name in problem.decision]
         x = np.empty((T + 1, B, n))
         x[:T] = o[7][:, :, :n]
         x[T] = o[6]
         traj = Trajectory(x=x, u=o[8], stage_cost=o[9], terminal_cost=term, objective=J)
-        return J, np.concatenate(parts), traj
+        return Evaluation(J, np.concatenate(parts), traj, {"forward": 1, "backward": 1, "build": dict(built.record)})
 
     @staticmethod
     def _buffers(built, which):
@@ -413,14 +432,16 @@ class CompiledBPTT(GradientMethod):
             cache[which] = getattr(built, which).buffer()
         return cache[which]
 
-    def value(self, problem, W) -> float:
+    def _value(self, problem, W):
         """J(W) from the compiled forward loop only."""
         built = self.build(problem)
-        problem.counts["forward"] += 1
-        ins = _inputs(problem, problem.check_W(W))
+        ins = _inputs(problem, W)
         T, B = problem.horizon, problem.B
         o = _call(self._buffers(built, "value"), ins, {4: (T, B), 5: (B,)})
-        return objective_value(o[4], None if problem.terminal_cost is None else o[5], B)
+        term = None if problem.terminal_cost is None else o[5]
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = o[4].sum(axis=0) if term is None else o[4].sum(axis=0) + term
+        return float(total.sum() / B), {"forward": 1}
 
     def __repr__(self):
         return f"CompiledBPTT(codegen={self.codegen})"

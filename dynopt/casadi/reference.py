@@ -23,7 +23,8 @@ import casadi as ca
 import numpy as np
 
 from .forms import batched_forward, problem_forms
-from ..gradients.base import GradientMethod
+from ..gradients.base import Evaluation, GradientMethod
+from .compiled import _inputs, exog_width
 
 __all__ = ["CasadiReference", "supports"]
 
@@ -47,7 +48,8 @@ def build_unrolled(problem, *, gradient: bool = True) -> ca.Function:
     plant, pol, cost, term = forms["plant"], forms["policy"], forms["cost"], forms["terminal"]
     T, B = problem.horizon, problem.B
     n, k = problem.plant.n_state, problem.plant.lags
-    nX = 0 if problem.X is None else problem.X.shape[2]
+    nX = exog_width(problem)
+    post = cost is not None and getattr(problem.cost, "timing", "pre") == "post"
     sizes = _block_sizes(problem)
     Z = ca.MX.sym("Z", sum(sizes.values()))
     XA = ca.MX.sym("X", nX, T * B)
@@ -67,17 +69,20 @@ def build_unrolled(problem, *, gradient: bool = True) -> ca.Function:
     wf, wp = plant.function.size1_in(k + 1), pol.function.size1_in(1)
     wc = 0 if cost is None else cost.function.size1_in(2)
     ps = pol.step_slice
+    par = dict(parts)
+    for blk, src in problem.shared.items():   # a shared block reads its source's values
+        par[blk] = parts[src]
     total = ca.MX.zeros(1, B)
     for t in range(T):
-        Xt = XA[:, t * B:(t + 1) * B]
-        phi_t = parts["policy"][t * ps:(t + 1) * ps] if ps else parts["policy"]
-        u = p_map(hist[0], Xt[:wp, :], phi_t)
+        Xt = XA[:, t * B:(t + 1) * B]   # rows: [plant | policy | cost] exogenous columns
+        phi_t = par["policy"][t * ps:(t + 1) * ps] if ps else par["policy"]
+        u = p_map(hist[0], Xt[wf:wf + wp, :], phi_t)
+        xn = f_map(*hist, u, Xt[:wf, :], par["plant"])
         if c_map is not None:
-            total = total + c_map(hist[0], u, Xt[:wc, :], parts["cost"])
-        xn = f_map(*hist, u, Xt[:wf, :], parts["plant"])
+            total = total + c_map(xn if post else hist[0], u, Xt[wf + wp:wf + wp + wc, :], par["cost"])
         hist = [xn] + hist[:k - 1]
     if term is not None:
-        total = total + mapped(term, [1])(hist[0], parts["terminal"])
+        total = total + mapped(term, [1])(hist[0], par["terminal"])
     J = ca.sum2(total) / B
     if not gradient:
         return ca.Function("casadi_reference_value", [Z, XA], [J], ["Z", "X"], ["J"])
@@ -100,26 +105,28 @@ class CasadiReference(GradientMethod):
     compiler, flags, cache_dir :
         As :class:`~dynopt.casadi.compiled.CompiledBPTT`.
 
-    Attributes
-    ----------
-    last_build : dict
-        ``build_seconds`` (graph and AD), ``generate_seconds``, ``compile_seconds``, ``cached``.
+    Notes
+    -----
+    ``evaluate(problem, W).stats["build"]``: ``build_seconds`` (graph and AD),
+    ``generate_seconds``, ``compile_seconds``, ``cached``, ``compiled``.
     """
 
     def __init__(self, codegen: bool = False, *, compiler: str = "gcc", flags=("-O1",), cache_dir=None):
         self.codegen, self.compiler, self.flags, self.cache_dir = bool(codegen), compiler, tuple(flags), cache_dir
         self._built: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-        self.last_build = {}
 
     def build(self, problem) -> ca.Function:
         """The reference Function of ``problem`` (built once per problem)."""
+        return self._build(problem)[0]
+
+    def _build(self, problem):
         try:
             return self._built[problem]
         except KeyError:
             pass
         t0 = time.perf_counter()
         F = build_unrolled(problem)
-        self.last_build = dict(build_seconds=time.perf_counter() - t0, generate_seconds=0.0,
+        record = dict(build_seconds=time.perf_counter() - t0, generate_seconds=0.0,
                                compile_seconds=0.0, cached=False, compiled=False)
         if self.codegen:
             import warnings
@@ -133,26 +140,33 @@ class CasadiReference(GradientMethod):
                               f"using CasADi's virtual machine", CompilerNotFoundWarning, stacklevel=3)
             else:
                 F = fns[F.name()]
-                self.last_build.update(generate_seconds=info.generate_seconds, compile_seconds=info.compile_seconds,
+                record.update(generate_seconds=info.generate_seconds, compile_seconds=info.compile_seconds,
                                        cached=info.cached, compiled=True)
-        self._built[problem] = F
-        return F
+        self._built[problem] = (F, record)
+        return F, record
 
     def evaluate(self, problem, W: Optional[np.ndarray] = None):
-        W = problem.check_W(problem.W0 if W is None else W)
-        F = self.build(problem)
+        """As :meth:`GradientMethod.evaluate`; ``W`` defaults to ``problem.W0``."""
+        return super().evaluate(problem, problem.W0 if W is None else W)
+
+    def _evaluate(self, problem, W):
+        F, record = self._build(problem)
         blocks = problem.unpack(W)
         Z = np.concatenate([np.asarray(blocks[b], dtype=float).ravel()
                             for b in ("policy", "plant", "cost", "terminal", "x0")])
         T, B = problem.horizon, problem.B
-        X = np.zeros((0, T * B)) if problem.X is None else problem.X.reshape(T * B, -1).T
+        X = _inputs(problem, W)[1].T
         J, gZ = F.call([Z, X])
         gZ = np.asarray(gZ).ravel()
         sizes, offs, off = _block_sizes(problem), {}, 0
         for name, size in sizes.items():
             offs[name] = slice(off, off + size)
             off += size
-        return float(J), np.concatenate([gZ[offs[name]] for name in problem.decision]), None
+        g = {name: gZ[offs[name]] for name in offs}
+        for blk, src in problem.shared.items():
+            g[src] = g[src] + g[blk]
+        return Evaluation(float(J), np.concatenate([g[name] for name in problem.decision]), None,
+                          {"build": dict(record)})
 
     def __repr__(self):
         return f"CasadiReference(codegen={self.codegen})"

@@ -11,6 +11,20 @@ with
 
 A ``None`` adjoint means "does not depend on this input" and saves work.
 
+Per evaluation the engine first calls ``bind(params, grad=...)`` on each component: the
+component may parse its flat parameter vector once (instead of at every step) and learn
+whether its parameter adjoint is needed at all (``grad=False`` when its block is neither in
+the decision nor shared into it; its ``vjp`` may then return ``None`` for the parameters).
+Whatever ``bind`` returns is what ``forward`` receives as its parameter argument.  A
+component may also defer its parameter adjoint (accumulate per-step pieces in the bound
+object and form one product over all steps): ``param_grad(bound)`` is called once after the
+backward sweep and its result is added to the per-step ones.
+
+Exogenous inputs: a component with ``n_exog > 0`` reads ``X[t]`` of width ``n_exog``.  When
+the problem's ``X`` is a dict of named channels, the component's ``channels`` (names, in
+order) say which ones it reads, concatenated; with a plain array every reading component
+must read all of its columns.
+
 Parameters are flat float64 vectors; ``param_spec`` (ordered ``(name, shape)`` pairs) names
 the blocks inside them so that results read back as named arrays.
 """
@@ -60,6 +74,30 @@ class Component(ABC):
     """
 
     param_spec: ParamSpec = ()
+    channels: Optional[Tuple[str, ...]] = None
+    """Names of the exogenous channels read (concatenated in this order), or ``None``."""
+
+    def bind(self, params: Array, *, grad: bool):
+        """Prepare the parameters for one evaluation (default: the flat vector itself).
+
+        Parameters
+        ----------
+        params : (n_params,) array
+        grad : bool
+            Whether this component's parameter adjoint is needed in this evaluation.
+
+        Returns
+        -------
+        object
+            Passed to :meth:`forward` as the parameter argument (and reachable from ``vjp``
+            through the context the component saves).
+        """
+        return params
+
+    def param_grad(self, bound) -> Optional[Array]:
+        """Parameter adjoint ``(n_params,)`` deferred by the component into ``bound`` during the
+        backward sweep (one product over all steps), or ``None`` (default: nothing deferred)."""
+        return None
 
     @property
     def n_params(self) -> int:
@@ -165,7 +203,16 @@ class Policy(Component):
 
 
 class StageCost(Component):
-    r"""Per-step cost :math:`l(t, x[t], u[t], X[t]; p)`, one value per scenario."""
+    r"""Per-step cost :math:`l(t, x, u[t], X[t]; p)`, one value per scenario.
+
+    ``timing = "pre"`` (default): ``x = x[t]``, the state the control acts on.
+    ``timing = "post"``: ``x = x[t+1]``, the state *after* the step, so a fit of the state to
+    data ``y[t+1]`` is one stage cost (no terminal cost, no skipping t = 0).  The engine
+    evaluates a post-step cost after the plant and routes its state adjoint into
+    ``lambda[t+1]``.
+    """
+
+    timing: str = "pre"
 
     @abstractmethod
     def forward(self, t: int, x: Batch, u: Batch, X: Optional[Batch], p: Array) -> Tuple[Array, Context]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 from math import prod
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 
 from .components import Plant, Policy, StageCost, TerminalCost, ZeroPolicy
-from .sweeps import Setup, forward_segment, terminal_forward
+from .sweeps import Setup, forward_segment, objective_value, terminal_forward
 from .types import Array
 from .validation import as_float_array, check_int, check_shape
 
@@ -61,6 +62,10 @@ class Problem:
                + l_T(x_b[T])\Big],\quad x_b[t+1] = f(x_b[t..t-k+1], u_b[t], X_b[t]),
         \quad u_b[t] = \pi(t, x_b[t], X_b[t])
 
+    A problem is immutable: :meth:`replace` returns a new one with some arguments changed
+    (new data, initial states, horizon, fixed parameters, strategy), so that every cache
+    built for a problem (compiled sweeps, shards) stays valid for it.
+
     Parameters
     ----------
     plant : Plant
@@ -69,16 +74,19 @@ class Problem:
     policy : Policy, optional
         Control law or open-loop sequence; may be omitted when the plant has no controls.
     cost : StageCost, optional
-        Per-step cost ``l``.
+        Per-step cost ``l`` (at ``x[t]``, or at ``x[t+1]`` for a cost with ``timing="post"``).
     terminal_cost : TerminalCost, optional
         ``l_T``.
     horizon : int
         T >= 1, number of steps.
     x0 : array_like, (B, n) or (n,), or (k, B, n) for k > 1 lags
         Initial history ``x[0], x[-1], ..., x[-k+1]``; ``(n,)`` means B = 1.
-    X : array_like, (T, B, nX) or (T, nX), optional
-        Exogenous inputs (data, disturbances, references); ``(T, nX)`` is shared by all
-        scenarios.
+    X : array_like or dict, optional
+        Exogenous inputs (data, disturbances, references).  An array ``(T, B, nX)`` or
+        ``(T, nX)`` (shared by all scenarios) is read whole by every component with
+        ``n_exog > 0`` (each must read all nX columns).  A dict of named channels
+        ``{name: (T, B, w) | (T, w) | (T,)}`` is read by each component through its
+        ``channels`` (the named channels concatenated in that order).
     params : dict, optional
         Values for the blocks ``"policy"``, ``"plant"``, ``"cost"``, ``"terminal"`` (flat
         vectors): fixed values for blocks outside the decision, start values inside it.
@@ -89,13 +97,26 @@ class Problem:
         ``"max"`` states J as a utility U to maximise (Werbos's form); ``optimize`` then
         maximises it and reports U.
     gradient : GradientMethod, optional
-        How :meth:`value_and_grad` differentiates; default :class:`~dynopt.BPTT`.
+        How :meth:`value_and_grad` differentiates; default the strategy registered by
+        :mod:`dynopt.gradients`.
+    shared : dict, optional
+        ``{block: source}``: the component of ``block`` uses the parameter vector of
+        ``source`` (same length), e.g. ``{"cost": "plant"}`` for a likelihood cost that reads
+        the plant's parameters, or ``{"terminal": "cost"}`` for readout weights used by a
+        stage and a terminal cost.  The gradient of ``block`` is added to ``source``'s.
     """
+
+    _ARGS = ("plant", "policy", "cost", "terminal_cost", "horizon", "x0", "X", "params", "decision", "objective",
+             "gradient", "shared")
 
     def __init__(self, plant: Plant, policy: Optional[Policy] = None, cost: Optional[StageCost] = None,
                  terminal_cost: Optional[TerminalCost] = None, *, horizon: int, x0, X=None,
                  params: Optional[Dict[str, object]] = None, decision: Optional[Sequence[str]] = None,
-                 objective: str = "min", gradient=None):
+                 objective: str = "min", gradient=None, shared: Optional[Dict[str, str]] = None):
+        object.__setattr__(self, "_frozen", False)
+        self._given = dict(plant=plant, policy=policy, cost=cost, terminal_cost=terminal_cost, horizon=horizon,
+                           x0=x0, X=X, params=dict(params or {}) if isinstance(params, dict) else params,
+                           decision=decision, objective=objective, gradient=gradient, shared=shared)
         if not isinstance(plant, Plant):
             raise TypeError(f"plant: expected a dynopt.Plant, got {type(plant).__name__}")
         self.plant = plant
@@ -117,6 +138,8 @@ class Problem:
             raise ValueError(f"policy: expected a policy of n={n} states (the plant's), got n={policy.n_state}")
         if cost is not None and not isinstance(cost, StageCost):
             raise TypeError(f"cost: expected a dynopt.StageCost, got {type(cost).__name__}")
+        if cost is not None and getattr(cost, "timing", "pre") not in ("pre", "post"):
+            raise ValueError(f"cost.timing: expected 'pre' or 'post', got {cost.timing!r}")
         if terminal_cost is not None and not isinstance(terminal_cost, TerminalCost):
             raise TypeError(f"terminal_cost: expected a dynopt.TerminalCost, got {type(terminal_cost).__name__}")
         if cost is None and terminal_cost is None:
@@ -127,56 +150,50 @@ class Problem:
             raise ValueError(f"objective: expected 'min' or 'max', got {objective!r}")
         self.objective = objective
 
-        x0a = as_float_array("x0", x0)
+        x0a = as_float_array("x0", x0).copy()  # the problem owns its data
         self._x0_shape = x0a.shape
         if x0a.ndim == 1:
             x0a = x0a[None, :]
         if x0a.ndim == 2 and k == 1:
             x0a = x0a[None]
-        if x0a.ndim != 3 or x0a.shape[0] != k or x0a.shape[2] != n:
+        if x0a.ndim != 3 or x0a.shape[0] != k or x0a.shape[2] != n or x0a.shape[1] == 0:
             want = "(B, n) or (n,)" if k == 1 else "(k, B, n)"
             raise ValueError(
-                f"x0: expected shape {want} with n={n}" + (f", k={k}" if k > 1 else "") + f", got {self._x0_shape}"
+                f"x0: expected shape {want} with n={n}" + (f", k={k}" if k > 1 else "")
+                + (" and B >= 1 scenarios" if x0a.ndim == 3 and x0a.shape[1] == 0 else "") + f", got {self._x0_shape}"
             )
         self.B = x0a.shape[1]
-        self._x0 = x0a
-
-        n_exog = max(plant.n_exog, policy.n_exog, getattr(cost, "n_exog", 0) or 0)
-        if n_exog:
-            if X is None:
-                raise ValueError(f"X: the components read nX={n_exog} exogenous inputs; expected an array (T, B, nX) or (T, nX), got None")
-            Xa = as_float_array("X", X)
-            if Xa.ndim == 2:
-                check_shape("X", Xa, (T, n_exog))
-                Xa = np.broadcast_to(Xa[:, None, :], (T, self.B, n_exog))
-            else:
-                check_shape("X", Xa, (T, self.B, n_exog))
-            self.X = Xa
-        else:
-            if X is not None:
-                Xa = as_float_array("X", X)
-                if Xa.size:
-                    raise ValueError(f"X: no component reads exogenous inputs (nX=0), got an array of shape {Xa.shape}")
-            self.X = None
+        self._x0 = _frozen_array(x0a)
 
         self._components = {"policy": policy, "plant": plant, "cost": cost, "terminal": terminal_cost}
+        self.X, self._X = self._resolve_X(X, T)
+
         self._values = {}
         for name, comp in self._components.items():
             self._values[name] = np.zeros(0) if comp is None else np.asarray(comp.default_params(), dtype=np.float64)
-        self._values["x0"] = x0a
+        self._values["x0"] = self._x0
+        if params is not None and not isinstance(params, dict):
+            raise TypeError(f"params: expected a dict of blocks {list(BLOCKS[:4])}, got {type(params).__name__}")
         for name, value in (params or {}).items():
             if name not in BLOCKS[:4]:
                 raise ValueError(f"params: unknown block {name!r}; expected one of {list(BLOCKS[:4])} (x0 is its own argument)")
             size = self._values[name].size
-            arr = as_float_array(f"params[{name!r}]", value).ravel()
+            arr = as_float_array(f"params[{name!r}]", value).ravel().copy()
             check_shape(f"params[{name!r}]", arr, (size,))
             self._values[name] = arr
+        for name in BLOCKS[:4]:
+            self._values[name] = _frozen_array(self._values[name])
 
         if decision is None:
             decision = ("policy",)
         if isinstance(decision, str):
             decision = (decision,)
-        decision = tuple(decision)
+        try:
+            decision = tuple(decision)
+        except TypeError:
+            raise TypeError(f"decision: expected a sequence of block names from {list(BLOCKS)}, got {decision!r}") from None
+        if not decision:
+            raise ValueError(f"decision: expected at least one block from {list(BLOCKS)}, got an empty sequence")
         for name in decision:
             if name not in BLOCKS:
                 raise ValueError(f"decision: unknown block {name!r}; expected a subset of {list(BLOCKS)}")
@@ -184,6 +201,25 @@ class Problem:
                 raise ValueError(f"decision: block {name!r} has no parameters to optimise")
         if len(set(decision)) != len(decision):
             raise ValueError(f"decision: blocks repeat in {decision}")
+
+        shared = dict(shared or {})
+        for blk, src in shared.items():
+            if blk not in BLOCKS[:4] or src not in BLOCKS[:4] or blk == src:
+                raise ValueError(f"shared: expected {{block: source}} with two different blocks of {list(BLOCKS[:4])}, "
+                                 f"got {{{blk!r}: {src!r}}}")
+            if self._components[blk] is None or self._components[src] is None:
+                raise ValueError(f"shared: {{{blk!r}: {src!r}}} names a block without a component")
+            if self._values[blk].size != self._values[src].size:
+                raise ValueError(f"shared: block {blk!r} has {self._values[blk].size} parameters, its source {src!r} "
+                                 f"{self._values[src].size}; a shared block needs the same length")
+            if blk in decision:
+                raise ValueError(f"shared: block {blk!r} takes its values from {src!r}, so it cannot be in the "
+                                 f"decision; put {src!r} there")
+            if src in shared:
+                raise ValueError(f"shared: source {src!r} is itself shared; chains are not allowed")
+            if params and blk in params:
+                raise ValueError(f"params: block {blk!r} is shared from {src!r}; give the values for {src!r}")
+        self.shared = MappingProxyType(shared)
         self.decision = decision
         self._slices, off = {}, 0
         for name in decision:
@@ -200,7 +236,157 @@ class Problem:
             raise TypeError(f"gradient: expected a dynopt GradientMethod such as BPTT(), got {gradient!r}")
         self.gradient = gradient
         self.counts = {"forward": 0, "backward": 0}
+        self._given.update(x0=self._x0.reshape(self._x0_shape), X=self._given_X(X), params=None)
+        self._frozen = True
 
+    # ----------------------------------------------------------------- immutability
+    def __setattr__(self, name, value):
+        if getattr(self, "_frozen", False):
+            raise AttributeError(
+                f"Problem is immutable: cannot set {name!r}; use problem.replace({name}=...) to get a new problem "
+                f"(caches such as compiled sweeps and shards are keyed on the problem they were built for)")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        raise AttributeError(f"Problem is immutable: cannot delete {name!r}")
+
+    def replace(self, **changes) -> "Problem":
+        """A new problem with some constructor arguments changed, e.g. ``replace(X=new_data)``.
+
+        Accepts every constructor argument (``plant``, ``policy``, ``cost``,
+        ``terminal_cost``, ``horizon``, ``x0``, ``X``, ``params``, ``decision``, ``objective``,
+        ``gradient``, ``shared``).  ``params`` updates the blocks it names and keeps the
+        others' current values.  The strategy object is kept unless ``gradient`` is given
+        (its caches are keyed per problem, so sharing it is safe).
+        """
+        unknown = set(changes) - set(self._ARGS)
+        if unknown:
+            raise TypeError(f"replace: unknown arguments {sorted(unknown)}; expected some of {list(self._ARGS)}")
+        args = dict(self._given)
+        args["gradient"] = self.gradient
+        args["params"] = {name: self._values[name] for name in BLOCKS[:4]
+                          if self._components[name] is not None and name not in self.shared}
+        if "params" in changes:
+            merged = {name: self._values[name] for name in BLOCKS[:4] if self._components[name] is not None
+                      and name not in self.shared}
+            new = changes.pop("params")
+            if new is not None and not isinstance(new, dict):
+                raise TypeError(f"params: expected a dict of blocks {list(BLOCKS[:4])}, got {type(new).__name__}")
+            merged.update(new or {})
+            args["params"] = merged
+        args.update(changes)
+        return Problem(args.pop("plant"), args.pop("policy"), args.pop("cost"), args.pop("terminal_cost"), **args)
+
+    def __reduce__(self):
+        args = dict(self._given)
+        args["gradient"] = self.gradient
+        args["params"] = {name: np.array(self._values[name]) for name in BLOCKS[:4]
+                          if self._components[name] is not None and name not in self.shared}
+        return (_rebuild, (args,))
+
+    # ----------------------------------------------------------------- exogenous inputs
+    def _resolve_X(self, X, T):
+        """Per-component exogenous inputs ``{"plant"|"policy"|"cost": (T, B, w) or None}``."""
+        readers = {name: comp for name, comp in self._components.items()
+                   if name != "terminal" and comp is not None and int(getattr(comp, "n_exog", 0) or 0) > 0}
+        per = {"plant": None, "policy": None, "cost": None}
+        if not readers:
+            if X is not None:
+                if isinstance(X, dict):
+                    if X:
+                        raise ValueError(f"X: no component reads exogenous inputs (nX=0), got channels {sorted(X)}")
+                else:
+                    Xa = as_float_array("X", X)
+                    if Xa.size:
+                        raise ValueError(f"X: no component reads exogenous inputs (nX=0), got an array of shape {Xa.shape}")
+            return None, per
+        if X is None:
+            need = {name: int(c.n_exog) for name, c in readers.items()}
+            if len(set(need.values())) == 1:
+                raise ValueError(f"X: the components read nX={next(iter(need.values()))} exogenous inputs; expected an "
+                                 f"array (T, B, nX) or (T, nX), or a dict of named channels, got None")
+            raise ValueError(f"X: the components read exogenous inputs {need} (columns per component); expected a "
+                             f"dict of named channels, got None")
+        if isinstance(X, dict):
+            chans = {}
+            for key, val in X.items():
+                if not isinstance(key, str):
+                    raise TypeError(f"X: channel names must be str, got {key!r}")
+                a = as_float_array(f"X[{key!r}]", val).copy()
+                if a.ndim == 1:
+                    a = a[:, None]
+                if a.ndim == 2:
+                    check_shape(f"X[{key!r}]", a, (T, None))
+                    a = np.broadcast_to(a[:, None, :], (T, self.B, a.shape[1]))
+                else:
+                    check_shape(f"X[{key!r}]", a, (T, self.B, None))
+                chans[key] = _frozen_array(a)
+            for name, comp in readers.items():
+                names = getattr(comp, "channels", None)
+                if not names:
+                    raise ValueError(f"X: given as named channels {sorted(chans)}, so the {name} "
+                                     f"({type(comp).__name__}, n_exog={comp.n_exog}) must declare which it reads "
+                                     f"(its `channels`); it declares none")
+                missing = [c for c in names if c not in chans]
+                if missing:
+                    raise ValueError(f"X: the {name} ({type(comp).__name__}) reads channels {list(names)}; "
+                                     f"missing {missing}, given {sorted(chans)}")
+                a = np.concatenate([chans[c] for c in names], axis=2) if len(names) > 1 else chans[names[0]]
+                if a.shape[2] != comp.n_exog:
+                    raise ValueError(f"X: the {name} ({type(comp).__name__}) reads n_exog={comp.n_exog} columns, "
+                                     f"its channels {list(names)} have {a.shape[2]}")
+                per[name] = _frozen_array(np.ascontiguousarray(a))
+            return MappingProxyType(chans), per
+        Xa = as_float_array("X", X).copy()
+        widths = {int(c.n_exog) for c in readers.values()}
+        if len(widths) > 1:
+            need = {name: int(c.n_exog) for name, c in readers.items()}
+            raise ValueError(f"X: the components read different numbers of exogenous columns {need}; give X as a dict "
+                             f"of named channels and set each component's `channels` (dynopt never hands a component "
+                             f"'the first columns' of a shared array)")
+        nX = widths.pop()
+        if Xa.ndim == 2:
+            check_shape("X", Xa, (T, nX))
+            Xa = np.broadcast_to(Xa[:, None, :], (T, self.B, nX))
+        else:
+            check_shape("X", Xa, (T, self.B, nX))
+        Xa = _frozen_array(Xa)
+        for name, comp in readers.items():
+            if getattr(comp, "channels", None):
+                raise ValueError(f"X: the {name} ({type(comp).__name__}) reads named channels "
+                                 f"{list(comp.channels)}; give X as a dict of those channels")
+            per[name] = Xa
+        return Xa, per
+
+    def _given_X(self, X):
+        """The exogenous inputs as given (shared channels unbroadcast), from the problem's own copies."""
+        if self.X is None:
+            return None
+        if isinstance(self.X, MappingProxyType):
+            return {c: (a[:, 0, :] if np.ndim(X[c]) < 3 else a) for c, a in self.X.items()}
+        return self.X[:, 0, :] if np.ndim(X) == 2 else self.X
+
+    def scenarios(self, b0: int, b1: int) -> "Problem":
+        """The scenarios ``b0:b1`` as a problem of their own (rows of ``x0`` and of ``X``; same
+        components, horizon, parameters, decision and strategy)."""
+        b0 = check_int("b0", b0, minimum=0)
+        b1 = check_int("b1", b1, minimum=b0 + 1)
+        if b1 > self.B:
+            raise ValueError(f"b1: expected at most B={self.B}, got {b1}")
+        k, n = self.plant.lags, self.plant.n_state
+        x0 = np.asarray(self._x0)[:, b0:b1, :]
+        x0 = x0[0] if k == 1 else x0
+        X = self._given["X"]
+        if isinstance(X, dict):
+            X = {c: (a[:, b0:b1, :] if a.ndim == 3 else a) for c, a in X.items()}
+        elif X is not None and np.ndim(X) == 3:
+            X = X[:, b0:b1, :]
+        return self.replace(x0=x0, X=X)
+
+    def exog(self, component: str) -> Optional[Array]:
+        """The exogenous inputs ``(T, B, w)`` that ``component`` (``"plant"``, ``"policy"``,
+        ``"cost"``) reads, or ``None``."""
+        return self._X[component]
     # ----------------------------------------------------------------- packing
     @property
     def W0(self) -> Array:
@@ -227,6 +413,8 @@ class Problem:
                 out[name] = W[self._slices[name]].reshape(self._values[name].shape)
             else:
                 out[name] = self._values[name]
+        for blk, src in self.shared.items():
+            out[blk] = out[src]
         out["x0"] = out["x0"].reshape(self._x0_shape)
         return out
 
@@ -280,26 +468,61 @@ class Problem:
         return out
 
     # ----------------------------------------------------------------- evaluation
+    def needs_grad(self, block: str) -> bool:
+        """Whether the parameter adjoint of ``block`` is needed (it is in the decision, or
+        shared into a block that is)."""
+        return block in self._slices or self.shared.get(block) in self._slices
+
     def setup(self, W) -> Setup:
-        """Resolve W into the arrays a sweep needs (see :class:`dynopt.core.sweeps.Setup`)."""
+        """Resolve W into what a sweep needs (see :class:`dynopt.core.sweeps.Setup`): each
+        component's bound parameters (``bind``, once per evaluation), its exogenous inputs and
+        the initial history."""
         b = self.unpack(W)
         x0 = b["x0"].reshape(self._x0.shape)
+        bound = {}
+        for name, comp in self._components.items():
+            bound[name] = None if comp is None else comp.bind(b[name], grad=self.needs_grad(name))
         return Setup(
             plant=self.plant, policy=self.policy, cost=self.cost, terminal=self.terminal_cost,
-            theta=b["plant"], phi=b["policy"], p_cost=b["cost"], p_term=b["terminal"],
-            X=self.X, hist0=tuple(x0[j] for j in range(x0.shape[0])), T=self.horizon, B=self.B,
-            sign=1.0,
+            theta=bound["plant"], phi=bound["policy"], p_cost=bound["cost"], p_term=bound["terminal"],
+            X_plant=self._X["plant"], X_policy=self._X["policy"], X_cost=self._X["cost"],
+            hist0=tuple(x0[j] for j in range(x0.shape[0])), T=self.horizon, B=self.B,
         )
+
+    def gradient_from(self, grads, window) -> Array:
+        """Pack a backward sweep's parameter adjoints and initial-history adjoint into ``dJ/dW``.
+
+        ``grads`` has ``theta, phi, p_cost, p_term`` accumulators (shared blocks are added
+        into their sources); ``window`` is the adjoint window at ``t = 0``:
+        ``[lam[0], lam[-1], ..., lam[-k+1], ...]``.
+        """
+        acc = {"policy": grads.phi, "plant": grads.theta, "cost": grads.p_cost, "terminal": grads.p_term}
+        for blk, src in self.shared.items():
+            acc[src] = acc[src] + acc[blk]
+        parts = []
+        for name in self.decision:
+            if name == "x0":
+                k, B, n = self.plant.lags, self.B, self.plant.n_state
+                lam = np.zeros((k, B, n))
+                for j in range(k):
+                    if window[j] is not None:
+                        lam[j] = window[j]
+                parts.append(lam.ravel())
+            else:
+                parts.append(acc[name])
+        return np.concatenate(parts)
 
     def simulate(self, W=None) -> Trajectory:
         """Run the forward sweep and return the :class:`Trajectory` (W defaults to ``W0``)."""
-        setup = self.setup(self.W0 if W is None else W)
+        W = self.check_W(self.W0 if W is None else W)
         self.counts["forward"] += 1
+        setup = self.setup(W)
         seg = forward_segment(setup, setup.hist0, 0, setup.T, keep=True)
         term, _ = terminal_forward(setup, seg.hist[0])
-        return self._trajectory(setup, seg, term)
+        return self.trajectory(setup, seg, term)
 
-    def _trajectory(self, setup: Setup, seg, term) -> Trajectory:
+    def trajectory(self, setup: Setup, seg, term) -> Trajectory:
+        """Assemble a :class:`Trajectory` from a full-horizon forward segment."""
         B, T = setup.B, setup.T
         x = np.empty((T + 1, B, self.plant.n_state))
         x[0] = setup.hist0[0]
@@ -310,12 +533,14 @@ class Problem:
         return Trajectory(x=x, u=u, stage_cost=seg.costs, terminal_cost=term, objective=J)
 
     def value(self, W) -> float:
-        """J(W) from one forward sweep, storing nothing for a backward sweep."""
-        setup = self.setup(W)
-        self.counts["forward"] += 1
-        seg = forward_segment(setup, setup.hist0, 0, setup.T, keep=False)
-        term, _ = terminal_forward(setup, seg.hist[0])
-        return objective_value(seg.costs, term, setup.B)
+        """J(W) from one forward sweep of the problem's strategy, storing nothing for a backward sweep.
+
+        Raises
+        ------
+        SimulationDivergedError
+            Naming the step and component where a value (or the summed objective) turned non-finite.
+        """
+        return self.gradient.value(self, self.check_W(W))
 
     def value_and_grad(self, W):
         """``(J, dJ/dW)`` by the problem's gradient method (default: one BPTT sweep pair)."""
@@ -326,9 +551,13 @@ class Problem:
                 f"B={self.B}, decision={self.decision}, n_decision={self.n_decision})")
 
 
-def objective_value(costs: Array, term: Optional[Array], B: int) -> float:
-    """J = (sum of stage costs + terminal costs) / B, summed in a fixed order."""
-    total = costs.sum(axis=0)
-    if term is not None:
-        total = total + term
-    return float(total.sum() / B)
+def _frozen_array(a) -> Array:
+    """A read-only view (the problem's data cannot be edited in place)."""
+    a = np.asarray(a)
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def _rebuild(args: dict) -> "Problem":
+    return Problem(args.pop("plant"), args.pop("policy"), args.pop("cost"), args.pop("terminal_cost"), **args)

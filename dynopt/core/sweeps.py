@@ -1,27 +1,34 @@
-r"""Forward and backward sweeps over a segment of time steps.
+r"""The engine's one forward and one backward sweep over a segment of time steps.
 
-These are the engine's two loops.  Full BPTT is one segment ``[0, T)``; checkpointed BPTT
-calls the same functions on shorter segments.  Neither knows what a plant is: they chain
-components through the contract in :mod:`dynopt.core.components`.
+Full BPTT is one segment ``[0, T)``; checkpointed BPTT calls the same functions on shorter
+segments; truncated BPTT and the diagnostics compose the same per-component duals
+(:func:`plant_dual`, :func:`policy_dual`, :func:`cost_dual`) or observe the sweep through a
+``hook``.  Neither knows what a plant is: they chain components through the contract in
+:mod:`dynopt.core.components`.
 
 Adjoint recursion (Werbos eq. 16, written for steps ``t = T-1 .. 0``)::
 
     lam[t] = dl_t/dx[t] + (dpi_t/dx[t])^T ubar[t] + sum_{j=0..k-1} (df_{t+j}/dx[t])^T lam[t+j+1]
     ubar[t] = dl_t/du[t] + (df_t/du[t])^T lam[t+1]
 
+(a post-step stage cost, ``timing = "post"``, adds ``dl_t/dx[t+1]`` to ``lam[t+1]`` instead).
 The *window* carries ``[lam[t+1], partial lam[t], ..., partial lam[t-k+1]]`` (k + 1 arrays,
 ``None`` for zero) from one step to the next.
+
+Contract checks: the first step of every forward segment and the first step of every backward
+segment check each component's outputs (type, dtype, shape) and raise ``TypeError`` /
+``ValueError`` naming the component, the expected and the given.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import numpy as np
 
-from .components import add_adjoint, add_param_grad
 from ..errors import SimulationDivergedError
+from .components import SliceGrad, add_adjoint, add_param_grad
 from .types import Array
 
 CHECK_EVERY = 16
@@ -32,27 +39,32 @@ CHECK_EVERY = 16
 class Setup:
     """Everything a sweep needs, resolved from a problem and a decision vector W.
 
-    ``X`` is ``(T, B, nX)`` or ``None``; ``hist0`` is ``(x[0], x[-1], ..., x[-k+1])``.
-    ``c_bar`` is the adjoint seed of every per-step cost, ``sign / B`` per scenario.
+    ``theta, phi, p_cost, p_term`` are what each component's ``bind`` returned; ``X_plant``,
+    ``X_policy``, ``X_cost`` each component's exogenous inputs ``(T, B, w)`` or ``None``;
+    ``hist0`` is ``(x[0], x[-1], ..., x[-k+1])``.  ``c_bar`` is the adjoint seed of every
+    per-step cost, ``1 / B`` per scenario (J is the batch mean).
     """
 
     plant: object
     policy: object
     cost: Optional[object]
     terminal: Optional[object]
-    theta: Array
-    phi: Array
-    p_cost: Array
-    p_term: Array
-    X: Optional[Array]
+    theta: object
+    phi: object
+    p_cost: object
+    p_term: object
+    X_plant: Optional[Array]
+    X_policy: Optional[Array]
+    X_cost: Optional[Array]
     hist0: tuple
     T: int
     B: int
-    sign: float
     c_bar: Array = field(init=False)
+    post: bool = field(init=False)
 
     def __post_init__(self):
-        self.c_bar = np.full(self.B, self.sign / self.B)
+        self.c_bar = np.full(self.B, 1.0 / self.B)
+        self.post = self.cost is not None and getattr(self.cost, "timing", "pre") == "post"
 
 
 @dataclass
@@ -60,8 +72,8 @@ class Segment:
     """Result of a forward sweep over steps ``[t0, t1)``.
 
     ``xs`` holds ``x[t0+1 .. t1]`` and ``us`` holds ``u[t0 .. t1-1]`` when kept; ``costs``
-    is ``(t1 - t0, B)`` stage costs; ``tape`` the per-step contexts for the backward sweep;
-    ``hist`` the history at ``t1`` (newest first).
+    is ``(t1 - t0, B)`` stage costs; ``tape`` the per-step contexts ``(policy, cost, plant)``
+    for the backward sweep; ``hist`` the history at ``t1`` (newest first).
     """
 
     t0: int
@@ -73,10 +85,32 @@ class Segment:
     tape: list
 
 
-def _x_at(setup: Setup, t: int):
-    return None if setup.X is None else setup.X[t]
+# ----------------------------------------------------------------------------- contract checks
+def _name(component) -> str:
+    return type(component).__name__
 
 
+def check_output(component, what: str, value, shape, *, allow_none: bool = False):
+    """Raise unless ``value`` is a float ndarray of ``shape`` (or ``None`` when allowed)."""
+    if value is None:
+        if allow_none:
+            return
+        raise TypeError(f"{_name(component)}.{what}: expected a float array of shape {shape}, got None")
+    if isinstance(value, SliceGrad):
+        return
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{_name(component)}.{what}: expected a float array of shape {shape}, "
+                        f"got {type(value).__name__}")
+    if not np.issubdtype(value.dtype, np.floating):
+        raise TypeError(f"{_name(component)}.{what}: expected a float array of shape {shape}, "
+                        f"got dtype {value.dtype}")
+    if value.shape != tuple(shape):
+        raise ValueError(f"{_name(component)}.{what}: expected shape {tuple(shape)}, got {value.shape}"
+                         + (" (a per-scenario cost must not be summed over the batch)"
+                            if what.endswith("cost") and value.ndim == 0 else ""))
+
+
+# ----------------------------------------------------------------------------- forward
 def forward_segment(setup: Setup, hist: tuple, t0: int, t1: int, *, keep: bool) -> Segment:
     """Simulate steps ``t0 .. t1-1`` from history ``hist`` (states at ``t0``, newest first).
 
@@ -105,27 +139,41 @@ class _NonFinite(Exception):
 def _sweep(setup, hist, t0, t1, keep, checked):
     plant, policy, cost = setup.plant, setup.policy, setup.cost
     theta, phi, p_cost = setup.theta, setup.phi, setup.p_cost
-    k = plant.lags
-    costs = np.zeros((t1 - t0, setup.B))
+    Xf, Xp, Xc = setup.X_plant, setup.X_policy, setup.X_cost
+    post = setup.post
+    k, B = plant.lags, setup.B
+    costs = np.zeros((t1 - t0, B))
     xs, us, tape = [], [], []
     with np.errstate(all="ignore"):
         for t in range(t0, t1):
-            Xt = None if setup.X is None else setup.X[t]
             x = hist[0]
-            u, pc = policy.forward(t, x, Xt, phi)
+            u, pc = policy.forward(t, x, None if Xp is None else Xp[t], phi)
+            if t == t0:
+                check_output(policy, "forward (control u)", u, (B, plant.n_control))
             if checked:
                 _check(u, t, "policy")
             cc = None
-            if cost is not None:
-                c, cc = cost.forward(t, x, u, Xt, p_cost)
+            if cost is not None and not post:
+                c, cc = cost.forward(t, x, u, None if Xc is None else Xc[t], p_cost)
+                if t == t0:
+                    check_output(cost, "forward (stage cost)", c, (B,))
                 costs[t - t0] = c
                 if checked:
                     _check(costs[t - t0], t, "stage cost")
-            x_next, fc = plant.forward(hist, u, Xt, theta)
+            x_next, fc = plant.forward(hist, u, None if Xf is None else Xf[t], theta)
+            if t == t0:
+                check_output(plant, "forward (next state)", x_next, (B, plant.n_state))
             if checked:
                 _check(x_next, t, "plant")
             elif (t - t0) % CHECK_EVERY == CHECK_EVERY - 1 and not np.isfinite(x_next).all():
                 raise _NonFinite
+            if post:
+                c, cc = cost.forward(t, x_next, u, None if Xc is None else Xc[t], p_cost)
+                if t == t0:
+                    check_output(cost, "forward (stage cost)", c, (B,))
+                costs[t - t0] = c
+                if checked:
+                    _check(costs[t - t0], t, "stage cost")
             hist = (x_next,) + hist[:k - 1]
             if keep:
                 xs.append(x_next)
@@ -136,11 +184,20 @@ def _sweep(setup, hist, t0, t1, keep, checked):
     return Segment(t0, t1, hist, costs, xs, us, tape)
 
 
-def _check(arr, t, component):
+def _check(arr, t, component, *, batched: bool = True):
+    """Raise :class:`SimulationDivergedError` at the first non-finite entry of ``arr``.
+
+    ``batched`` arrays are ``(B, ...)`` (scenario first); others are parameter adjoints."""
+    if isinstance(arr, SliceGrad):
+        arr, batched = arr.value, False
+    if arr is None:
+        return
     if not np.isfinite(arr).all():
         bad = np.argwhere(~np.isfinite(arr))[0]
-        scenario = int(bad[0])
-        index = int(bad[1]) if arr.ndim > 1 else None
+        if batched:
+            scenario, index = int(bad[0]), (int(bad[1]) if arr.ndim > 1 else None)
+        else:
+            scenario, index = None, (int(bad[0]) if arr.ndim else None)
         raise SimulationDivergedError(t, component, scenario, index, arr[tuple(bad)])
 
 
@@ -150,10 +207,52 @@ def terminal_forward(setup: Setup, x_T: Array):
         return None, None
     with np.errstate(all="ignore"):
         c, ctx = setup.terminal.forward(x_T, setup.p_term)
+    check_output(setup.terminal, "forward (terminal cost)", c, (setup.B,))
     _check(c, setup.T, "terminal cost")
     return c, ctx
 
 
+def objective_value(costs: Array, term: Optional[Array], B: int) -> float:
+    """J = (sum of stage costs + terminal costs) / B, summed in a fixed order.
+
+    Raises
+    ------
+    SimulationDivergedError
+        ``component="objective sum"`` when every per-step cost is finite but the sum is not,
+        naming the first step at which a scenario's running sum overflows.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = costs.sum(axis=0)
+        if term is not None:
+            total = total + term
+        J = float(total.sum() / B)
+    if not np.isfinite(J):
+        raise sum_overflow(costs, term, B)
+    return J
+
+
+def sum_overflow(costs: Array, term: Optional[Array], B: int) -> SimulationDivergedError:
+    """The error naming where the running sum of finite per-step costs overflows."""
+    T = costs.shape[0]
+    with np.errstate(over="ignore", invalid="ignore"):
+        run = np.cumsum(costs, axis=0)
+        per_t = run.sum(axis=1)
+        bad = ~np.isfinite(run)
+        if bad.any():
+            t, b = (int(i) for i in np.argwhere(bad)[0])
+            return SimulationDivergedError(t, "objective sum", b, None, run[t, b])
+        bad_t = np.nonzero(~np.isfinite(per_t))[0]
+        if bad_t.size:
+            return SimulationDivergedError(int(bad_t[0]), "objective sum", None, None, per_t[bad_t[0]])
+        if term is not None:
+            tot = run[-1] + term if T else term
+            bb = np.nonzero(~np.isfinite(tot))[0]
+            if bb.size:
+                return SimulationDivergedError(T, "objective sum", int(bb[0]), None, tot[bb[0]])
+    return SimulationDivergedError(T, "objective sum", None, None, float("inf"))
+
+
+# ----------------------------------------------------------------------------- backward
 class Grads:
     """Accumulators for the parameter adjoints of one backward sweep."""
 
@@ -163,8 +262,30 @@ class Grads:
         self.p_cost = np.zeros(0 if setup.cost is None else setup.cost.n_params)
         self.p_term = np.zeros(0 if setup.terminal is None else setup.terminal.n_params)
 
+    def finish(self, setup: Setup) -> "Grads":
+        """Add the adjoints components deferred to one product over all steps (``param_grad``)."""
+        for comp, bound, acc in ((setup.plant, setup.theta, self.theta), (setup.policy, setup.phi, self.phi),
+                                 (setup.cost, setup.p_cost, self.p_cost),
+                                 (setup.terminal, setup.p_term, self.p_term)):
+            if comp is not None:
+                g = comp.param_grad(bound)
+                if g is not None:
+                    check_output(comp, "param_grad", g, (comp.n_params,))
+                    add_param_grad(acc, g)
+        return self
 
-def initial_window(setup: Setup, term_ctx, grads: Grads) -> list:
+
+def _add_param(grads_acc: Array, g, comp, checked: bool, first: bool, t: int, label: str):
+    if g is None:
+        return
+    if first:
+        check_output(comp, "vjp (parameter adjoint)", g, (comp.n_params,))
+    if checked:
+        _check(g, t, label, batched=False)
+    add_param_grad(grads_acc, g)
+
+
+def initial_window(setup: Setup, term_ctx, grads: Grads, *, checked: bool = False) -> list:
     """The adjoint window at ``t = T``: ``[lam[T], None, ..., None]`` (k + 1 entries).
 
     Adds the terminal cost's parameter adjoint into ``grads``.
@@ -172,38 +293,101 @@ def initial_window(setup: Setup, term_ctx, grads: Grads) -> list:
     lam_T = None
     if setup.terminal is not None:
         lam_T, g = setup.terminal.vjp(term_ctx, setup.c_bar)
-        grads.p_term += g
+        check_output(setup.terminal, "vjp (state adjoint)", lam_T, (setup.B, setup.plant.n_state), allow_none=True)
+        if checked:
+            _check(lam_T, setup.T, "terminal cost dual")
+        _add_param(grads.p_term, g, setup.terminal, checked, True, setup.T, "terminal cost dual")
     return [lam_T] + [None] * setup.plant.lags
 
 
-def backward_segment(setup: Setup, seg: Segment, window: list, grads: Grads) -> list:
+def cost_dual(setup: Setup, cc, grads: Grads, t: int, *, checked=False, first=False):
+    """Dual of the stage cost at step t: returns ``(x_bar, u_bar)`` (``x_bar`` is for ``x[t+1]``
+    when the cost is a post-step cost) and adds its parameter adjoint."""
+    cost = setup.cost
+    xc, uc, pg = cost.vjp(cc, setup.c_bar)
+    if first:
+        check_output(cost, "vjp (state adjoint)", xc, (setup.B, setup.plant.n_state), allow_none=True)
+        check_output(cost, "vjp (control adjoint)", uc, (setup.B, setup.plant.n_control), allow_none=True)
+    if checked:
+        _check(xc, t, "stage cost dual")
+        _check(uc, t, "stage cost dual")
+    _add_param(grads.p_cost, pg, cost, checked, first, t, "stage cost dual")
+    return xc, uc
+
+
+def plant_dual(setup: Setup, fc, lam_next, grads: Grads, t: int, *, checked=False, first=False):
+    """Dual of the plant at step t for ``lam[t+1]``: returns ``(hist_bar, u_bar)``."""
+    plant = setup.plant
+    hist_bar, u_bar, th = plant.vjp(fc, lam_next)
+    if first:
+        if not isinstance(hist_bar, (tuple, list)) or len(hist_bar) != plant.lags:
+            raise TypeError(f"{_name(plant)}.vjp: expected a tuple of {plant.lags} state adjoints (one per lag), "
+                            f"got {type(hist_bar).__name__}")
+        for j, hb in enumerate(hist_bar):
+            check_output(plant, f"vjp (state adjoint of lag {j})", hb, (setup.B, plant.n_state), allow_none=True)
+        check_output(plant, "vjp (control adjoint)", u_bar, (setup.B, plant.n_control), allow_none=True)
+    if checked:
+        for hb in hist_bar:
+            _check(hb, t, "plant dual")
+        _check(u_bar, t, "plant dual")
+    _add_param(grads.theta, th, plant, checked, first, t, "plant dual")
+    return hist_bar, u_bar
+
+
+def policy_dual(setup: Setup, pc, u_bar, grads: Grads, t: int, *, checked=False, first=False):
+    """Dual of the policy at step t for ``ubar[t]``: returns ``x_bar`` (for ``x[t]``)."""
+    policy = setup.policy
+    xp, phb = policy.vjp(pc, u_bar)
+    if first:
+        check_output(policy, "vjp (state adjoint)", xp, (setup.B, setup.plant.n_state), allow_none=True)
+    if checked:
+        _check(xp, t, "policy dual")
+    _add_param(grads.phi, phb, policy, checked, first, t, "policy dual")
+    return xp
+
+
+def backward_segment(setup: Setup, seg: Segment, window: list, grads: Grads, *, checked: bool = False,
+                     hook: Optional[Callable] = None) -> list:
     """Run the adjoint recursion over the segment's steps, newest first.
 
     ``window`` enters as ``[lam[t1], partial lam[t1-1], ..., partial lam[t1-k]]`` and leaves
     as the same for ``t0``; parameter adjoints are added into ``grads``.
+
+    Parameters
+    ----------
+    checked : bool
+        Check every dual output for NaN/inf and raise :class:`SimulationDivergedError` naming
+        the step and the dual (used to locate a non-finite gradient).
+    hook : callable, optional
+        ``hook(t, window, grads)`` after step t (``window[0]`` is then ``lam[t]``); observers
+        such as :func:`dynopt.diagnose` read the sweep through it instead of copying it.
     """
     plant, policy, cost = setup.plant, setup.policy, setup.cost
-    c_bar = setup.c_bar
-    k = plant.lags
+    k, post = plant.lags, setup.post
     tape = seg.tape
-    for i in range(len(tape) - 1, -1, -1):
+    n = len(tape)
+    for i in range(n - 1, -1, -1):
+        t = seg.t0 + i
+        first = i == n - 1
         pc, cc, fc = tape[i]
         lam_next = window[0]
         u_bar = None
+        x_cost = None
+        if cost is not None:
+            x_cost, u_bar = cost_dual(setup, cc, grads, t, checked=checked, first=first)
+            if post:
+                lam_next = add_adjoint(lam_next, x_cost)
+                x_cost = None
         if lam_next is not None:
-            hist_bar, u_bar, th = plant.vjp(fc, lam_next)
-            add_param_grad(grads.theta, th)
+            hist_bar, ub = plant_dual(setup, fc, lam_next, grads, t, checked=checked, first=first)
+            u_bar = add_adjoint(u_bar, ub)
             for j in range(k):
                 if hist_bar[j] is not None:
                     window[j + 1] = add_adjoint(window[j + 1], hist_bar[j])
-        if cost is not None:
-            xc, uc, pg = cost.vjp(cc, c_bar)
-            add_param_grad(grads.p_cost, pg)
-            window[1] = add_adjoint(window[1], xc)
-            u_bar = add_adjoint(u_bar, uc)
+        window[1] = add_adjoint(window[1], x_cost)
         if u_bar is not None:
-            xp, phb = policy.vjp(pc, u_bar)
-            add_param_grad(grads.phi, phb)
-            window[1] = add_adjoint(window[1], xp)
+            window[1] = add_adjoint(window[1], policy_dual(setup, pc, u_bar, grads, t, checked=checked, first=first))
         window = window[1:] + [None]
+        if hook is not None:
+            hook(t, window, grads)
     return window

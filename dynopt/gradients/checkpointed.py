@@ -29,7 +29,7 @@ reversed, and the total number of forward leaf evaluations is the minimum possib
   Small budgets (down to ``M = 1``) work, at a recomputation cost that grows like
   ``T^(1 + 1/s) / s``.
 
-Memory and work of the last evaluation are in :attr:`CheckpointedBPTT.stats`; the problem's
+Memory and work of an evaluation are in its result's ``.stats``; the problem's
 ``counts["recomputed_steps"]`` adds up the extra step evaluations over all calls.
 """
 
@@ -41,8 +41,7 @@ from typing import Optional
 
 import numpy as np
 
-from .base import GradientMethod, assemble_gradient
-from ..core.problem import objective_value
+from .base import Evaluation, GradientMethod
 from ..core.sweeps import Grads, backward_segment, forward_segment, initial_window, terminal_forward
 from ..core.validation import check_int
 
@@ -178,17 +177,14 @@ class CheckpointedBPTT(GradientMethod):
         one.  Default ``None``: about ``sqrt(T / k)`` checkpoints and a taped segment of
         about ``sqrt(k T)`` steps, every step evaluated at most twice.
 
-    Attributes
-    ----------
-    stats : dict
-        Of the last :meth:`evaluate`: ``segment`` (L), ``checkpoints_allowed``,
+    Notes
+    -----
+    ``evaluate(problem, W).stats`` holds: ``segment`` (L), ``checkpoints_allowed``,
         ``checkpoints_peak``, ``tape_peak`` (steps taped at once), ``states_peak``
         (checkpoint states + taped steps at once, never above ``budget``),
         ``step_evaluations``, ``recomputed_steps`` (= step_evaluations - T) and
         ``recompute_factor`` (= step_evaluations / T).
 
-    Notes
-    -----
     The returned trajectory is ``None``: keeping it would cost the O(T) memory this strategy
     exists to avoid (``problem.simulate(W)`` gives it when wanted).
     """
@@ -197,7 +193,6 @@ class CheckpointedBPTT(GradientMethod):
         if budget is not None:
             check_int("budget", budget, minimum=1)
         self.budget = budget
-        self.stats: dict = {}
         self._plans: dict = {}
 
     def plan(self, horizon: int, lags: int = 1) -> Plan:
@@ -207,17 +202,17 @@ class CheckpointedBPTT(GradientMethod):
             self._plans[key] = make_plan(horizon, lags, self.budget)
         return self._plans[key]
 
-    def evaluate(self, problem, W):
+    def _evaluate(self, problem, W):
         setup = problem.setup(W)
         plan = self.plan(setup.T, problem.plant.lags)
         run = _Run(setup, plan)
-        problem.counts["forward"] += 1
-        problem.counts["backward"] += 1
-        grads, window = run.execute()
-        J = objective_value(run.cost_sum[None, :], run.term, setup.B)
-        self.stats = run.stats()
-        problem.counts["recomputed_steps"] = problem.counts.get("recomputed_steps", 0) + self.stats["recomputed_steps"]
-        return J, assemble_gradient(problem, grads, window), None
+        with np.errstate(all="ignore"):
+            grads, window = run.execute()
+            grads.finish(setup)
+            total = run.cost_sum if run.term is None else run.cost_sum + run.term
+            J = float(total.sum() / setup.B)  # an overflow is located by the template
+        stats = dict(run.stats(), forward=1, backward=1)
+        return Evaluation(J, problem.gradient_from(grads, window), None, stats)
 
     def __repr__(self):
         return f"CheckpointedBPTT(budget={self.budget})"
@@ -247,7 +242,8 @@ class _Run:
         seg = forward_segment(self.setup, hist, a, b, keep=keep)
         self.evaluations += b - a
         if b > self.frontier:
-            self.cost_sum += seg.costs[self.frontier - a:].sum(axis=0)
+            with np.errstate(over="ignore", invalid="ignore"):
+                self.cost_sum += seg.costs[self.frontier - a:].sum(axis=0)
             self.frontier = b
             if b == self.T:
                 self.term, tctx = terminal_forward(self.setup, seg.hist[0])

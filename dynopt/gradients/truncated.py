@@ -36,9 +36,9 @@ from typing import List, Sequence
 
 import numpy as np
 
-from ..core.components import add_adjoint, add_param_grad
+from ..core.components import add_adjoint
 from .base import BPTT
-from ..core.sweeps import Grads, initial_window
+from ..core.sweeps import Grads, cost_dual, initial_window, plant_dual, policy_dual
 from ..core.validation import check_int
 
 
@@ -66,40 +66,38 @@ class TruncatedBPTT(BPTT):
 def truncated_backward(setup, seg, term_ctx, grads: Grads, h: int) -> list:
     """Backward sweep over a full-horizon segment keeping paths of at most ``h`` transitions.
 
-    Returns the adjoint window at ``t = 0`` summed over path lengths (for the x0 block) and
-    adds the parameter adjoints into ``grads``.
+    Composes the engine's per-component duals (:func:`~dynopt.core.sweeps.plant_dual`,
+    :func:`~dynopt.core.sweeps.policy_dual`, :func:`~dynopt.core.sweeps.cost_dual`) with one
+    adjoint window per path length.  Returns the adjoint window at ``t = 0`` summed over path
+    lengths (for the x0 block) and adds the parameter adjoints into ``grads``.
     """
-    plant, policy, cost = setup.plant, setup.policy, setup.cost
-    c_bar = setup.c_bar
-    k = plant.lags
+    k = setup.plant.lags
     H = min(h, setup.T)
     # ages[a] is the adjoint window [lam[t+1], partial lam[t], ..., partial lam[t-k+1]]
     # restricted to paths that have crossed exactly a transitions.
     ages = [initial_window(setup, term_ctx, grads)] + [[None] * (k + 1) for _ in range(H)]
     for i in range(len(seg.tape) - 1, -1, -1):
         pc, cc, fc = seg.tape[i]
+        x_cost = u_cost = None
+        if setup.cost is not None:
+            x_cost, u_cost = cost_dual(setup, cc, grads, i)
+            if setup.post:  # a post-step cost sits on x[t+1]: age 0 of lam[t+1]
+                ages[0][0] = add_adjoint(ages[0][0], x_cost)
+                x_cost = None
         for a in range(H):  # crossing f_t makes the path one transition longer: a + 1 <= H
             lam_next = ages[a][0]
             if lam_next is None:
                 continue
-            hist_bar, u_bar, th = plant.vjp(fc, lam_next)
-            add_param_grad(grads.theta, th)
+            hist_bar, u_bar = plant_dual(setup, fc, lam_next, grads, i)
             tgt = ages[a + 1]
             for j in range(k):
                 if hist_bar[j] is not None:
                     tgt[j + 1] = add_adjoint(tgt[j + 1], hist_bar[j])
             if u_bar is not None:
-                xp, phb = policy.vjp(pc, u_bar)
-                add_param_grad(grads.phi, phb)
-                tgt[1] = add_adjoint(tgt[1], xp)
-        if cost is not None:
-            xc, uc, pg = cost.vjp(cc, c_bar)
-            add_param_grad(grads.p_cost, pg)
-            ages[0][1] = add_adjoint(ages[0][1], xc)
-            if uc is not None:
-                xp, phb = policy.vjp(pc, uc)
-                add_param_grad(grads.phi, phb)
-                ages[0][1] = add_adjoint(ages[0][1], xp)
+                tgt[1] = add_adjoint(tgt[1], policy_dual(setup, pc, u_bar, grads, i))
+        ages[0][1] = add_adjoint(ages[0][1], x_cost)
+        if u_cost is not None:
+            ages[0][1] = add_adjoint(ages[0][1], policy_dual(setup, pc, u_cost, grads, i))
         ages = [w[1:] + [None] for w in ages]
     window = [None] * (k + 1)
     for w in ages:

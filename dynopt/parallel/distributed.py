@@ -48,7 +48,7 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import SimulationDivergedError
-from ..gradients.base import BPTT, GradientMethod
+from ..gradients.base import BPTT, Evaluation, GradientMethod
 from ..core.problem import Problem
 from ..core.types import Array
 from ..core.validation import check_int
@@ -428,17 +428,7 @@ _PLANS: "weakref.WeakKeyDictionary[Problem, dict]" = weakref.WeakKeyDictionary()
 def _sub_problem(problem: Problem, b0: int, b1: int, inner: GradientMethod) -> Problem:
     """The scenarios ``b0:b1`` of ``problem`` as a Problem of their own, built with the public
     constructor from the problem's public attributes."""
-    blocks = problem.unpack(problem.W0)
-    k, n, B = problem.plant.lags, problem.plant.n_state, problem.B
-    x0 = np.asarray(blocks["x0"]).reshape(k, B, n)[:, b0:b1, :]
-    x0 = np.ascontiguousarray(x0[0] if k == 1 else x0)
-    X = None if problem.X is None else np.ascontiguousarray(problem.X[:, b0:b1, :])
-    comps = {"policy": problem.policy, "plant": problem.plant, "cost": problem.cost,
-             "terminal": problem.terminal_cost}
-    params = {name: blocks[name] for name, comp in comps.items() if comp is not None and blocks[name].size}
-    return Problem(problem.plant, problem.policy, problem.cost, problem.terminal_cost, horizon=problem.horizon,
-                   x0=x0, X=X, params=params, decision=problem.decision, objective=problem.objective,
-                   gradient=inner)
+    return problem.scenarios(b0, b1).replace(gradient=inner)
 
 
 def _plan(problem: Problem, bounds: List[Tuple[int, int]], inner: GradientMethod) -> _Plan:
@@ -525,7 +515,8 @@ def sharded_value_and_grad(problem: Problem, W, executor, shard_size: Optional[i
     counted = 0
     for s, ((b0, b1), out) in enumerate(zip(bounds, outs)):
         if isinstance(out, _Diverged):
-            raise SimulationDivergedError(out.step, out.component, out.scenario + b0, out.index, out.value)
+            raise SimulationDivergedError(out.step, out.component, None if out.scenario is None else out.scenario + b0,
+                                          out.index, out.value)
         count, J_s, g_s = out
         g_s = np.asarray(g_s, dtype=np.float64)
         n_dec_s = problem.n_decision - (k * B * n - k * (b1 - b0) * n if "x0" in slices else 0)
@@ -547,9 +538,8 @@ def sharded_value_and_grad(problem: Problem, W, executor, shard_size: Optional[i
                 g[sl] += part
     if counted != B:
         raise ExecutorFailure(f"the shards covered {counted} scenarios, expected B={B}; refusing a partial sum")
-    problem.counts["forward"] += 1  # one forward and one backward sweep over the whole batch
-    problem.counts["backward"] += 1
-    return J_sum / B, g / B
+    with np.errstate(over="ignore", invalid="ignore"):
+        return J_sum / B, g / B
 
 
 def _dispatch(token: str, data: bytes, args: tuple):
@@ -612,10 +602,11 @@ class Sharded(GradientMethod):
         self.inner = inner
         self.retries = check_int("retries", retries, minimum=0)
 
-    def evaluate(self, problem, W):
+    def _evaluate(self, problem, W):
         J, g = sharded_value_and_grad(problem, W, self.executor, self.shard_size, n_shards=self.n_shards,
                                       inner=self.inner, retries=self.retries)
-        return J, g, None
+        # one forward and one backward sweep over the whole batch (the template counts them)
+        return Evaluation(J, g, None, {"forward": 1, "backward": 1})
 
     def __reduce__(self):
         raise TypeError("Sharded holds an executor and cannot be pickled; ship the problem with a local "
@@ -631,11 +622,7 @@ def local_copy(problem: Problem) -> Problem:
     the whole problem to one worker, e.g. one run of a multi-start)."""
     if not isinstance(problem.gradient, Sharded):
         return problem
-    import copy
-    out = copy.copy(problem)
-    out.gradient = problem.gradient.inner
-    out.counts = {"forward": 0, "backward": 0}
-    return out
+    return problem.replace(gradient=problem.gradient.inner)
 
 
 # ----------------------------------------------------------------------------- many fits

@@ -10,9 +10,11 @@ theta_{r-1})``.  Stationary initialisation: ``a_0 = 0``, ``P_0`` solves
 ``P_0 = T P_0 T' + sigma2 R R'``.
 
 The filter is a dynopt :class:`~dynopt.Plant` whose state is the prediction ``(a_t, vec P_t)``
-and whose stage cost is ``-log`` of the innovation density; dynopt's BPTT sweeps
-(:func:`dynopt.core.sweeps.forward_segment` / :func:`~dynopt.core.sweeps.backward_segment`) run through
-it.  With an invertible MA part ``P_t`` converges to its steady state ``sigma2 R R'`` (gain
+and whose stage cost is ``-log`` of the innovation density; it is an ordinary
+:class:`dynopt.Problem` (public API only) in which one parameter block, the model's natural
+parameters, feeds the plant, the stage cost and the terminal cost (``shared=``), and whose
+decision holds that block and ``x0`` (the adjoint of ``P_0`` is needed for the stationary
+initialisation's own derivative).  With an invertible MA part ``P_t`` converges to its steady state ``sigma2 R R'`` (gain
 ``T R``); from the first step ``m`` where ``max|P_m - sigma2 R R'| <= STEADY_TOL *
 max|sigma2 R R'|`` the filter *is* the ARMA inversion, so the remaining ``N - m``
 observations go through :func:`scipy.signal.lfilter` (initial state ``-a_m``) and its
@@ -26,8 +28,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import solve_discrete_lyapunov
 
-from dynopt import Plant, StageCost, TerminalCost, ZeroPolicy
-from dynopt.core.sweeps import Grads, Setup, backward_segment, forward_segment, initial_window, terminal_forward
+from dynopt import BPTT, Plant, Problem, StageCost, TerminalCost
 
 from .filters import allpole, allpole_adjoint, lagged_dots
 
@@ -269,26 +270,23 @@ def exact_loglike(layout: ARMALayout, y, exog, theta, *, grad=True, steady=True)
     term = SteadyStateTail(layout, y[m:], exog[m:])
     X = np.concatenate([y[:m, None], exog[:m]], axis=1)[:, None, :]
     x0 = np.concatenate([np.zeros(r), P0.ravel()])[None]
-    setup = Setup(plant=plant, policy=ZeroPolicy(plant.n_state), cost=cost, terminal=term, theta=theta,
-                  phi=np.zeros(0), p_cost=theta, p_term=theta, X=X, hist0=(x0,), T=m, B=1, sign=1.0)
-    seg = forward_segment(setup, setup.hist0, 0, m, keep=grad)
-    tc, tctx = terminal_forward(setup, seg.hist[0])
-    J = float(seg.costs.sum() + tc.sum())
-    info = {"m": m, "seg": seg, "tail": tctx}
+    problem = Problem(plant, None, cost, term, horizon=m, x0=x0, X=X, params={"plant": theta},
+                      decision=("plant", "x0"), shared={"cost": "plant", "terminal": "plant"}, gradient=BPTT())
+    W = problem.W0
+    info = {"m": m}
     g = None
-    if grad:
-        grads = Grads(setup)
-        window = initial_window(setup, tctx, grads)
-        window = backward_segment(setup, seg, window, grads)
-        g = grads.theta + grads.p_cost + grads.p_term
-        if window[0] is not None:
-            P0b = window[0][0, r:].reshape(r, r)
-            S = solve_discrete_lyapunov(T.T, P0b)  # adjoint Lyapunov: S = T' S T + P0_bar
-            Tb = S @ T @ P0.T + S.T @ T @ P0
-            Rb = s2 * (S + S.T) @ R
-            g = g + layout.grads_from_matrices(Tb, Rb, R @ S @ R)
-        g = -g
-    return -J, g, info
+    if not grad:
+        return -problem.value(W), None, info
+    J, gW = problem.value_and_grad(W)
+    npar = layout.n_params
+    g = gW[:npar].copy()
+    P0b = gW[npar + r:].reshape(r, r)
+    if np.any(P0b):
+        S = solve_discrete_lyapunov(T.T, P0b)  # adjoint Lyapunov: S = T' S T + P0_bar
+        Tb = S @ T @ P0.T + S.T @ T @ P0
+        Rb = s2 * (S + S.T) @ R
+        g = g + layout.grads_from_matrices(Tb, Rb, R @ S @ R)
+    return -J, -g, info
 
 
 def innovations(layout: ARMALayout, y, exog, theta):
@@ -296,8 +294,8 @@ def innovations(layout: ARMALayout, y, exog, theta):
     theta = np.asarray(theta, dtype=np.float64)
     T, R, s2 = layout.matrices(theta)
     mu, beta, phi, th, _ = layout.split(theta)
-    llf, _, info = exact_loglike(layout, y, exog, theta, grad=False)
-    m, r, N = info["m"], layout.r, len(y)
+    m, _ = steady_step(T, R, s2, len(y))
+    r, N = layout.r, len(y)
     # re-run the filter part keeping states to read v_t, F_t (cheap: m steps)
     X = np.concatenate([y[:m, None], exog[:m]], axis=1)
     P0 = stationary_covariance(T, R, s2)
@@ -311,7 +309,8 @@ def innovations(layout: ARMALayout, y, exog, theta):
         a = T @ a + g * v[t] / F[t]
         P = T @ P @ T.T + s2 * (R[:, None] * R[None, :]) - (g[:, None] * g[None, :]) / F[t]
     if m < N:
-        tail = info["tail"]
+        x_m = np.concatenate([a, P.ravel()])[None]
+        _, tail = SteadyStateTail(layout, y[m:], exog[m:]).forward(x_m, theta)
         v[m:] = tail[1]
         F[m:] = s2
         yt = y - mu - exog @ beta
