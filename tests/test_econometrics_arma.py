@@ -71,13 +71,40 @@ def test_ar_matches_autoreg_on_sunspots():
     y = sunspots()
     res = AR(y, 3).fit()
     ref = sm.tsa.AutoReg(y, 3, trend="c").fit()
-    # statsmodels solves the same conditional likelihood by OLS: BFGS should reach it to ~1e-7
-    np.testing.assert_allclose(res.values[:-1], ref.params, rtol=1e-5)
-    assert res.values[-1] == pytest.approx(ref.sigma2, rel=1e-8)
-    assert res.llf == pytest.approx(ref.llf, rel=1e-10)
-    # observed-information standard errors vs OLS ones: equal up to the sigma2 convention
-    # (statsmodels AutoReg uses sigma2 = SSR / nobs too, so they agree to the Hessian step error)
-    np.testing.assert_allclose(res.bse[:-1], ref.bse, rtol=1e-4)
+    # both solve the conditional likelihood by least squares
+    np.testing.assert_allclose(res.values[:-1], ref.params, rtol=1e-10)
+    assert res.values[-1] == pytest.approx(ref.sigma2, rel=1e-10)
+    assert res.llf == pytest.approx(ref.llf, rel=1e-12)
+    assert res.optimizer is None and res.method == "ols"
+    # nonrobust: sigma2 inv(Z'Z), sigma2 = SSR / nobs (AutoReg's convention)
+    np.testing.assert_allclose(res.bse[:-1], ref.bse, rtol=1e-10)
+    # BFGS on the exact gradient (the BPTT-style path) reaches the same maximiser: the cross-check
+    bfgs = AR(y, 3).fit(solver="bfgs")
+    np.testing.assert_allclose(bfgs.values, res.values, rtol=1e-6)
+    assert bfgs.llf == pytest.approx(res.llf, rel=1e-12)
+
+
+@pytest.mark.parametrize("p", [1, 9])
+def test_ar_covariance_types_match_statsmodels(p):
+    y = sunspots()
+    Z = np.column_stack([np.ones(len(y) - p)] + [y[p - 1 - i:len(y) - 1 - i] for i in range(p)])
+    # df correction: the OLS convention sigma2 = SSR / (n - k)
+    res = AR(y, p).fit(df_correction=True)
+    ols = sm.OLS(y[p:], Z).fit()
+    np.testing.assert_allclose(res.bse[:-1], ols.bse, rtol=1e-10)
+    assert res.df_correction and "df-corrected" in res.summary()
+    # robust: White's HC0 for the coefficients (AutoReg cov_type="HC0")
+    rob = AR(y, p).fit(cov_type="robust")
+    ref = sm.tsa.AutoReg(y, p, trend="c").fit(cov_type="HC0")
+    np.testing.assert_allclose(rob.bse[:-1], ref.bse, rtol=1e-10)
+    # OPG: inverse outer product of the per-observation scores, scores by central differences
+    opg = AR(y, p).fit(cov_type="opg")
+    m = AR(y, p)
+    G = np.stack([(m.loglikeobs(opg.values + e) - m.loglikeobs(opg.values - e)) / (2 * h)
+                  for e, h in zip(np.eye(p + 2) * 1e-6 * np.maximum(np.abs(opg.values), 1.0),
+                                  1e-6 * np.maximum(np.abs(opg.values), 1.0))], axis=1)
+    np.testing.assert_allclose(opg.cov, np.linalg.inv(G.T @ G), rtol=1e-5)
+    assert opg.cov_type == "opg" and "opg" in opg.summary()
 
 
 def test_arx_matches_autoreg_with_exog_on_macrodata():
@@ -229,7 +256,7 @@ def test_transforms_keep_stationary_and_invertible():
 
 
 def test_simulate_and_refit_recovers_parameters():
-    m = ARMA(np.zeros(10), 1, 1)
+    m = ARMA(np.arange(10.0), 1, 1)
     y = m.simulate([5.0, 0.6, 0.3, 2.0], 4000, rng=7)
     res = ARMA(y, 1, 1).fit("mle")
     # 4000 observations: standard errors ~0.02; 4 standard errors
@@ -245,9 +272,10 @@ def test_bad_data_errors_name_the_argument():
     co2 = sm.datasets.co2.load_pandas().data["co2"].to_numpy()  # the weekly series has gaps (NaN)
     with pytest.raises(ValueError, match=r"y: expected finite values .*NaN"):
         ARMA(co2, 1, 1)
-    with pytest.raises(ValueError, match=r"y: expected at least 6 observations"):
-        ARMA([1.0, 2.0, 3.0], 3, 1)
-    with pytest.raises(ValueError, match=r"y: expected at least 5 observations"):
+    with pytest.raises(ValueError, match=r"y: expected at least 10 observations for an ARMA\(3, 1\) model with 6 "
+                                         r"parameters"):
+        ARMA([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.5], 3, 1)
+    with pytest.raises(ValueError, match=r"y: expected at least 9 observations for an AR\(3\) model with 5 par"):
         AR([1.0, 2.0, 3.0], 3)
     with pytest.raises(ValueError, match=r"exog: expected shape \(50, nX\)"):
         ARMA(np.arange(50.0), 1, 0, exog=np.ones((49, 2)))
@@ -275,7 +303,7 @@ def test_example_fit_arma_real_series_runs(capsys):
     path = Path(__file__).resolve().parents[1] / "examples" / "fit_arma_real_series.py"
     exact, css = runpy.run_path(str(path), run_name="example")["main"]()
     out = capsys.readouterr().out
-    assert "log-likelihood" in out and "ma.L1" in out and "2013" in out
+    assert "Log Likelihood" in out and "ma.L1" in out and "2013" in out and "Covariance Type:" in out
     ref = sm.tsa.arima.ARIMA(sunspots(), order=(2, 0, 1), trend="c").loglike(exact.values)
     assert exact.llf == pytest.approx(ref, rel=1e-10)
     assert exact.converged and css.converged

@@ -2,6 +2,7 @@
 
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from dynopt.models.econometrics import GARCH, VAR
@@ -26,22 +27,35 @@ def central_fd(f, x, h):
 
 
 # ---------------------------------------------------------------------------- VAR
-@pytest.mark.parametrize("start", ["ols", "zeros"])
+@pytest.mark.parametrize("start", [None, "ols", "zeros"])
 def test_var_matches_statsmodels_on_macrodata(start):
+    """start=None: closed-form least squares; "ols"/"zeros": BFGS on the exact (BPTT) gradient
+    from there, the cross-check that both reach the same maximiser."""
     Y = macro_growth()
     res = VAR(Y, 2).fit(start=start)
     ref = sm.tsa.VAR(Y).fit(2)
     # statsmodels params: (1 + k p, k), one column per equation = dynopt's equation-major order
-    np.testing.assert_allclose(res.values, ref.params.T.ravel(), rtol=1e-4, atol=1e-6)
-    assert res.llf == pytest.approx(ref.llf, rel=1e-10 if start == "ols" else 1e-9)
+    np.testing.assert_allclose(res.values, ref.params.T.ravel(), rtol=1e-4 if start == "zeros" else 1e-9,
+                               atol=1e-6 if start == "zeros" else 1e-12)
+    assert res.llf == pytest.approx(ref.llf, rel=1e-9 if start == "zeros" else 1e-10)
     assert np.max(np.abs(res.grad)) / res.nobs < 1e-6
-    # standard errors: dynopt uses the MLE Sigma, statsmodels Sigma * n / (n - k p - 1)
+    # standard errors: statsmodels' df-corrected Sigma * n / (n - k p - 1) by default
     n, kp1 = res.nobs, 1 + 3 * 2
-    np.testing.assert_allclose(res.bse, ref.stderr.T.ravel() * np.sqrt((n - kp1) / n), rtol=1e-4)
+    np.testing.assert_allclose(res.bse, ref.stderr.T.ravel(), rtol=1e-4)
+    assert res.cov_type == "nonrobust" and res.df_correction
+    mle = VAR(Y, 2).fit(start=start, df_correction=False)
+    np.testing.assert_allclose(mle.bse, ref.stderr.T.ravel() * np.sqrt((n - kp1) / n), rtol=1e-4)
     fc = res.forecast(4)
     np.testing.assert_allclose(fc["mean"], ref.forecast(Y[-2:], 4), rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(fc["mse"], ref.mse(4) * (n - kp1) / n, rtol=1e-6)
-    np.testing.assert_allclose(res.extra["sigma_u"], ref.sigma_u_mle, rtol=1e-8)
+    np.testing.assert_allclose(fc["mse"], ref.mse(4), rtol=1e-6)
+    np.testing.assert_allclose(mle.forecast(4)["mse"], ref.mse(4) * (n - kp1) / n, rtol=1e-6)
+    np.testing.assert_allclose(res.extra["sigma_u_mle"], ref.sigma_u_mle, rtol=1e-8)
+    # named attributes as statsmodels' VARResults
+    np.testing.assert_allclose(res.sigma_u, ref.sigma_u, rtol=1e-8)
+    np.testing.assert_allclose(res.sigma_u_mle, ref.sigma_u_mle, rtol=1e-8)
+    np.testing.assert_allclose(res.coefs, ref.coefs, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(res.intercept, ref.intercept, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(res.params_table.to_numpy(), ref.params, rtol=1e-4, atol=1e-6)
     # AIC/BIC count the 3 * 7 coefficients and the 6 free entries of Sigma; statsmodels reports
     # per-observation criteria log det(Sigma) + 2 K / n with K the 21 coefficients only
     assert res.aic == pytest.approx(-2 * ref.llf + 2 * (21 + 6), rel=1e-10)
@@ -50,8 +64,24 @@ def test_var_matches_statsmodels_on_macrodata(start):
     np.testing.assert_allclose(diff.cov, res.cov, rtol=1e-5, atol=1e-7 * np.abs(res.cov).max())
 
 
+def test_var_pandas_in_pandas_out():
+    d = sm.datasets.macrodata.load_pandas().data
+    idx = pd.period_range("1959Q1", periods=len(d), freq="Q")
+    Y = (np.log(d[["realgdp", "realcons", "realinv"]]).diff().dropna() * 100).set_index(idx[1:])
+    res = VAR(Y, 2).fit()
+    ref = sm.tsa.VAR(Y).fit(2)
+    assert list(res.params.index[:3]) == ["realgdp.const", "realgdp.L1.realgdp", "realgdp.L1.realcons"]
+    np.testing.assert_allclose(res.params_table.to_numpy(), ref.params.to_numpy(), rtol=1e-9, atol=1e-12)
+    assert list(res.params_table.index) == list(ref.params.index)
+    assert list(res.params_table.columns) == list(ref.params.columns)
+    assert res.resid.index[0] == idx[3] and list(res.resid.columns) == ["realgdp", "realcons", "realinv"]
+    np.testing.assert_allclose(res.resid.to_numpy(), ref.resid.to_numpy(), rtol=1e-9, atol=1e-12)
+    fc = res.forecast(3)
+    assert list(fc["mean"].index) == list(pd.period_range("2009Q4", periods=3, freq="Q"))
+
+
 def test_var_gradient_vs_central_differences(rng):
-    Y = VAR(np.zeros((10, 2)), 1).simulate(np.array([0.1, 0.5, 0.1, -0.2, -0.1, 0.3]), 300, rng=3)
+    Y = VAR(np.random.default_rng(0).standard_normal((10, 2)), 1).simulate(np.array([0.1, 0.5, 0.1, -0.2, -0.1, 0.3]), 300, rng=3)
     m = VAR(Y, 3)
     v = rng.normal(scale=0.1, size=len(m.param_names))
     llf, g = m.loglike_and_grad(v)
@@ -62,8 +92,8 @@ def test_var_gradient_vs_central_differences(rng):
 def test_var_bad_data():
     with pytest.raises(ValueError, match=r"y: expected a 2-d array \(N, k\)"):
         VAR(np.arange(30.0), 1)
-    with pytest.raises(ValueError, match=r"y: expected more than"):
-        VAR(np.ones((6, 3)), 2)
+    with pytest.raises(ValueError, match=r"y: expected at least 10 observations for a VAR\(2\) of 3 series"):
+        VAR(np.ones((9, 3)), 2)
     Y = np.ones((40, 2))
     Y[5, 1] = np.nan
     with pytest.raises(ValueError, match=r"y: expected finite values .* at index \(5, 1\)"):
@@ -75,7 +105,7 @@ def test_var_bad_data():
 # ---------------------------------------------------------------------------- GARCH
 def test_garch_constant_mean_matches_arch_on_sp500():
     y = sp500_returns()
-    res = GARCH(y).fit()
+    res = GARCH(y).fit(cov_type="classic")
     am = arch.arch_model(y, mean="Constant", vol="GARCH", p=1, q=1, rescale=False)
     ref = am.fit(disp="off", tol=1e-12, cov_type="classic", options={"maxiter": 1000})
     assert res.extra["backcast"] == pytest.approx(arch.univariate.GARCH().backcast(y - y.mean()), rel=1e-14)
@@ -90,6 +120,45 @@ def test_garch_constant_mean_matches_arch_on_sp500():
     fc = res.forecast(5)
     np.testing.assert_allclose(fc["variance"], ref.forecast(horizon=5, params=res.values).variance.values[-1],
                                rtol=1e-4)  # arch's forecast uses its own last sigma2 (same recursion)
+
+
+@pytest.mark.parametrize("cov_type, robust", [("robust", True), ("nonrobust", False), ("classic", False)])
+def test_garch_covariance_types_match_arch_at_the_same_estimate(cov_type, robust):
+    """arch's own covariance (compute_param_cov: numerical Hessian, analytic-free scores) at dynopt's
+    estimate; arch's default fit uses robust=True, the QMLE sandwich."""
+    y = sp500_returns()
+    res = GARCH(y).fit(cov_type=cov_type)
+    assert res.cov_type == ("robust" if robust else "nonrobust")
+    am = arch.arch_model(y, mean="Constant", vol="GARCH", p=1, q=1, rescale=False)
+    am.fit(disp="off")  # arch computes the covariance only after a fit
+    C = am.compute_param_cov(res.values, backcast=res.extra["backcast"], robust=robust)
+    # arch differentiates numerically (step ~1e-5 relative): agreement to ~1e-5 relative
+    np.testing.assert_allclose(res.bse, np.sqrt(np.diag(C)), rtol=1e-4)
+    np.testing.assert_allclose(res.cov, C, rtol=1e-3, atol=1e-4 * np.abs(C).max())
+    assert ("Covariance Type:" in res.summary()) and (res.cov_type in res.summary())
+
+
+def test_garch_opg_matches_its_definition():
+    y = sp500_returns(1000)
+    g = GARCH(y)
+    res = g.fit(cov_type="opg")
+    bc = res.extra["backcast"]
+    G = np.stack([(g.loglikeobs(res.values + e, backcast=bc) - g.loglikeobs(res.values - e, backcast=bc)) / 2e-6
+                  for e in np.eye(4) * 1e-6], axis=1)  # central differences of llf_t
+    np.testing.assert_allclose(res.cov, np.linalg.inv(G.T @ G), rtol=1e-5)
+
+
+def test_garch_pandas_and_scale_free():
+    from arch.data import sp500
+    px = sp500.load()["Adj Close"]
+    y = (100 * np.log(px).diff().dropna())[-1500:]
+    res = GARCH(y).fit()
+    assert list(res.params.index) == ["mu", "omega", "alpha[1]", "beta[1]"]
+    assert res.resid.index.equals(y.index) and res.conditional_volatility.index.equals(y.index)
+    tiny = GARCH(y * 1e-6).fit()  # returns in units of 1e-6: estimates scale exactly
+    np.testing.assert_allclose(tiny.values, res.values * [1e-6, 1e-12, 1, 1], rtol=1e-6)
+    assert tiny.llf == pytest.approx(res.llf - len(y) * np.log(1e-6), rel=1e-9)
+    np.testing.assert_allclose(tiny.bse, res.bse * [1e-6, 1e-12, 1, 1], rtol=1e-4)
 
 
 def test_garch_ar_mean_matches_arch_arx():
@@ -118,7 +187,7 @@ def test_garch_gradient_vs_central_differences(mean, p, q):
 
 
 def test_garch_simulate_refit():
-    y = GARCH(np.zeros(10)).simulate([0.05, 0.05, 0.1, 0.85], 5000, rng=11)
+    y = GARCH(np.arange(10.0)).simulate([0.05, 0.05, 0.1, 0.85], 5000, rng=11)
     res = GARCH(y).fit()
     assert np.all(np.abs(res.values - [0.05, 0.05, 0.1, 0.85]) < 4 * res.bse)
 
@@ -128,5 +197,24 @@ def test_garch_bad_data():
         GARCH(np.ones(50), mean="ar")
     with pytest.raises(ValueError, match=r"y: expected finite values"):
         GARCH(np.r_[np.ones(50), np.inf])
-    with pytest.raises(ValueError, match=r"y: expected at least 8 observations"):
-        GARCH(np.ones(7), mean="arma", p=2, q=1)
+    with pytest.raises(ValueError, match=r"y: expected at least 12 observations for a GARCH\(1, 1\) model with 7"):
+        GARCH(np.arange(11.0), mean="arma", p=2, q=1)
+
+
+# ---------------------------------------------------------------------------- issue 16 regressions
+def test_garch_constant_mean_refuses_arma_orders():
+    with pytest.raises(ValueError, match=r"p, q: the ARMA orders of the mean need mean='arma'; got p=1, q=1"):
+        GARCH(sp500_returns(200), p=1, q=1)
+
+
+def test_garch_constant_series_is_refused():
+    with pytest.raises(ValueError, match=r"y: the series is constant \(every value 2.0\)"):
+        GARCH(np.full(100, 2.0))
+
+
+def test_var_constant_or_collinear_series_is_refused():
+    Y = macro_growth()
+    with pytest.raises(ValueError, match=r"y: the regressors are collinear .*'L1.y3'"):
+        VAR(np.column_stack([Y[:, :2], np.full(len(Y), 1.5)]), 1)
+    with pytest.raises(ValueError, match=r"y: the regressors are collinear .*'L1.y3'"):
+        VAR(np.column_stack([Y[:, :2], Y[:, 0] - 2 * Y[:, 1]]), 1)

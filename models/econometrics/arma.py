@@ -20,10 +20,14 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import lfilter
 
-from .data import check_exog, check_order, check_series
+from .covariance import check_cov_type, complex_step_scores, cov_matrix
+from .data import (check_exog, check_full_rank, check_not_constant, check_order, check_series, forecast_index,
+                   label, series_info)
 from .filters import allpole, allpole_adjoint, lag_matrix
 from .kalman import ARMALayout, exact_loglike, innovations, steady_state_prediction
-from .results import FitResult, gaussian_interval, hessian_from_gradient, minimize_transformed, warn_not_converged
+from .loglikeobs import arma_exact_obs, css_obs
+from .results import (FitResult, forecast_frame, gaussian_interval, hessian_from_gradient, minimize_transformed,
+                      warn_not_converged, warn_better_start)
 from .transforms import Transform
 
 LOG2PI = np.log(2 * np.pi)
@@ -81,29 +85,41 @@ class ARMA:
 
     Parameters
     ----------
-    y : (N,) array
-        The series (finite values).
+    y : (N,) array or pandas Series
+        The series (finite real values; a Series' index labels residuals and forecasts).
     p, q : int
         AR and MA orders.
     trend : {"c", "n"}
         ``"c"``: estimate the mean ``mu`` (named ``const``); ``"n"``: mean zero.
-    exog : (N, nX) array, optional
+    exog : (N, nX) array or DataFrame, optional
         Regressors.
 
-    Natural parameters, in order: ``const``, ``x1..``, ``ar.L1..``, ``ma.L1..``, ``sigma2``
-    (statsmodels' names and order).
+    Natural parameters, in order: ``const``, ``x1..`` (or the DataFrame's column names), ``ar.L1..``,
+    ``ma.L1..``, ``sigma2`` (statsmodels' names and order).  The series needs more observations than
+    parameters after the first p: ``N >= 2 p + q + nX + (trend == "c") + 2``.
     """
 
     def __init__(self, y, p: int = 1, q: int = 0, *, trend: str = "c", exog=None):
         self.p = check_order("p", p)
         self.q = check_order("q", q)
         self.trend = _check_trend(trend)
-        self.y = check_series(y, min_length=self.p + self.q + 2, what=f"an ARMA({self.p}, {self.q}) model")
-        self.exog = check_exog(exog, len(self.y))
+        self.info = series_info(y)
+        self.name = f"ARMA({self.p}, {self.q})"
+        y = check_series(y, min_length=1, what=self.name)
+        self.exog = check_exog(exog, len(y))
+        kc = 1 if trend == "c" else 0
+        need = 2 * self.p + self.q + self.exog.shape[1] + kc + 2
+        self.y = check_series(y, min_length=need, what=f"an {self.name} model with {need - self.p - 1} parameters "
+                              f"(more observations than parameters after the first p = {self.p})")
+        check_not_constant(self.y)
         self.layout = ARMALayout(self.p, self.q, self.exog.shape[1], self.trend)
-        self.name = f"ARMA({self.p}, {self.q})" + (" + exog" if self.exog.shape[1] else "")
+        if self.exog.shape[1]:
+            self.name += " + exog"
+        xnames = list(exog.columns) if hasattr(exog, "columns") else [f"x{i + 1}" for i in range(self.layout.kx)]
+        check_full_rank(np.concatenate([np.ones((len(self.y), kc)), self.exog], axis=1),
+                        (["const"] if kc else []) + [str(c) for c in xnames])
         L = self.layout
-        self.param_names = (["const"] if L.kc else []) + [f"x{i + 1}" for i in range(L.kx)] + \
+        self.param_names = (["const"] if L.kc else []) + [str(c) for c in xnames] + \
             [f"ar.L{i + 1}" for i in range(self.p)] + [f"ma.L{j + 1}" for j in range(self.q)] + ["sigma2"]
 
     # ------------------------------------------------------------------ objectives
@@ -128,6 +144,15 @@ class ARMA:
             g[-1] = -0.5 * (n / s2 - S / (s2 * s2))
             return llf, g
         raise ValueError(f"method: expected 'mle' or 'css', got {method!r}")
+
+    def loglikeobs(self, params, method: str = "mle"):
+        """Per-observation log-likelihood ``(nobs,)`` (complex-safe: the scores are its complex-step
+        Jacobian); sums to :meth:`loglike`."""
+        params = np.asarray(params)
+        if method == "mle":
+            return arma_exact_obs(self.layout, self.y, self.exog, params)[0]
+        e, _ = css_residuals(self.layout, self.y, self.exog, params)
+        return css_obs(e, params[-1])
 
     def css_objective(self, params):
         """P3's objective ``S / N`` (sum of squared CSS residuals over the series length) and its gradient
@@ -159,14 +184,25 @@ class ARMA:
         resid = self.y - Z @ coef
         return np.concatenate([coef, np.zeros(self.p + self.q), [np.mean(resid ** 2)]])
 
-    def fit(self, method: str = "mle", *, start_params=None, optimizer: str = "BFGS", transformed: bool = True,
-            options=None, cov: bool = True) -> FitResult:
+    def _scale_vector(self, s):
+        """Natural parameters of ``y / s`` times this vector = parameters of ``y``."""
+        L = self.layout
+        return np.concatenate([np.full(L.kc + L.kx, s), np.ones(self.p + self.q), [s * s]])
+
+    def fit(self, method: str = "mle", *, cov_type: str = "nonrobust", df_correction: bool = False,
+            start_params=None, optimizer: str = "BFGS", transformed: bool = True, options=None, cov: bool = True,
+            starts: int = 1, seed=None) -> FitResult:
         """Estimate the parameters.
 
         Parameters
         ----------
         method : {"mle", "css"}
             Exact Gaussian likelihood (Kalman filter) or conditional sum of squares.
+        cov_type : {"nonrobust", "opg", "robust", "r-css", "none"}
+            Covariance convention (:mod:`.covariance`; ``"r-css"`` only with ``method="css"``).
+        df_correction : bool
+            Scale the coefficient block by ``n / (n - k)`` (OLS convention); default False, as
+            statsmodels and R.
         start_params : (k,) array, optional
             Natural parameters to start from; default: for ``"css"`` :meth:`start_params`, for
             ``"mle"`` the CSS estimate (if stationary and invertible, else :meth:`start_params`).
@@ -176,22 +212,55 @@ class ARMA:
             Optimise over unconstrained parameters (stationary AR, invertible MA, positive
             variance; see :mod:`.transforms`).  ``False`` optimises the natural parameters.
         cov : bool
-            Compute standard errors (k + 1 extra gradient pairs).
+            ``False`` is ``cov_type="none"``.
+        starts : int
+            Number of starts: the default start plus ``starts - 1`` random ones (unconstrained
+            parameters perturbed by N(0, 1), ``seed``).  The best optimum is returned, with a
+            ``RuntimeWarning`` when it is not the default start's (a local optimum was avoided).
+
+        The optimisation runs on ``y / std(y)`` (scale-free: tiny or huge data fit alike) and the
+        estimates, log-likelihood and covariance are mapped back to the scale of ``y``.
         """
         if method not in ("mle", "css"):
             raise ValueError(f"method: expected 'mle' or 'css', got {method!r}")
+        cov_type = check_cov_type("none" if not cov else cov_type)
+        if cov_type == "r-css" and method != "css":
+            raise ValueError(f"cov_type: 'r-css' is R's convention for method='css', got method={method!r}")
+        starts = check_order("starts", starts, 1)
+        s = float(np.std(self.y))
+        m = self if s == 1.0 else ARMA(self.y / s, self.p, self.q, trend=self.trend, exog=self.exog)
+        D = self._scale_vector(s)
+        start = None if start_params is None else self._check_params(start_params) / D
+        values_s, res = m._optimize(method, start, optimizer, transformed, options)
+        if starts > 1:
+            values_s, res = m._multistart(method, values_s, res, starts, seed, optimizer, transformed, options)
+        warn_not_converged(res, f"{self.name} fit ({method})")
+        llf_s, g_s = m.loglike_and_grad(values_s, method)
+        if method == "css":
+            e, _ = css_residuals(m.layout, m.y, m.exog, values_s)
+            resid_s, std, nobs, offset = e, e / np.sqrt(values_s[-1]), len(e), self.p
+        else:
+            _, v, F = arma_exact_obs(m.layout, m.y, m.exog, values_s)
+            resid_s, std, nobs, offset = v, v / np.sqrt(F), len(m.y), 0
+        C = m._covariance(values_s, method, cov_type, df_correction, nobs)
+        values = values_s * D
+        out = FitResult(self, list(self.param_names), values, float(llf_s - nobs * np.log(s)), nobs,
+                        C * np.outer(D, D), g_s / D, label(self.info, resid_s * s, offset, "resid"), res, method,
+                        cov_type=cov_type, df_correction=df_correction, std_resid=std)
+        return out
+
+    def _optimize(self, method, start, optimizer, transformed, options, u0=None):
+        """Fit in this model's own scale: ``(values, scipy result or None)``."""
         N = len(self.y)
-        if start_params is None:
+        if start is None:
             start = self.start_params()
             if method == "mle":
-                css = self.fit("css", cov=False, options=options)
+                css, _ = self._optimize("css", None, optimizer, transformed, options)
                 try:
-                    self._transform(True).inverse(css.values)
-                    start = css.values
+                    self._transform(True).inverse(css)
+                    start = css
                 except ValueError:
                     pass
-        else:
-            start = self._check_params(start_params)
         if transformed:
             tr = self._transform(method == "mle")
         else:  # natural parameters (sigma2 still kept positive by exp for the exact likelihood)
@@ -203,38 +272,72 @@ class ARMA:
                 S, dS, _ = css_sse_and_grad(self.layout, self.y, self.exog, np.append(par, 1.0))
                 return 0.5 * n * np.log(S / n), 0.5 * n * dS[:-1] / S
 
-            est, res = minimize_transformed(objective, tr, start[:-1], method=optimizer, options=options, scale=n)
+            if len(start) == 1:  # nothing but sigma2 (no mean, no ARMA terms): closed form
+                est, res = np.zeros(0), None
+            else:
+                est, res = minimize_transformed(objective, tr, start[:-1], method=optimizer, options=options,
+                                                scale=n, u0=None if u0 is None else u0[:-1])
             S, _, e = css_sse_and_grad(self.layout, self.y, self.exog, np.append(est, 1.0), grad=False)
-            values = np.append(est, S / n)
-            resid, nobs = e, n
-        else:
-            def objective(par):
-                llf, g = self.loglike_and_grad(par, "mle")
-                return -llf, -g
+            return np.append(est, S / n), res
 
-            values, res = minimize_transformed(objective, tr, start, method=optimizer, options=options, scale=N)
-            resid, nobs = innovations(self.layout, self.y, self.exog, values)[0], N
-        warn_not_converged(res, f"{self.name} fit ({method})")
-        llf, g = self.loglike_and_grad(values, method)
-        H = hessian_from_gradient(lambda x: self.loglike_and_grad(x, method)[1], values) if cov else None
-        C = np.linalg.inv(-H) if cov else np.full((len(values),) * 2, np.nan)
-        return FitResult(self, list(self.param_names), values, float(llf), nobs, C, g, resid, res, method)
+        def objective(par):
+            llf, g = self.loglike_and_grad(par, "mle")
+            return -llf, -g
+
+        return minimize_transformed(objective, tr, start, method=optimizer, options=options, scale=N, u0=u0)
+
+    def _multistart(self, method, values, res, starts, seed, optimizer, transformed, options):
+        tr = self._transform(True)
+        u_best = tr.inverse(values)
+        llf0 = best = self.loglike(values, method)
+        rng = np.random.default_rng(seed)
+        for j in range(1, starts):
+            u0 = u_best + rng.standard_normal(len(u_best))
+            try:
+                v, r = self._optimize(method, values, optimizer, transformed, options, u0=u0)
+            except (ValueError, FloatingPointError):
+                continue
+            llf = self.loglike(v, method)
+            if np.isfinite(llf) and llf > best + 1e-9 * abs(best) + 1e-9:
+                best, values, res, best_j = llf, v, r, j
+        if best > llf0:
+            warn_better_start(f"{self.name} fit ({method})", llf0, best, best_j)
+        return values, res
+
+    def _covariance(self, values, method, cov_type, df_correction, nobs):
+        k = len(values)
+        if cov_type == "none":
+            return np.full((k, k), np.nan)
+        H = hessian_from_gradient(lambda x: self.loglike_and_grad(x, method)[1], values) \
+            if cov_type != "opg" else None
+        G = complex_step_scores(lambda x: self.loglikeobs(x, method), values) if cov_type in ("opg", "robust") \
+            else None
+        mask = np.zeros(k, bool)
+        mask[-1] = True
+        return cov_matrix(cov_type, hessian=H, scores=G, n_used=nobs, n_total=len(self.y), df_k=k - 1,
+                          df_correction=df_correction, var_mask=mask)
 
     # ------------------------------------------------------------------ forecasting and simulation
     def forecast(self, result: FitResult, steps: int, *, alpha: float = 0.05, exog=None):
         """h-step forecasts from the end of the sample (Kalman prediction for ``"mle"``, the
-        ARMA recursion with CSS residuals for ``"css"``); variances from the state-space form."""
+        ARMA recursion with CSS residuals for ``"css"``); variances from the state-space form.
+        Returns a DataFrame (``mean``, ``se``, ``lower``, ``upper``) indexed after the sample."""
+        mean, se = self._forecast_moments(result, steps, exog)
+        lo, hi = gaussian_interval(mean, se, alpha)
+        return forecast_frame(self.info, len(self.y), mean=mean, se=se, lower=lo, upper=hi)
+
+    def _forecast_moments(self, result, steps, exog=None):
         steps = check_order("steps", steps, 1)
         L = self.layout
         fx = check_exog(exog, steps, L.kx, name="exog")
-        theta = result.values
+        theta = np.asarray(result.values, dtype=np.float64)
         T, R, s2 = L.matrices(theta)
         mu, beta, phi, th, _ = L.split(theta)
         if result.method == "mle":
             _, _, a, P = innovations(L, self.y, self.exog, theta)
         else:
             yt = self.y - mu - self.exog @ beta
-            e = np.concatenate([np.zeros(self.p), result.resid])
+            e = np.concatenate([np.zeros(self.p), np.asarray(result.resid, dtype=np.float64)])
             a = steady_state_prediction(phi, th, yt, e, L.r)
             P = s2 * np.outer(R, R)
         mean, var = np.empty(steps), np.empty(steps)
@@ -243,9 +346,7 @@ class ARMA:
             var[h] = P[0, 0]
             a = T @ a
             P = T @ P @ T.T + s2 * np.outer(R, R)
-        se = np.sqrt(var)
-        lo, hi = gaussian_interval(mean, se, alpha)
-        return {"mean": mean, "se": se, "lower": lo, "upper": hi}
+        return mean, np.sqrt(var)
 
     def simulate(self, params, nsimulations: int, *, rng=None, burn: int = 500, exog=None):
         """Draw ``nsimulations`` observations from the model at ``params`` (``burn`` discarded)."""
@@ -264,31 +365,46 @@ class ARX:
     """``y_t = c + sum_i phi_i y_{t-i} + x_t' beta + e_t``, conditional Gaussian likelihood given
     the first p observations (statsmodels' ``AutoReg``); parameters ``const, ar.L1.., x1.., sigma2``.
 
+    The model is linear in its coefficients: :meth:`fit` solves it by least squares (exact), and
+    ``solver="bfgs"`` maximises the likelihood on exact gradients instead (a cross-check).
+
     Parameters
     ----------
-    y : (N,) array
+    y : (N,) array or pandas Series; needs ``N >= 2 p + nX + (trend == "c") + 2``
     p : int
     trend : {"c", "n"}
-    exog : (N, nX) array, optional
+    exog : (N, nX) array or DataFrame, optional
     """
 
     def __init__(self, y, p: int = 1, *, trend: str = "c", exog=None):
         self.p = check_order("p", p)
         self.trend = _check_trend(trend)
-        self.y = check_series(y, min_length=self.p + 2, what=f"an AR({self.p}) model")
-        self.exog = check_exog(exog, len(self.y))
+        self.info = series_info(y)
+        y = check_series(y, min_length=1, what=f"an AR({self.p}) model")
+        self.exog = check_exog(exog, len(y))
         self.kc = 1 if trend == "c" else 0
         self.kx = self.exog.shape[1]
         self.name = f"AR({self.p})" if not self.kx else f"ARX({self.p}, {self.kx} regressors)"
+        need = 2 * self.p + self.kc + self.kx + 2
+        self.y = check_series(y, min_length=need, what=f"an {self.name} model with {need - self.p - 1} parameters "
+                              f"(more observations than parameters after the first p = {self.p})")
+        check_not_constant(self.y)
+        xnames = [str(c) for c in exog.columns] if hasattr(exog, "columns") else [f"x{j + 1}" for j in range(self.kx)]
         self.param_names = (["const"] if self.kc else []) + [f"ar.L{i + 1}" for i in range(self.p)] + \
-            [f"x{j + 1}" for j in range(self.kx)] + ["sigma2"]
+            xnames + ["sigma2"]
         # regressor matrix of the conditional likelihood, rows t = p .. N-1
         self._Z = np.concatenate([np.ones((len(self.y) - self.p, self.kc)), lag_matrix(self.y, self.p),
                                   self.exog[self.p:]], axis=1)
         self._y = self.y[self.p:]
+        check_full_rank(self._Z, self.param_names[:-1], name="y, exog")
 
     def residuals(self, params):
-        return self._y - self._Z @ np.asarray(params, dtype=np.float64)[:-1]
+        return self._y - self._Z @ np.asarray(params)[:-1]
+
+    def loglikeobs(self, params):
+        """Per-observation conditional log-likelihood ``(N - p,)``."""
+        params = np.asarray(params)
+        return css_obs(self.residuals(params), params[-1])
 
     def loglike_and_grad(self, params, *, grad: bool = True):
         """``(llf, d llf / d params)``: ``-n/2 log(2 pi s2) - S / (2 s2)``, ``n = N - p``."""
@@ -304,32 +420,80 @@ class ARX:
             return llf, None
         return llf, np.append(self._Z.T @ e / s2, -0.5 * (n / s2 - S / (s2 * s2)))
 
-    def fit(self, *, start_params=None, optimizer: str = "BFGS", options=None) -> FitResult:
-        """Maximise the conditional likelihood by BFGS on exact gradients (sigma2 concentrated out,
-        then reported as ``S / n``); start at zeros unless given."""
+    def hessian(self, params):
+        """Analytic Hessian of the log-likelihood ``(k, k)``."""
+        params = np.asarray(params, dtype=np.float64)
+        s2 = params[-1]
+        e = self.residuals(params)
+        n, S = len(e), float(e @ e)
+        k = len(params)
+        H = np.empty((k, k))
+        H[:-1, :-1] = -self._Z.T @ self._Z / s2
+        H[:-1, -1] = H[-1, :-1] = -self._Z.T @ e / s2 ** 2
+        H[-1, -1] = n / (2 * s2 ** 2) - S / s2 ** 3
+        return H
+
+    def scores(self, params):
+        """Analytic per-observation scores ``(N - p, k)``."""
+        params = np.asarray(params, dtype=np.float64)
+        s2 = params[-1]
+        e = self.residuals(params)
+        return np.column_stack([self._Z * (e / s2)[:, None], -0.5 / s2 + 0.5 * e * e / s2 ** 2])
+
+    def fit(self, *, cov_type: str = "nonrobust", df_correction: bool = False, solver: str = "ols",
+            start_params=None, optimizer: str = "BFGS", options=None) -> FitResult:
+        """Maximise the conditional likelihood.
+
+        Parameters
+        ----------
+        cov_type : {"nonrobust", "opg", "robust", "none"}
+            ``"nonrobust"``: ``s2 inv(Z'Z)`` with ``s2 = SSR / n`` (statsmodels AutoReg);
+            ``"robust"``: the sandwich, for the coefficients White's HC0 (AutoReg ``"HC0"``).
+        df_correction : bool
+            ``s2 = SSR / (n - k)`` for the coefficients (statsmodels OLS).
+        solver : {"ols", "bfgs"}
+            ``"ols"``: least squares (exact, closed form); ``"bfgs"``: BFGS on exact gradients
+            from ``start_params`` (default zeros), sigma2 concentrated out.
+        """
+        cov_type = check_cov_type(cov_type, ("nonrobust", "opg", "robust", "none"))
+        if solver not in ("ols", "bfgs"):
+            raise ValueError(f"solver: expected 'ols' or 'bfgs', got {solver!r}")
         n = len(self._y)
         k = self._Z.shape[1]
-        start = np.zeros(k) if start_params is None else np.asarray(start_params, float)[:k]
+        if solver == "ols":
+            est, res = np.linalg.lstsq(self._Z, self._y, rcond=None)[0], None
+        else:
+            start = np.zeros(k) if start_params is None else np.asarray(start_params, float)[:k]
 
-        def objective(beta):
-            e = self._y - self._Z @ beta
-            S = float(e @ e)
-            return 0.5 * n * np.log(S / n), -n * (self._Z.T @ e) / S
+            def objective(beta):
+                e = self._y - self._Z @ beta
+                S = float(e @ e)
+                return 0.5 * n * np.log(S / n), -n * (self._Z.T @ e) / S
 
-        est, res = minimize_transformed(objective, Transform([("free", k)]), start, method=optimizer,
-                                        options=options, scale=n)
-        warn_not_converged(res, f"{self.name} fit")
+            est, res = minimize_transformed(objective, Transform([("free", k)]), start, method=optimizer,
+                                            options=options, scale=n)
+            warn_not_converged(res, f"{self.name} fit")
         e = self._y - self._Z @ est
-        values = np.append(est, float(e @ e) / n)
+        S = float(e @ e)
+        if S <= (1e-13 * np.linalg.norm(self._y)) ** 2:
+            raise ValueError(f"y: the {self.name} model fits the series exactly (sum of squared residuals {S:.3g}); "
+                             f"the innovation variance would be 0 and the likelihood unbounded")
+        values = np.append(est, S / n)
         llf, g = self.loglike_and_grad(values)
-        H = hessian_from_gradient(lambda x: self.loglike_and_grad(x)[1], values)
-        return FitResult(self, list(self.param_names), values, float(llf), n, np.linalg.inv(-H), g, e, res, "css")
+        mask = np.zeros(k + 1, bool)
+        mask[-1] = True
+        C = cov_matrix(cov_type, hessian=self.hessian(values), scores=self.scores(values), n_used=n, n_total=n,
+                       df_k=k, df_correction=df_correction, var_mask=mask)
+        return FitResult(self, list(self.param_names), values, float(llf), n, C, g,
+                         label(self.info, e, self.p, "resid"), res, "css" if solver == "bfgs" else "ols",
+                         cov_type=cov_type, df_correction=df_correction, std_resid=e / np.sqrt(values[-1]))
 
     def forecast(self, result, steps, *, alpha=0.05, exog=None):
-        """Iterated h-step forecasts; variance ``s2 * sum_{j<h} psi_j^2`` (psi from the AR polynomial)."""
+        """Iterated h-step forecasts; variance ``s2 * sum_{j<h} psi_j^2`` (psi from the AR polynomial).
+        Returns a DataFrame (``mean``, ``se``, ``lower``, ``upper``) indexed after the sample."""
         steps = check_order("steps", steps, 1)
         fx = check_exog(exog, steps, self.kx, name="exog")
-        v = result.values
+        v = np.asarray(result.values, dtype=np.float64)
         c = v[0] if self.kc else 0.0
         phi = v[self.kc:self.kc + self.p]
         beta = v[self.kc + self.p:-1]
@@ -341,7 +505,7 @@ class ARX:
         psi = lfilter([1.0], np.concatenate([[1.0], -phi]), np.eye(1, steps)[0])
         se = np.sqrt(v[-1] * np.cumsum(psi ** 2))
         lo, hi = gaussian_interval(mean, se, alpha)
-        return {"mean": mean, "se": se, "lower": lo, "upper": hi}
+        return forecast_frame(self.info, len(self.y), mean=mean, se=se, lower=lo, upper=hi)
 
     def simulate(self, params, nsimulations, *, rng=None, burn=500, exog=None):
         """Simulate (exogenous terms need ``exog`` of shape (nsimulations, nX); burn-in has none)."""
@@ -358,5 +522,5 @@ class ARX:
 
 
 def AR(y, p: int = 1, *, trend: str = "c") -> ARX:
-    """AR(p) with an intercept: :class:`ARX` without regressors."""
+    """AR(p) (with an intercept for ``trend="c"``): :class:`ARX` without regressors."""
     return ARX(y, p, trend=trend)

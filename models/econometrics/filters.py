@@ -22,7 +22,7 @@ def allpole(a, x):
     x : (N,) array
     """
     if len(a) == 1:
-        return np.array(x, dtype=np.float64, copy=True)
+        return np.array(x, dtype=np.result_type(x, a, np.float64), copy=True)
     return lfilter([1.0], a, x)
 
 

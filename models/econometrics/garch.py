@@ -19,10 +19,12 @@ from __future__ import annotations
 import numpy as np
 
 from .arma import css_residuals, css_residuals_vjp
-from .data import check_order, check_series
+from .covariance import check_cov_type, complex_step_scores, cov_matrix
+from .data import check_not_constant, check_order, check_series, label, series_info
 from .filters import allpole, allpole_adjoint
 from .kalman import ARMALayout
-from .results import FitResult, gaussian_interval, hessian_from_gradient, minimize_transformed, warn_not_converged
+from .results import (FitResult, forecast_frame, gaussian_interval, hessian_from_gradient, minimize_transformed,
+                      warn_not_converged)
 from .transforms import Transform
 
 LOG2PI = np.log(2 * np.pi)
@@ -40,18 +42,28 @@ class GARCH:
 
     Parameters
     ----------
-    y : (N,) array
+    y : (N,) array or pandas Series
+        Needs more observations than parameters after the first p.
     mean : {"constant", "arma"}
     p, q : int
-        ARMA orders of the mean (``mean="arma"``).
+        ARMA orders of the **mean** (``mean="arma"`` only; the variance is always GARCH(1, 1)).
     """
 
     def __init__(self, y, mean: str = "constant", p: int = 0, q: int = 0):
         if mean not in ("constant", "arma"):
             raise ValueError(f"mean: expected 'constant' or 'arma', got {mean!r}")
-        self.p, self.q = (check_order("p", p), check_order("q", q)) if mean == "arma" else (0, 0)
+        p, q = check_order("p", p), check_order("q", q)
+        if mean == "constant" and (p or q):
+            raise ValueError(f"p, q: the ARMA orders of the mean need mean='arma'; got p={p}, q={q} with "
+                             f"mean='constant' (the variance equation is GARCH(1, 1) whatever p and q)")
+        self.p, self.q = p, q
         self.mean = mean
-        self.y = check_series(y, min_length=self.p + self.q + 5, what="a GARCH(1, 1) model")
+        self.info = series_info(y)
+        k = 1 + p + q + 3
+        self.y = check_series(y, min_length=2 * p + k + 1,
+                              what=f"a GARCH(1, 1) model with {k} parameters (more observations than parameters "
+                                   f"after the first p = {p})")
+        check_not_constant(self.y)
         self.layout = ARMALayout(self.p, self.q, 0, "c")
         self._x = np.zeros((len(self.y), 0))
         self.n_mean = self.layout.n_params - 1  # without sigma2
@@ -67,7 +79,7 @@ class GARCH:
     def variances(self, values, resid, backcast):
         """Conditional variances ``sigma2 (n,)`` for residuals ``resid (n,)``."""
         omega, alpha, beta = values[self.n_mean:]
-        d = np.empty_like(resid)
+        d = np.empty(resid.shape, dtype=np.result_type(resid, values))
         d[0] = omega + (alpha + beta) * backcast
         d[1:] = omega + alpha * resid[:-1] ** 2
         return allpole(np.array([1.0, -beta]), d)
@@ -110,25 +122,59 @@ class GARCH:
         v = np.var(self.y)
         return np.concatenate([[np.mean(self.y)], np.zeros(self.p + self.q), [0.1 * v, 0.1, 0.8]])
 
-    def fit(self, *, start_params=None, optimizer: str = "BFGS", options=None) -> FitResult:
-        """Maximum likelihood by BFGS on exact gradients in transformed parameters."""
-        start = self.start_params() if start_params is None else np.asarray(start_params, float)
-        bc = self._backcast(None)
+    def loglikeobs(self, values, *, backcast=None):
+        """Per-observation log-likelihood ``(N - p,)`` (complex-safe)."""
+        values = np.asarray(values)
+        u, _ = css_residuals(self.layout, self.y, self._x, np.append(values[:self.n_mean], 1.0))
+        s2 = self.variances(values, u, self._backcast(backcast))
+        return -0.5 * (LOG2PI + np.log(s2) + u * u / s2)
+
+    def fit(self, *, cov_type: str = "robust", start_params=None, optimizer: str = "BFGS",
+            options=None) -> FitResult:
+        """Maximum likelihood by BFGS on exact gradients in transformed parameters.
+
+        ``cov_type``: ``"robust"`` (QMLE sandwich, arch's default and its convention: the score
+        covariance demeaned and divided by ``n - 1``), ``"nonrobust"`` (arch's ``"classic"``),
+        ``"opg"`` or ``"none"``.  The optimisation runs on ``y / std(y)`` and maps
+        back (scale-free); the backcast is arch's, from the start values.
+        """
+        cov_type = check_cov_type(cov_type, ("nonrobust", "opg", "robust", "none"))
+        sd = float(np.std(self.y))
+        m = self if sd == 1.0 else GARCH(self.y / sd, self.mean, self.p, self.q)
+        D = np.concatenate([[sd], np.ones(self.p + self.q), [sd * sd, 1.0, 1.0]])
+        start = m.start_params() if start_params is None else np.asarray(start_params, float) / D
+        bc = m._backcast(None)
+        self.backcast = bc * sd * sd
         tr = Transform([("free", 1), ("ar", self.p), ("ma", self.q), ("var", 1), ("garch", 2)])
 
         def objective(v):
-            llf, g = self.loglike_and_grad(v, backcast=bc)
+            llf, g = m.loglike_and_grad(v, backcast=bc)
             return -llf, -g
 
         n = len(self.y) - self.p
-        values, res = minimize_transformed(objective, tr, start, method=optimizer, options=options, scale=n)
+        values_s, res = minimize_transformed(objective, tr, start, method=optimizer, options=options, scale=n)
         warn_not_converged(res, f"{self.name} fit")
-        llf, g = self.loglike_and_grad(values, backcast=bc)
-        H = hessian_from_gradient(lambda v: self.loglike_and_grad(v, backcast=bc)[1], values, floor=1e-2)
-        u, _ = self._resid(values)
-        out = FitResult(self, list(self.param_names), values, float(llf), n, np.linalg.inv(-H), g, u, res, "mle")
-        out.extra["sigma2"] = self.variances(values, u, bc)
-        out.extra["backcast"] = bc
+        llf_s, g_s = m.loglike_and_grad(values_s, backcast=bc)
+        k = len(values_s)
+        if cov_type == "none":
+            C = np.full((k, k), np.nan)
+        else:
+            H = hessian_from_gradient(lambda v: m.loglike_and_grad(v, backcast=bc)[1], values_s, floor=1e-2) \
+                if cov_type != "opg" else None
+            G = complex_step_scores(lambda v: m.loglikeobs(v, backcast=bc), values_s) \
+                if cov_type != "nonrobust" else None
+            if cov_type == "robust":  # arch: the score covariance is np.cov (demeaned, divided by n - 1)
+                G = (G - G.mean(axis=0)) * np.sqrt(n / (n - 1))
+            C = cov_matrix(cov_type, hessian=H, scores=G)
+        u_s, _ = m._resid(values_s)
+        s2_s = m.variances(values_s, u_s, bc)
+        values = values_s * D
+        out = FitResult(self, list(self.param_names), values, float(llf_s - n * np.log(sd)), n, C * np.outer(D, D),
+                        g_s / D, label(self.info, u_s * sd, self.p, "resid"), res, "mle", cov_type=cov_type,
+                        std_resid=u_s / np.sqrt(s2_s))
+        out.extra["sigma2"] = s2_s * sd * sd
+        out.extra["backcast"] = self.backcast
+        out.conditional_volatility = label(self.info, np.sqrt(s2_s) * sd, self.p, "cond_vol")
         return out
 
     def forecast(self, result, steps, *, alpha=0.05):
@@ -137,15 +183,15 @@ class GARCH:
         steps = check_order("steps", steps, 1)
         if self.mean != "constant":
             raise ValueError("mean: forecasts are implemented for the constant mean; got mean='arma'")
-        mu, omega, a, b = result.values
-        u, s2 = result.resid, result.extra["sigma2"]
+        mu, omega, a, b = np.asarray(result.values, dtype=np.float64)
+        u, s2 = np.asarray(result.resid, dtype=np.float64), result.extra["sigma2"]
         var = np.empty(steps)
         var[0] = omega + a * u[-1] ** 2 + b * s2[-1]
         for h in range(1, steps):
             var[h] = omega + (a + b) * var[h - 1]
         mean = np.full(steps, mu)
         lo, hi = gaussian_interval(mean, np.sqrt(var), alpha)
-        return {"mean": mean, "se": np.sqrt(var), "variance": var, "lower": lo, "upper": hi}
+        return forecast_frame(self.info, len(self.y), mean=mean, se=np.sqrt(var), variance=var, lower=lo, upper=hi)
 
     def simulate(self, values, nsimulations, *, rng=None, burn=500):
         """Simulate a constant-mean GARCH(1, 1) path ``(nsimulations,)``."""

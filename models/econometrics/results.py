@@ -7,10 +7,11 @@ Conventions (stated once, used by every model):
   VAR), in natural parameters, with the innovation variance a parameter.
 * ``aic = -2 llf + 2 k`` and ``bic = -2 llf + k log(nobs)``, ``k`` = number of estimated
   parameters including variances, ``nobs`` = observations entering the likelihood.
-* ``cov = inv(-H)``, ``H`` the Hessian of ``llf`` in natural parameters at the estimate,
-  computed by central differences of the **exact** gradient (step ``h_i = eps^(1/3)
-  max(|x_i|, 0.1)``, error O(h^2) ~ 1e-11 relative) and symmetrised; ``bse = sqrt(diag(cov))``.
-  This is statsmodels' ``cov_type="approx"`` (observed information), not its default OPG.
+* ``cov`` in the convention chosen at fit time (``cov_type``, :mod:`.covariance`); ``H``, the
+  Hessian of ``llf`` in natural parameters at the estimate, is analytic for the linear models and
+  otherwise central differences of the **exact** gradient (step ``h_i = eps^(1/3) max(|x_i|,
+  floor)``, error O(h^2) ~ 1e-11 relative), symmetrised.  Default ``"nonrobust"`` = ``inv(-H)``
+  (statsmodels' ``cov_type="approx"``); VAR adds statsmodels' degrees-of-freedom correction.
 * The optimiser is ``scipy.optimize.minimize(jac=True)`` (BFGS by default) on unconstrained
   parameters (see :mod:`.transforms`), objective ``-llf / nobs``, gradient exact and chained
   through the transform Jacobian.
@@ -43,14 +44,17 @@ def hessian_from_gradient(grad: Callable, x, *, floor=0.1):
     return 0.5 * (H + H.T)
 
 
-def minimize_transformed(objective: Callable, transform, start, *, method="BFGS", options=None, scale=1.0):
+def minimize_transformed(objective: Callable, transform, start, *, method="BFGS", options=None, scale=1.0, u0=None):
     """Minimise ``objective(params) -> (f, g)`` over ``params = transform(u)``.
 
-    Returns ``(params, scipy result)``; ``f / scale`` is what SciPy sees.
+    Returns ``(params, scipy result)``; ``f / scale`` is what SciPy sees.  ``u0`` (unconstrained)
+    overrides ``start``.
     """
     if method not in ("BFGS", "L-BFGS-B", "CG", "Newton-CG"):
         raise ValueError(f"optimizer: expected 'BFGS', 'L-BFGS-B', 'CG' or 'Newton-CG', got {method!r}")
-    u0 = transform.inverse(start)
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(f"options: expected a dict of scipy.optimize options or None, got {type(options).__name__}")
+    u0 = transform.inverse(start) if u0 is None else np.asarray(u0, dtype=np.float64)
 
     def fun(u):
         params = transform(u)
@@ -77,20 +81,28 @@ class FitResult:
         The model (carries the data and the orders).
     param_names : list of str
     values : (k,) array
-        Estimates in natural parameters.
+        Estimates in natural parameters (``params`` is the same, labelled).
     llf : float
         Log-likelihood at the estimate (convention in :mod:`.results`).
     nobs : int
         Observations in the likelihood.
     cov : (k, k) array
-        ``inv(-H)``; ``bse`` its root diagonal.
+        Covariance of the estimates in the convention ``cov_type`` (:mod:`.covariance`).
     grad : (k,) array
         Exact gradient of ``llf`` at the estimate (near zero at an interior optimum).
-    resid : array
-        Residuals (one-step prediction errors / innovations), as the model defines them.
+    resid : (nobs,) array or pandas Series
+        Residuals (one-step prediction errors / innovations), as the model defines them; a Series
+        on the input's index when the input was a pandas object.
     optimizer : scipy.optimize.OptimizeResult or None
-        The raw optimiser result in unconstrained parameters.
+        The raw optimiser result in unconstrained parameters (None for closed-form fits).
     method : str
+    extra : dict
+    cov_type : str
+        ``"nonrobust"``, ``"opg"``, ``"robust"``, ``"r-css"`` or ``"none"`` (:mod:`.covariance`),
+        with ``df_correction`` stating whether the degrees-of-freedom correction was applied.
+    std_resid : (nobs,) array or None
+        Standardised residuals (residual / its conditional standard deviation): the input of the
+        residual diagnostics in :meth:`summary`.
     """
 
     model: object
@@ -100,15 +112,19 @@ class FitResult:
     nobs: int
     cov: np.ndarray
     grad: np.ndarray
-    resid: np.ndarray
+    resid: object
     optimizer: Optional[object] = None
     method: str = ""
     extra: Dict[str, object] = field(default_factory=dict)
+    cov_type: str = "nonrobust"
+    df_correction: bool = False
+    std_resid: Optional[np.ndarray] = None
 
     @property
-    def params(self) -> Dict[str, float]:
-        """Named estimates, in ``param_names`` order."""
-        return dict(zip(self.param_names, self.values.tolist()))
+    def params(self):
+        """Estimates as a pandas Series labelled by ``param_names``."""
+        import pandas as pd
+        return pd.Series(np.asarray(self.values, dtype=np.float64), index=list(self.param_names), name="params")
 
     @property
     def k(self) -> int:
@@ -125,39 +141,108 @@ class FitResult:
         return -2.0 * self.llf + self.k * np.log(self.nobs)
 
     @property
-    def bse(self) -> np.ndarray:
+    def hqic(self) -> float:
+        return -2.0 * self.llf + 2.0 * self.k * np.log(np.log(self.nobs))
+
+    def _series(self, v, name):
+        import pandas as pd
+        return pd.Series(v, index=list(self.param_names), name=name)
+
+    @property
+    def bse(self):
+        """Standard errors (root diagonal of ``cov``), a Series labelled like ``params``."""
         d = np.diag(self.cov)
         with np.errstate(invalid="ignore"):
-            return np.where(d > 0, np.sqrt(np.abs(d)), np.nan)
+            return self._series(np.where(d > 0, np.sqrt(np.abs(d)), np.nan), "bse")
+
+    @property
+    def zvalues(self):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self._series(self.values / self.bse.to_numpy(), "z")
+
+    tvalues = zvalues
+
+    @property
+    def pvalues(self):
+        """Two-sided p-values of ``z`` (normal reference distribution)."""
+        return self._series(2 * norm.sf(np.abs(self.zvalues.to_numpy())), "P>|z|")
+
+    def cov_params(self):
+        """``cov`` as a labelled DataFrame."""
+        import pandas as pd
+        return pd.DataFrame(self.cov, index=list(self.param_names), columns=list(self.param_names))
 
     @property
     def converged(self) -> bool:
         return optimizer_converged(self.optimizer)
 
     def forecast(self, steps: int = 1, alpha: float = 0.05, **kwargs):
-        """``h``-step forecasts: dict with ``mean``, ``se``, ``lower``, ``upper`` (intervals at
-        level ``1 - alpha`` from Gaussian innovations), shapes ``(steps,)`` or ``(steps, k)``."""
+        """``h``-step forecasts: a DataFrame with columns ``mean``, ``se``, ``lower``, ``upper``
+        (intervals at level ``1 - alpha`` from Gaussian innovations) indexed after the sample
+        (dates extended for a date index); VAR: a dict of such tables, one column per series."""
         return self.model.forecast(self, steps, alpha=alpha, **kwargs)
 
     def simulate(self, nsimulations: int, *, rng=None, **kwargs):
         """Simulate the fitted model (see the model's ``simulate``)."""
         return self.model.simulate(self.values, nsimulations, rng=rng, **kwargs)
 
-    def summary(self) -> str:
-        """A plain-text table: estimate, standard error, z, p-value, 95% interval."""
-        z = self.values / self.bse
-        p = 2 * norm.sf(np.abs(z))
-        lo, hi = self.values - 1.959963984540054 * self.bse, self.values + 1.959963984540054 * self.bse
+    def diagnostics(self, lags: int = 1):
+        """Ljung-Box (at ``lags``), Jarque-Bera and heteroskedasticity tests of the standardised
+        residuals (:mod:`.diagnostics`), or None when the model has no scalar residual."""
+        from .diagnostics import residual_tests
+        e = self.std_resid
+        if e is None:
+            return None
+        e = np.asarray(e, dtype=np.float64)
+        return residual_tests(e, lags) if e.ndim == 1 and len(e) > 3 * lags + 3 else None
+
+    def _header(self):
         name = getattr(self.model, "name", type(self.model).__name__)
-        lines = [f"{name}   method: {self.method}   nobs: {self.nobs}",
-                 f"log-likelihood: {self.llf:.6f}   AIC: {self.aic:.4f}   BIC: {self.bic:.4f}",
-                 f"max |d llf / d param| at the estimate: {np.max(np.abs(self.grad)) if self.grad.size else 0.0:.2e}"
-                 f"   converged: {self.converged}",
-                 f"{'':<14}{'coef':>13}{'std err':>12}{'z':>9}{'P>|z|':>9}{'[0.025':>12}{'0.975]':>12}"]
+        info = getattr(self.model, "info", None)
+        dep = ", ".join(info.names) if info is not None else "y"
+        sample = ["0", f"- {self.nobs}"]
+        idx = getattr(info, "index", None)
+        if idx is not None and len(idx):
+            def fmt(v):
+                return v.strftime("%Y-%m-%d") if hasattr(v, "strftime") else str(v)
+            sample = [fmt(idx[0]), f"- {fmt(idx[-1])}"]
+        elif info is not None:
+            sample = ["0", f"- {len(getattr(self.model, 'y', []))}"]
+        left = [("Dep. Variable:", dep), ("Model:", name), ("Method:", self.method), ("Sample:", sample[0]),
+                ("", sample[1]), ("Covariance Type:", self.cov_type + (" (df-corrected)" if self.df_correction
+                                                                           else ""))]
+        right = [("No. Observations:", f"{self.nobs}"), ("Log Likelihood", f"{self.llf:.3f}"),
+                 ("AIC", f"{self.aic:.3f}"), ("BIC", f"{self.bic:.3f}"), ("HQIC", f"{self.hqic:.3f}"),
+                 ("Converged:", f"{self.converged}")]
+        return [f"{a:<17}{b:>21}   {c:<19}{d:>19}" for (a, b), (c, d) in zip(left, right)]
+
+    def summary(self) -> str:
+        """statsmodels-style text: header (dependent variable, model, method, sample, covariance
+        type, nobs, log-likelihood, AIC/BIC/HQIC), coefficient table, residual diagnostics."""
+        from .covariance import DESCRIPTIONS
+        name = getattr(self.model, "name", type(self.model).__name__)
+        bse = self.bse.to_numpy()
+        z = self.zvalues.to_numpy()
+        p = self.pvalues.to_numpy()
+        lo, hi = self.values - 1.959963984540054 * bse, self.values + 1.959963984540054 * bse
+        rule, thin = "=" * 80, "-" * 80
+        lines = [f"{name + ' Results':^80}", rule] + self._header() + [rule,
+                 f"{'':<16}{'coef':>12}{'std err':>12}{'z':>9}{'P>|z|':>9}{'[0.025':>11}{'0.975]':>11}", thin]
         for i, n in enumerate(self.param_names):
-            lines.append(f"{n:<14}{self.values[i]:>13.6f}{self.bse[i]:>12.6f}{z[i]:>9.3f}{p[i]:>9.3f}"
-                         f"{lo[i]:>12.6f}{hi[i]:>12.6f}")
-        lines.append("std err: observed information inv(-H), H by central differences of the exact gradient")
+            lines.append(f"{n[:16]:<16}{self.values[i]:>12.4g}{bse[i]:>12.4g}{z[i]:>9.3f}{p[i]:>9.3f}"
+                         f"{lo[i]:>11.4g}{hi[i]:>11.4g}")
+        lines.append(rule)
+        d = self.diagnostics()
+        if d is not None:
+            (q, pq), (jb, pjb), (h, ph) = d["ljung_box"], d["jarque_bera"], d["heteroskedasticity"]
+            rows = [("Ljung-Box (L1) (Q):", q, "Jarque-Bera (JB):", jb), ("Prob(Q):", pq, "Prob(JB):", pjb),
+                    ("Heteroskedasticity (H):", h, "Skew:", d["skew"]),
+                    ("Prob(H) (two-sided):", ph, "Kurtosis:", d["kurtosis"])]
+            lines += [f"{a:<26}{b:>12.2f}   {c:<26}{e:>13.2f}" for a, b, c, e in rows] + [rule]
+        gmax = np.max(np.abs(self.grad)) if np.size(self.grad) else 0.0
+        lines.append(f"Covariance: {DESCRIPTIONS.get(self.cov_type, self.cov_type)}"
+                     + ("; coefficient block times n / (n - k)" if self.df_correction else ""))
+        lines.append(f"max |d llf / d param| at the estimate: {gmax:.2e}")
         return "\n".join(lines)
 
     def __str__(self):
@@ -183,6 +268,20 @@ def optimizer_converged(res) -> bool:
         return True
     jac = getattr(res, "jac", None)
     return jac is not None and bool(np.all(np.isfinite(jac))) and float(np.max(np.abs(jac), initial=0.0)) < GRAD_TOL
+
+
+def warn_better_start(what, llf_default, llf_best, start):
+    warnings.warn(f"{what}: start {start} of the multi-start found a higher log-likelihood ({llf_best:.8g}) than the "
+                  f"default start ({llf_default:.8g}); the default start stopped at a local optimum; returning the best",
+                  RuntimeWarning, stacklevel=4)
+
+
+def forecast_frame(info, n_obs, **columns):
+    """Forecast columns ``(steps,)`` as a DataFrame indexed after the sample (:func:`.data.forecast_index`)."""
+    import pandas as pd
+    from .data import forecast_index
+    steps = len(next(iter(columns.values())))
+    return pd.DataFrame(columns, index=forecast_index(info, n_obs, steps))
 
 
 def warn_not_converged(res, what):

@@ -11,20 +11,56 @@ ordinary least squares equation by equation: :meth:`VAR.fit` starts there by def
 (``start="ols"``) and confirms it with the exact gradient; ``start="zeros"`` runs BFGS from zero.
 
 Parameters, equation by equation: for series ``j``: ``y{j}.const, y{j}.L1.y1, ..., y{j}.Lp.yk``
-(the columns of statsmodels' ``VARResults.params``).  Standard errors use the MLE ``Sigma``
-(statsmodels' use ``Sigma * n / (n - k p - 1)``).
+(the columns of statsmodels' ``VARResults.params``; ``VARResult.params_table`` is that table).
+Standard errors and ``sigma_u`` use statsmodels' df-corrected ``Sigma = E'E / (n - k p - 1)``
+(``df_correction=False``: the MLE ``E'E / n``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass
+from typing import Optional
+
+import pandas as pd
+
 from ..linear import LinearPlant
-from .data import check_multiseries, check_order
+from .covariance import check_cov_type
+from .data import check_full_rank, check_multiseries, check_order, forecast_index, label, series_info
 from .results import FitResult, gaussian_interval, hessian_from_gradient, minimize_transformed, warn_not_converged
 from .transforms import Transform
 
 LOG2PI = np.log(2 * np.pi)
+
+
+@dataclass
+class VARResult(FitResult):
+    """:class:`FitResult` of a VAR with the coefficient matrices as named attributes.
+
+    Attributes
+    ----------
+    intercept : (k,) array
+    coefs : (p, k, k) array
+        ``coefs[i][j, m]``: coefficient of series m at lag i + 1 in equation j (statsmodels' ``coefs``).
+    sigma_u : (k, k) array
+        Innovation covariance, ``E'E / (n - k p - 1)`` with the df correction (statsmodels'
+        ``sigma_u``), else the MLE.
+    sigma_u_mle : (k, k) array
+        ``E'E / n`` (statsmodels' ``sigma_u_mle``).
+    """
+
+    intercept: Optional[np.ndarray] = None
+    coefs: Optional[np.ndarray] = None
+    sigma_u: Optional[np.ndarray] = None
+    sigma_u_mle: Optional[np.ndarray] = None
+
+    @property
+    def params_table(self):
+        """Coefficients as statsmodels' ``params``: DataFrame ``(1 + k p, k)``, one column per equation."""
+        m = self.model
+        rows = ["const"] + [f"L{i + 1}.{nm}" for i in range(m.p) for nm in m.info.names]
+        return pd.DataFrame(np.asarray(self.values).reshape(m.k, -1).T, index=rows, columns=list(m.info.names))
 
 
 class VAR:
@@ -40,13 +76,14 @@ class VAR:
 
     def __init__(self, y, p: int = 1):
         self.p = check_order("p", p, 1)
+        self.info = series_info(y)
         self.y = check_multiseries(y, min_length=self.p + 2, what=f"a VAR({self.p}) model")
         N, k = self.y.shape
         self.k = k
         self.nobs = N - self.p
         if self.nobs <= k * self.p + 1:
-            raise ValueError(f"y: expected more than {k * self.p + 1 + self.p} observations for a VAR({self.p}) "
-                             f"of {k} series, got {N}")
+            raise ValueError(f"y: expected at least {k * self.p + 2 + self.p} observations for a VAR({self.p}) "
+                             f"of {k} series (more than k p + 1 = {k * self.p + 1} after the first p), got {N}")
         self.name = f"VAR({self.p}), {k} series"
         self.plant = LinearPlant(np.zeros((self.p, k, k)), np.zeros((k, 0)), E=np.zeros((k, 1)))
         # observed history, time as the batch: hist[j][t] = y[p + t - 1 - j]
@@ -54,9 +91,12 @@ class VAR:
         self._target = self.y[self.p:]
         self._ones = np.ones((self.nobs, 1))
         self._u = np.zeros((self.nobs, 0))
-        self.param_names = [f"y{j + 1}.const" for j in range(k)]
-        self.param_names = [f"y{j + 1}." + n for j in range(k) for n in
-                            ["const"] + [f"L{i + 1}.y{m + 1}" for i in range(self.p) for m in range(k)]]
+        nm = list(self.info.names)
+        self.param_names = [f"{nm[j]}." + n for j in range(k) for n in
+                            ["const"] + [f"L{i + 1}.{nm[m]}" for i in range(self.p) for m in range(k)]]
+        self._Z = np.concatenate([self._ones] + list(self._hist), axis=1)
+        check_full_rank(self._Z, ["const"] + [f"L{i + 1}.{nm[m]}" for i in range(self.p) for m in range(k)],
+                        name="y")
 
     # coefficient layout: values (k * (1 + k p),) equation-major  <->  plant theta (A_1..A_p, B, E)
     def _to_theta(self, values):
@@ -98,43 +138,78 @@ class VAR:
 
     def ols(self):
         """Equation-by-equation least squares (the closed-form conditional MLE)."""
-        Z = np.concatenate([self._ones] + list(self._hist), axis=1)
-        coef = np.linalg.lstsq(Z, self._target, rcond=None)[0]  # (1 + k p, k)
+        coef = np.linalg.lstsq(self._Z, self._target, rcond=None)[0]  # (1 + k p, k)
         return coef.T.ravel()
 
-    def fit(self, *, start="ols", optimizer: str = "BFGS", options=None, hessian: str = "analytic") -> FitResult:
-        """Maximise the concentrated likelihood by BFGS on exact gradients.
+    def loglikeobs(self, values, sigma=None):
+        """Per-observation conditional log-likelihood ``(n,)`` at ``Sigma`` (default the MLE one)."""
+        E = self.residuals(values)
+        S = E.T @ E / len(E) if sigma is None else np.asarray(sigma)
+        Si = np.linalg.inv(S)
+        return -0.5 * (self.k * LOG2PI + np.linalg.slogdet(S)[1] + np.einsum("ti,ij,tj->t", E, Si, E))
 
-        ``start``: ``"ols"`` (the closed-form maximiser, confirmed by the gradient), ``"zeros"``
-        or an array of coefficients.  ``hessian``: ``"analytic"`` (at the maximum the profile
-        Hessian is ``-(Sigma^-1 kron Z'Z)``, ``Z`` the regressors ``(1, y_{t-1}, ..)``) or
-        ``"differences"`` (central differences of the exact gradient; the tests check both agree).
+    def fit(self, *, cov_type: str = "nonrobust", df_correction: bool = True, start=None, optimizer: str = "BFGS",
+            options=None, hessian: str = "analytic") -> "VARResult":
+        """Fit by least squares equation by equation (the closed-form conditional MLE), or, given
+        ``start``, maximise the concentrated likelihood by BFGS on exact gradients (a cross-check).
+
+        Parameters
+        ----------
+        cov_type : {"nonrobust", "none"}
+            ``Sigma kron inv(Z'Z)``, ``Z`` the regressors ``(1, y_{t-1}, ..)``.
+        df_correction : bool
+            ``Sigma = E'E / (n - k p - 1)`` in the covariance and in ``sigma_u`` (statsmodels' and
+            R vars' default); ``False``: the MLE ``E'E / n``.
+        start : {"ols", "zeros"} or array, optional
+            Run BFGS from there instead of the closed form.
+        hessian : {"analytic", "differences"}
+            ``"analytic"`` (at the maximum the profile Hessian is ``-(Sigma^-1 kron Z'Z)``) or
+            ``"differences"`` (central differences of the exact gradient; the tests check both agree).
         """
+        cov_type = check_cov_type(cov_type, ("nonrobust", "none"))
         if hessian not in ("analytic", "differences"):
             raise ValueError(f"hessian: expected 'analytic' or 'differences', got {hessian!r}")
-        if isinstance(start, str):
-            if start not in ("ols", "zeros"):
-                raise ValueError(f"start: expected 'ols', 'zeros' or an array, got {start!r}")
-            start = self.ols() if start == "ols" else np.zeros(len(self.param_names))
-        start = np.asarray(start, dtype=np.float64)
+        res = None
+        if start is None:
+            values = self.ols()
+        else:
+            if isinstance(start, str):
+                if start not in ("ols", "zeros"):
+                    raise ValueError(f"start: expected 'ols', 'zeros' or an array, got {start!r}")
+                start = self.ols() if start == "ols" else np.zeros(len(self.param_names))
+            start = np.asarray(start, dtype=np.float64)
 
-        def objective(v):
-            llf, g = self.loglike_and_grad(v)
-            return -llf, -g
+            def objective(v):
+                llf, g = self.loglike_and_grad(v)
+                return -llf, -g
 
-        values, res = minimize_transformed(objective, Transform([("free", len(start))]), start, method=optimizer,
-                                           options=options, scale=self.nobs)
-        warn_not_converged(res, f"{self.name} fit")
-        llf, g = self.loglike_and_grad(values)
+            values, res = minimize_transformed(objective, Transform([("free", len(start))]), start,
+                                               method=optimizer, options=options, scale=self.nobs)
+            warn_not_converged(res, f"{self.name} fit")
         E = self.residuals(values)
-        if hessian == "analytic":
-            Z = np.concatenate([self._ones] + list(self._hist), axis=1)
-            C = np.kron(E.T @ E / self.nobs, np.linalg.inv(Z.T @ Z))
+        n, k, p = self.nobs, self.k, self.p
+        Smle = E.T @ E / n
+        if np.linalg.matrix_rank(Smle) < k or np.min(np.linalg.eigvalsh(Smle)) <= 1e-14 * np.max(np.diag(Smle)):
+            raise ValueError(f"y: the residual covariance of the {self.name} is singular (a series is constant, "
+                             f"fitted exactly, or a linear combination of the others); expected {k} series whose "
+                             f"innovations are linearly independent")
+        llf, g = self.loglike_and_grad(values)
+        dfk = k * p + 1
+        sig = Smle * n / (n - dfk) if df_correction else Smle
+        if cov_type == "none":
+            C = np.full((len(values),) * 2, np.nan)
+        elif hessian == "analytic":
+            C = np.kron(sig, np.linalg.inv(self._Z.T @ self._Z))
         else:
             C = np.linalg.inv(-hessian_from_gradient(lambda v: self.loglike_and_grad(v)[1], values))
-        out = FitResult(self, list(self.param_names), values, float(llf), self.nobs, C, g, E, res, "conditional mle")
-        out.extra["sigma_u"] = E.T @ E / self.nobs
-        out.extra["n_sigma"] = self.k * (self.k + 1) // 2
+            C = C * (n / (n - dfk) if df_correction else 1.0)
+        c, A = self.coefs(values)
+        out = VARResult(self, list(self.param_names), values, float(llf), n, C, g, label(self.info, E, p), res,
+                        "ols" if res is None else "conditional mle", cov_type=cov_type, df_correction=df_correction)
+        out.extra["sigma_u"] = sig
+        out.extra["sigma_u_mle"] = Smle
+        out.extra["n_sigma"] = k * (k + 1) // 2
+        out.intercept, out.coefs, out.sigma_u, out.sigma_u_mle = c, A, sig, Smle
         return out
 
     def coefs(self, values):
@@ -147,7 +222,7 @@ class VAR:
         """Iterated forecasts ``(steps, k)``; ``se`` from ``MSE_h = sum_{j<h} Psi_j Sigma Psi_j'``."""
         steps = check_order("steps", steps, 1)
         c, A = self.coefs(result.values)
-        Sig = result.extra["sigma_u"]
+        Sig = result.extra["sigma_u"]  # statsmodels: df-corrected unless fitted with df_correction=False
         k, p = self.k, self.p
         hist = [self.y[-1 - j] for j in range(p)]
         mean = np.empty((steps, k))
@@ -160,7 +235,12 @@ class VAR:
         mse = np.cumsum([P @ Sig @ P.T for P in Psi], axis=0)
         se = np.sqrt(np.einsum("hii->hi", mse))
         lo, hi = gaussian_interval(mean, se, alpha)
-        return {"mean": mean, "se": se, "lower": lo, "upper": hi, "mse": mse}
+        idx = forecast_index(self.info, len(self.y), steps)
+
+        def frame(a):
+            return pd.DataFrame(a, index=idx, columns=list(self.info.names))
+
+        return {"mean": frame(mean), "se": frame(se), "lower": frame(lo), "upper": frame(hi), "mse": mse}
 
     def simulate(self, values, nsimulations, *, rng=None, sigma=None, burn=500):
         """Simulate ``(nsimulations, k)`` with Gaussian innovations of covariance ``sigma`` (default I)."""
