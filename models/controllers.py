@@ -14,8 +14,12 @@ the gains are the ``"policy"`` block of W (the anti-windup gain included).  Cost
 the plant's own state are lifted with :class:`PlantStateCost`; :class:`TrackingCost` is the
 integral squared error ``dt * sum (r - y)^2`` (+ control effort).
 
-Layout of ``X`` for a loop: the plant's own exogenous channels first, then the reference
-``r`` (units of the measured output ``y = C x``).
+Exogenous inputs: the controller and the tracking cost read the reference ``r`` (units of the
+measured output ``y = C x``) from column ``ref_index`` of the X they receive.  For a plant
+without exogenous inputs X is just ``r`` (:func:`pid_problem` builds it).  A plant with its own
+inputs (disturbances) and a reference need X as a dict of named channels, each component
+declaring what it reads (``channels=``), e.g. ``ControllerStatePlant(plant, q,
+channels=("load",))``, ``PID(..., channels=("reference",))``.
 """
 
 from __future__ import annotations
@@ -41,13 +45,14 @@ class ControllerStatePlant(Plant):
         Any lag-1 plant with ``m`` controls and ``nX`` exogenous inputs.
     n_memory : int
         q >= 1, the controller's states.
+    channels : tuple of str, optional
+        Named X channels the wrapped plant reads (when X is a dict of channels).
 
-    The control vector is ``(u (m), dc (q))``; the plant reads ``X[:, :nX]`` (its own
-    channels; further channels, e.g. a reference, are for the controller).  The plant block of
-    W is the wrapped plant's.
+    The control vector is ``(u (m), dc (q))``; the wrapped plant receives the X the loop
+    plant receives.  The plant block of W is the wrapped plant's.
     """
 
-    def __init__(self, plant: Plant, n_memory: int):
+    def __init__(self, plant: Plant, n_memory: int, channels: Optional[Sequence[str]] = None):
         if not isinstance(plant, Plant):
             raise TypeError(f"plant: expected a dynopt.Plant, got {type(plant).__name__}")
         if plant.lags != 1:
@@ -60,6 +65,8 @@ class ControllerStatePlant(Plant):
         self.n_control = plant.n_control + self.n_memory
         self.n_exog = plant.n_exog
         self.param_spec = plant.param_spec
+        if channels is not None:
+            self.channels = tuple(channels)
 
     def default_params(self):
         return self.inner.default_params()
@@ -67,8 +74,7 @@ class ControllerStatePlant(Plant):
     def forward(self, hist, u, X, theta):
         z = hist[0]
         n, m = self.n_plant, self.m_plant
-        Xp = None if X is None or not self.inner.n_exog else X[:, :self.inner.n_exog]
-        x_next, ctx = self.inner.forward((z[:, :n],), u[:, :m], Xp, theta)
+        x_next, ctx = self.inner.forward((z[:, :n],), u[:, :m], X if self.inner.n_exog else None, theta)
         out = np.empty_like(z)
         out[:, :n] = x_next
         np.add(z[:, n:], u[:, m:], out=out[:, n:])
@@ -140,7 +146,9 @@ class PID(StatefulPolicy):
         Output saturation; required for any anti-windup.
     anti_windup : {"none", "back-calculation", "clamping"}
     ref_index : int
-        Channel of X holding the reference (default 0).
+        Column of the X this controller receives that holds the reference (default 0).
+    channels : tuple of str, optional
+        Named X channels it reads (when X is a dict of channels), e.g. ``("reference",)``.
     gains : dict, optional
         Start values ``Kp, Ki, Kd, Kb`` (default Kp = Ki = 1, Kd = 0, Kb = 1).
 
@@ -149,7 +157,7 @@ class PID(StatefulPolicy):
 
     def __init__(self, n_plant: int, output, dt: float, *, derivative: bool = False, Tf: Optional[float] = None,
                  u_limits: Optional[Sequence[float]] = None, anti_windup: str = "none", ref_index: int = 0,
-                 gains: Optional[dict] = None):
+                 channels: Optional[Sequence[str]] = None, gains: Optional[dict] = None):
         if isinstance(n_plant, bool) or not isinstance(n_plant, (int, np.integer)) or n_plant < 1:
             raise ValueError(f"n_plant: expected an integer >= 1, got {n_plant!r}")
         n = int(n_plant)
@@ -191,6 +199,8 @@ class PID(StatefulPolicy):
             raise ValueError(f"ref_index: expected a channel index >= 0, got {ref_index!r}")
         self.ref_index = int(ref_index)
         self.n_exog = self.ref_index + 1
+        if channels is not None:
+            self.channels = tuple(channels)
         self.n_plant = n
         self.n_memory = 2 if self.derivative else 1
         self.n_state = n + self.n_memory
@@ -369,7 +379,7 @@ class TrackingCost(StageCost):
     """
 
     def __init__(self, output, dt: float, *, w_e: float = 1.0, w_u: float = 0.0, u_ref: float = 0.0,
-                 ref_index: int = 0, u_index: int = 0):
+                 ref_index: int = 0, u_index: int = 0, channels: Optional[Sequence[str]] = None):
         self.C = as_float_array("output", output).ravel()
         self.dt, self.w_e, self.w_u, self.u_ref = float(dt), float(w_e), float(w_u), float(u_ref)
         if not self.dt > 0:
@@ -378,6 +388,8 @@ class TrackingCost(StageCost):
             raise ValueError(f"w_e, w_u: expected non-negative weights, got {w_e}, {w_u}")
         self.ref_index, self.u_index = int(ref_index), int(u_index)
         self.n_exog = self.ref_index + 1
+        if channels is not None:
+            self.channels = tuple(channels)
 
     def forward(self, t, x, u, X, p):
         e = X[:, self.ref_index] - x @ self.C
@@ -394,56 +406,49 @@ class TrackingCost(StageCost):
 
 
 def pid_problem(plant: Plant, controller: PID, reference, *, horizon: int, x0, cost: Optional[StageCost] = None,
-                w_e: float = 1.0, w_u: float = 0.0, X_plant=None, **problem_kw) -> Problem:
+                w_e: float = 1.0, w_u: float = 0.0, **problem_kw) -> Problem:
     """A :class:`~dynopt.Problem` for tuning ``controller`` on ``plant`` (gains = the policy block).
 
     Parameters
     ----------
     plant : Plant
-        Lag-1 plant with one control.
+        Lag-1 plant with one control and no exogenous inputs of its own (for one with
+        disturbances build the Problem with X as a dict of channels, see the module docstring).
     controller : PID
     reference : float, (T,) array or (T, B) array
-        Setpoint ``r[t]`` in units of the output ``y = C x``.
+        Setpoint ``r[t]`` in units of the output ``y = C x``; it is X (one column).
     horizon : int
         T.
     x0 : (B, n) or (n,) array
         Plant initial states (controller states start at ``I = 0``, ``y_f = C x0``).
     cost : StageCost, optional
-        Cost on the augmented loop; default :class:`TrackingCost` with ``w_e``, ``w_u``.
-    X_plant : (T, nX) or (T, B, nX) array, optional
-        The plant's own exogenous inputs (disturbances), placed before the reference.
+        Cost on the augmented loop; default :class:`TrackingCost` with ``w_e``, ``w_u`` (ISE
+        plus control effort).
     **problem_kw
         Passed to :class:`~dynopt.Problem` (``terminal_cost``, ``params``, ``decision``, ...).
     """
+    if not isinstance(controller, PID):
+        raise TypeError(f"controller: expected a dynopt.models.PID, got {type(controller).__name__}")
     if plant.n_control != 1:
         raise ValueError(f"plant: expected a plant with one control (a SISO loop), got m={plant.n_control}")
+    if plant.n_exog:
+        raise ValueError(f"plant: expected a plant without exogenous inputs (X is the reference), got nX={plant.n_exog}; "
+                         f"build the Problem with X as a dict of named channels instead")
     if controller.n_plant != plant.n_state:
         raise ValueError(f"controller: expected a PID for n={plant.n_state} plant states, got n_plant={controller.n_plant}")
-    if controller.ref_index != plant.n_exog:
-        raise ValueError(f"controller: expected ref_index={plant.n_exog} (after the plant's {plant.n_exog} exogenous "
-                         f"channels), got {controller.ref_index}")
+    if controller.ref_index != 0:
+        raise ValueError(f"controller: expected ref_index=0 (X is the reference alone), got {controller.ref_index}")
     z0 = controller.initial_state(x0)
     B, T = z0.shape[0], int(horizon)
     r = as_float_array("reference", reference)
     if r.ndim == 0:
-        r = np.full((T, B), float(r))
+        r = np.full((T, 1), float(r))
     elif r.ndim == 1:
-        r = np.broadcast_to(check_shape("reference", r, (T,))[:, None], (T, B))
+        r = check_shape("reference", r, (T,))[:, None]
     else:
-        check_shape("reference", r, (T, B))
-    parts = []
-    if plant.n_exog:
-        if X_plant is None:
-            raise ValueError(f"X_plant: the plant reads nX={plant.n_exog} exogenous inputs; expected (T, nX) or (T, B, nX), got None")
-        Xp = as_float_array("X_plant", X_plant)
-        if Xp.ndim == 2:
-            Xp = np.broadcast_to(Xp[:, None, :], (T, B, Xp.shape[1]))
-        check_shape("X_plant", Xp, (T, B, plant.n_exog))
-        parts.append(Xp)
-    parts.append(r[:, :, None])
-    X = np.concatenate(parts, axis=2)
+        r = check_shape("reference", r, (T, B))[:, :, None]
     loop = ControllerStatePlant(plant, controller.n_memory)
     if cost is None:
         C = np.concatenate([controller.C, np.zeros(controller.n_memory)])
-        cost = TrackingCost(C, controller.dt, w_e=w_e, w_u=w_u, ref_index=controller.ref_index)
-    return Problem(loop, controller, cost, horizon=T, x0=z0, X=X, **problem_kw)
+        cost = TrackingCost(C, controller.dt, w_e=w_e, w_u=w_u)
+    return Problem(loop, controller, cost, horizon=T, x0=z0, X=r, **problem_kw)
