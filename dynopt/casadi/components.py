@@ -207,6 +207,21 @@ def _symbols(S, sizes, names):
     return [S.sym(nm, sz) for nm, sz in zip(names, sizes)]
 
 
+# --------------------------------------------------------------------------- pickling
+def _portable_form(form):
+    """``form`` if plain ``pickle`` can serialise it, else the same form without its ``batched``
+    builder (a closure; batches then use ``function.map(B)``: same values, slower)."""
+    if getattr(form, "batched", None) is None:
+        return form
+    import pickle
+    try:
+        pickle.dumps(form.batched)
+    except Exception:
+        import dataclasses
+        return dataclasses.replace(form, batched=None)
+    return form
+
+
 # --------------------------------------------------------------------------- batched evaluation
 class BatchedFunction:
     """Evaluate a form (one-scenario CasADi Function) and its reverse-mode dual over a batch.
@@ -234,6 +249,19 @@ class BatchedFunction:
         self.shared = tuple(shared)
         self.adjoint_of = tuple(adjoint_of)
         self._maps = {}
+        self._local = threading.local()
+
+    def __getstate__(self):
+        # Per-thread CasADi buffers and the per-B maps are caches rebuilt on first use; the
+        # thread-local storage cannot be pickled (plain ``pickle`` of a Problem needs this).
+        state = self.__dict__.copy()
+        state["_maps"] = {}
+        del state["_local"]
+        state["form"] = _portable_form(self.form)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
         self._local = threading.local()
 
     def _map(self, B):
@@ -320,6 +348,12 @@ class _CasadiComponent:
         if sym not in ("SX", "MX"):
             raise ValueError(f"sym: expected 'SX' or 'MX', got {sym!r}")
         return ca.SX if sym == "SX" else ca.MX
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if "_form" in state:
+            state["_form"] = _portable_form(state["_form"])
+        return state
 
     def __repr__(self):
         return f"{type(self).__name__}({self._form.function.name()!r})"
