@@ -8,94 +8,168 @@ from typing import Callable, Optional
 import numpy as np
 
 from dynopt import StageCost, TerminalCost
-from dynopt.core.validation import as_float_array, check_shape
+from ._checks import number, positive, real_array
 
 
-def _weight(name, M, size):
-    M = as_float_array(name, M)
+_vecdot = getattr(np, "vecdot", None)
+
+
+def _rowdot(a, b):
+    """Row-wise dot products ``(B,)`` of two (B, k) arrays."""
+    return _vecdot(a, b) if _vecdot is not None else np.einsum("bi,bi->b", a, b)
+
+
+def _weight(name, M, what):
+    """A symmetric weight: an (k, k) matrix or its diagonal (k,); returns (matrix, diagonal or None)."""
+    M = real_array(name, M)
+    if M.ndim == 0:
+        raise ValueError(f"{name}: expected the ({what}) weight as a (k, k) matrix or its diagonal (k,), "
+                         f"got the scalar {float(M)!r} (write [{float(M)!r}] for one {what[2:] if what.startswith('k ') else 'entry'})")
     if M.ndim == 1:
-        M = np.diag(M)
-    check_shape(name, M, (size, size))
+        if M.size == 0:
+            raise ValueError(f"{name}: expected at least one weight, got an empty array")
+        return np.diag(M), M.copy()
+    if M.ndim != 2 or M.shape[0] != M.shape[1] or M.shape[0] == 0:
+        raise ValueError(f"{name}: expected a square (k, k) matrix or its diagonal (k,) ({what}), got shape {M.shape}")
     if not np.allclose(M, M.T):
         raise ValueError(f"{name}: expected a symmetric matrix, got one with max asymmetry {np.abs(M - M.T).max():.3g}")
-    return M
+    M = 0.5 * (M + M.T)
+    d = np.diag(M)
+    return M, (d.copy() if np.count_nonzero(M - np.diag(d)) == 0 else None)
+
+
+def _ref(name, value, size, what):
+    if value is None:
+        return np.zeros(size), True
+    v = real_array(name, value)
+    if v.shape != (size,):
+        raise ValueError(f"{name}: expected shape ({size},) ({what}), got {v.shape}")
+    return v, not v.any()
+
+
+def _size_error(weight, k, what, got):
+    return ValueError(f"{weight}: expected a weight for the plant's {got} {what}, got a ({k}, {k}) weight "
+                      f"(the cost was built for {k} {what})")
 
 
 class Quadratic(StageCost):
     r"""``l = scale * ((x - x_ref)' Q (x - x_ref) + (u - u_ref)' R (u - u_ref))``.
 
-    ``Q`` (n, n) or its diagonal (n,); ``R`` (m, m) or (m,); ``x_ref`` (n,), ``u_ref`` (m,);
-    ``scale`` e.g. the time step ``dt`` [s] to approximate an integral cost.
+    Parameters
+    ----------
+    Q : (n, n) array or its diagonal (n,)
+        Symmetric state weight.
+    R : (m, m) array or its diagonal (m,), optional
+        Symmetric control weight (no control term without it).
+    x_ref : (n,) array, optional
+        State setpoint (units of the state); default zeros.
+    u_ref : (m,) array, optional
+        Control setpoint; needs ``R``.
+    scale : float
+        > 0, e.g. the time step ``dt`` [s] to approximate an integral cost.
+
+    Diagonal weights use element-wise products; ``scale`` is folded into the weights once.
     """
 
     def __init__(self, Q, R=None, x_ref=None, u_ref=None, scale: float = 1.0):
-        Qa = as_float_array("Q", Q)
-        n = Qa.shape[0]
-        self.Q = _weight("Q", Qa, n)
-        self.R = None if R is None else _weight("R", R, np.atleast_1d(as_float_array("R", R)).shape[0])
-        self.x_ref = np.zeros(n) if x_ref is None else check_shape("x_ref", as_float_array("x_ref", x_ref), (n,))
+        self.Q, qd = _weight("Q", Q, "n x n state")
+        n = self.Q.shape[0]
+        self.R, rd = (None, None) if R is None else _weight("R", R, "m x m control")
         m = 0 if self.R is None else self.R.shape[0]
-        self.u_ref = np.zeros(m) if u_ref is None else check_shape("u_ref", as_float_array("u_ref", u_ref), (m,))
-        self.scale = float(scale)
+        if u_ref is not None and R is None:
+            raise ValueError("u_ref: expected no control setpoint without a control weight R, got "
+                             f"u_ref={u_ref!r} and R=None")
+        self.x_ref, self._x0ref = _ref("x_ref", x_ref, n, "the state setpoint, n = Q's size")
+        self.u_ref, self._u0ref = _ref("u_ref", u_ref, m, "the control setpoint, m = R's size")
+        self.scale = number("scale", scale, minimum=0.0)
+        self.n_state, self._m = n, m
+        s = self.scale
+        self._qd = None if qd is None else s * qd
+        self._Qs = s * self.Q
+        self._rd = None if rd is None else s * rd
+        self._Rs = None if self.R is None else s * self.R
 
     def forward(self, t, x, u, X, p):
-        dx = x - self.x_ref
-        qx = dx @ self.Q
-        c = np.einsum("bi,bi->b", qx, dx)
+        if x.shape[1] != self.n_state:
+            raise _size_error("Q", self.n_state, "states", x.shape[1])
+        dx = x if self._x0ref else x - self.x_ref
+        qx = dx * self._qd if self._qd is not None else dx @ self._Qs
+        c = _rowdot(qx, dx)
         ru = None
-        if self.R is not None:
-            du = u - self.u_ref
-            ru = du @ self.R
-            c = c + np.einsum("bi,bi->b", ru, du)
-        return self.scale * c, (qx, ru)
+        if self._Rs is not None:
+            if u.shape[1] != self._m:
+                raise _size_error("R", self._m, "controls", u.shape[1])
+            du = u if self._u0ref else u - self.u_ref
+            ru = du * self._rd if self._rd is not None else du @ self._Rs
+            c += _rowdot(ru, du)
+        return c, (qx, ru)
 
     def vjp(self, ctx, c_bar):
         qx, ru = ctx
-        w = (2.0 * self.scale) * c_bar[:, None]
-        return w * qx, (None if ru is None else w * ru), np.zeros(0)
+        w = (2.0 * c_bar)[:, None]
+        return w * qx, (None if ru is None else w * ru), None
 
 
 class QuadraticTerminal(TerminalCost):
-    """``l_T = (x - x_ref)' P (x - x_ref)``; ``P`` (n, n), e.g. the DARE solution."""
+    """``l_T = (x - x_ref)' P (x - x_ref)``.
+
+    Parameters
+    ----------
+    P : (n, n) array or its diagonal (n,)
+        Symmetric terminal weight, e.g. the DARE solution.
+    x_ref : (n,) array, optional
+        Terminal setpoint; default zeros.
+    """
 
     def __init__(self, P, x_ref=None):
-        Pa = as_float_array("P", P)
-        self.P = _weight("P", Pa, Pa.shape[0])
+        self.P, self._pd = _weight("P", P, "n x n state")
         n = self.P.shape[0]
-        self.x_ref = np.zeros(n) if x_ref is None else check_shape("x_ref", as_float_array("x_ref", x_ref), (n,))
+        self.n_state = n
+        self.x_ref, self._x0ref = _ref("x_ref", x_ref, n, "the terminal setpoint, n = P's size")
 
     def forward(self, x, p):
-        dx = x - self.x_ref
-        px = dx @ self.P
-        return np.einsum("bi,bi->b", px, dx), px
+        if x.shape[1] != self.n_state:
+            raise _size_error("P", self.n_state, "states", x.shape[1])
+        dx = x if self._x0ref else x - self.x_ref
+        px = dx * self._pd if self._pd is not None else dx @ self.P
+        return _rowdot(px, dx), px
 
     def vjp(self, px, c_bar):
-        return 2.0 * c_bar[:, None] * px, np.zeros(0)
+        return (2.0 * c_bar)[:, None] * px, None
 
 
 class SwingUpCost(StageCost):
     r"""Pendulum swing-up: ``l = dt * (w_theta (1 - cos theta) + w_omega omega^2 + w_u u^2)``.
 
-    State ``(theta, omega)`` with theta = 0 upright; ``dt`` [s] the step so that the sum
-    approximates the integral.
+    State ``(theta, omega)`` with theta = 0 upright; ``dt`` [s] (> 0) the step so that the
+    sum approximates the integral; weights real and finite.
     """
 
     def __init__(self, dt: float, w_theta=1.0, w_omega=0.1, w_u=0.01):
-        self.dt, self.w = float(dt), (float(w_theta), float(w_omega), float(w_u))
+        self.dt = positive("dt", dt)
+        self.w = (number("w_theta", w_theta), number("w_omega", w_omega), number("w_u", w_u))
+        wt, ww, wu = self.w
+        self._k = (self.dt * wt, self.dt * ww, self.dt * wu)
 
     def forward(self, t, x, u, X, p):
+        if x.shape[1] != 2 or u.shape[1] != 1:
+            raise ValueError(f"SwingUpCost: expected a pendulum of 2 states and 1 control, got x of shape "
+                             f"{x.shape} and u of shape {u.shape}")
         wt, ww, wu = self.w
         th, om, uu = x[:, 0], x[:, 1], u[:, 0]
         return self.dt * (wt * (1.0 - np.cos(th)) + ww * om * om + wu * uu * uu), (x, u)
 
     def vjp(self, ctx, c_bar):
         x, u = ctx
-        wt, ww, wu = self.w
-        s = self.dt * c_bar
+        kt, kw, ku = self._k
         x_bar = np.empty_like(x)
-        x_bar[:, 0] = s * wt * np.sin(x[:, 0])
-        x_bar[:, 1] = s * 2.0 * ww * x[:, 1]
-        return x_bar, (s * 2.0 * wu * u[:, 0])[:, None], np.zeros(0)
+        s = x_bar[:, 0]
+        np.sin(x[:, 0], out=s)
+        s *= c_bar
+        s *= kt
+        np.multiply(x[:, 1], c_bar, out=x_bar[:, 1])
+        x_bar[:, 1] *= 2.0 * kw
+        return x_bar, u * (c_bar * (2.0 * ku))[:, None], None
 
 
 class FunctionCost(StageCost):
@@ -113,7 +187,8 @@ class FunctionCost(StageCost):
     def __init__(self, value: Callable, grad: Callable, n_exog: int = 0):
         if not callable(value) or not callable(grad):
             raise TypeError(f"value, grad: expected callables, got {type(value).__name__}, {type(grad).__name__}")
-        self.value, self.grad, self.n_exog = value, grad, n_exog
+        from ._checks import integer
+        self.value, self.grad, self.n_exog = value, grad, integer("n_exog", n_exog, minimum=0)
 
     def forward(self, t, x, u, X, p):
         c = np.asarray(self.value(t, x, u, X), dtype=np.float64)

@@ -10,6 +10,35 @@ import numpy as np
 
 from dynopt import ODE
 
+from ._checks import number, positive
+
+
+class _PendulumBound:
+    """Pendulum coefficients computed once per evaluation, and the deferred parameter adjoint:
+    the sums over all stages and steps of ``d l / d(c1, c2, c3)``, chained to ``(g, l, m, b)``
+    once by :meth:`Pendulum.param_grad`."""
+
+    __slots__ = ("g", "l", "m", "b", "c1", "c2", "c3", "grad", "defer", "d")
+
+    def __init__(self, theta, grad, defer):
+        g, l, m, b = (float(v) for v in theta)
+        ml2 = m * l * l
+        self.g, self.l, self.m, self.b = g, l, m, b
+        self.c1, self.c2, self.c3 = g / l, 1.0 / ml2, b / ml2
+        self.grad, self.defer = grad, defer
+        self.d = [0.0, 0.0, 0.0]
+
+    def chain(self, d1, d2, d3):
+        """``(g, l, m, b)`` adjoint from the adjoints of ``c1 = g/l, c2 = 1/(m l^2), c3 = b/(m l^2)``."""
+        g, l, m, b = self.g, self.l, self.m, self.b
+        ml2 = m * l * l
+        return np.array([
+            d1 / l,
+            -d1 * g / (l * l) - 2.0 * (d2 + d3 * b) / (ml2 * l),
+            -(d2 + d3 * b) / (ml2 * m),
+            d3 / ml2,
+        ])
+
 
 class Pendulum(ODE):
     r"""Damped pendulum driven by a torque, angle measured from upright (not wrapped).
@@ -19,57 +48,88 @@ class Pendulum(ODE):
     .. math:: \dot\theta = \omega,\quad
               \dot\omega = \frac{g}{l}\sin\theta + \frac{u}{m l^2} - \frac{b\,\omega}{m l^2}
 
-    Parameters (the plant block of W, in this order): ``g`` [m/s^2], ``l`` [m], ``m`` [kg],
-    ``b`` [N m s/rad].
+    Parameters (the plant block of W, in this order): ``g`` [m/s^2], ``l`` [m] (> 0),
+    ``m`` [kg] (> 0), ``b`` [N m s/rad].  The coefficients are formed once per evaluation;
+    the parameter adjoint is formed only when the plant block is a decision variable, as one
+    sum over all stages and steps.
     """
 
     n_state, n_control = 2, 1
     param_spec = (("g", ()), ("l", ()), ("m", ()), ("b", ()))
 
     def __init__(self, g=9.81, l=1.0, m=1.0, b=0.1):
-        self._defaults = np.array([g, l, m, b], dtype=np.float64)
+        self._defaults = np.array([number("g", g), positive("l", l), positive("m", m), number("b", b)])
+
+    @property
+    def n_params(self) -> int:
+        return 4
 
     def default_params(self):
         return self._defaults.copy()
 
-    @staticmethod
-    def _coeffs(theta):
-        g, l, m, b = theta.tolist()
-        ml2 = m * l * l
-        return g, l, m, b, g / l, 1.0 / ml2, b / ml2
+    def bind(self, params, *, grad: bool):
+        """Coefficients once per evaluation; ``grad=False`` skips the parameter adjoint."""
+        return _PendulumBound(_params(self, params), grad, True)
+
+    def param_grad(self, bound):
+        if not isinstance(bound, _PendulumBound) or not (bound.grad and bound.defer):
+            return None
+        d, bound.d = bound.d, [0.0, 0.0, 0.0]
+        return bound.chain(*d)
 
     def forward(self, x, u, X, theta):
-        co = self._coeffs(theta)
-        _, _, _, _, c1, c2, c3 = co
+        if not isinstance(theta, _PendulumBound):  # called outside an engine evaluation
+            theta = _PendulumBound(_params(self, theta), True, False)
         w = x[:, 1]
         s = np.sin(x[:, 0])
         out = np.empty_like(x)
         out[:, 0] = w
-        out[:, 1] = c1 * s + (c2 * u[:, 0] - c3 * w)
-        return out, (x, u, s, co)
+        v = out[:, 1]
+        np.multiply(s, theta.c1, out=v)
+        v += theta.c2 * u[:, 0] - theta.c3 * w
+        return out, (x, u, s, theta)
 
     def vjp(self, ctx, bar):
         x, u, s, co = ctx
-        g, l, m, b, c1, c2, c3 = co
         bw = bar[:, 1]
         x_bar = np.empty_like(x)
-        x_bar[:, 0] = np.cos(x[:, 0]) * (c1 * bw)
-        x_bar[:, 1] = bar[:, 0] - c3 * bw
-        u_bar = c2 * bar[:, 1:2]
+        c0 = x_bar[:, 0]
+        np.cos(x[:, 0], out=c0)
+        c0 *= bw
+        c0 *= co.c1
+        np.multiply(bw, -co.c3, out=x_bar[:, 1])
+        x_bar[:, 1] += bar[:, 0]
+        u_bar = co.c2 * bar[:, 1:2]
+        if not co.grad:
+            return x_bar, u_bar, None
         d1, d2, d3 = np.dot(s, bw), np.dot(u[:, 0], bw), -np.dot(x[:, 1], bw)
-        # chain c1 = g/l, c2 = 1/(m l^2), c3 = b/(m l^2) to (g, l, m, b)
-        ml2 = m * l * l
-        th_bar = np.array([
-            d1 / l,
-            -d1 * g / (l * l) - 2.0 * (d2 + d3 * b) / (ml2 * l),
-            -(d2 + d3 * b) / (ml2 * m),
-            d3 / ml2,
-        ])
-        return x_bar, u_bar, th_bar
+        if co.defer:
+            acc = co.d
+            acc[0] += d1
+            acc[1] += d2
+            acc[2] += d3
+            return x_bar, u_bar, None
+        return x_bar, u_bar, co.chain(d1, d2, d3)
 
     def __repr__(self):
         g, l, m, b = self._defaults
         return f"Pendulum(g={g}, l={l}, m={m}, b={b})"
+
+
+def _params(comp, theta):
+    theta = np.asarray(theta, dtype=np.float64)
+    if theta.shape != (comp.n_params,):
+        raise ValueError(f"{type(comp).__name__} parameters: expected shape ({comp.n_params},), got {theta.shape}")
+    return theta
+
+
+class _Bound:
+    """Parameters of a small ODE with a flag telling whether their adjoint is needed."""
+
+    __slots__ = ("theta", "grad")
+
+    def __init__(self, theta, grad):
+        self.theta, self.grad = theta, grad
 
 
 class CartPole(ODE):
@@ -89,13 +149,23 @@ class CartPole(ODE):
     param_spec = (("m_c", ()), ("m_p", ()), ("l", ()), ("g", ()))
 
     def __init__(self, m_c=1.0, m_p=0.1, l=0.5, g=9.81):
-        self._defaults = np.array([m_c, m_p, l, g], dtype=np.float64)
+        self._defaults = np.array([positive("m_c", m_c), positive("m_p", m_p), positive("l", l), number("g", g)])
+
+    @property
+    def n_params(self) -> int:
+        return 4
 
     def default_params(self):
         return self._defaults.copy()
 
+    def bind(self, params, *, grad: bool):
+        """Parameters as floats once per evaluation; ``grad=False`` skips their adjoint."""
+        return _Bound(tuple(float(v) for v in _params(self, params)), grad)
+
     def forward(self, x, u, X, theta):
-        mc, mp, l, g = theta
+        if not isinstance(theta, _Bound):  # called outside an engine evaluation
+            theta = _Bound(tuple(float(v) for v in _params(self, theta)), True)
+        mc, mp, l, g = theta.theta
         th, v, w = x[:, 1], x[:, 2], x[:, 3]
         s, c = np.sin(th), np.cos(th)
         num = u[:, 0] + mp * s * (l * w * w - g * c)
@@ -110,39 +180,43 @@ class CartPole(ODE):
         return out, (x, u, s, c, num, den, a, theta)
 
     def vjp(self, ctx, bar):
-        x, u, s, c, num, den, a, theta = ctx
-        mc, mp, l, g = theta
+        x, u, s, c, num, den, a, bound = ctx
+        mc, mp, l, g = bound.theta
+        grad = bound.grad
         w = x[:, 3]
         b_alpha = bar[:, 3]
         # alpha = (g s - c a) / l
         b_a = bar[:, 2] - c * b_alpha / l
         b_s = g * b_alpha / l
         b_c = -a * b_alpha / l
-        b_l = -np.sum(b_alpha * (g * s - c * a)) / (l * l)
-        b_g = np.sum(b_alpha * s) / l
+        if grad:
+            b_l = -np.sum(b_alpha * (g * s - c * a)) / (l * l)
+            b_g = np.sum(b_alpha * s) / l
         # a = num / den
         b_num = b_a / den
         b_den = -b_a * num / (den * den)
         # den = mc + mp s^2
-        b_mc = np.sum(b_den)
-        b_mp = np.sum(b_den * s * s)
+        if grad:
+            b_mc = np.sum(b_den)
+            b_mp = np.sum(b_den * s * s)
         b_s = b_s + b_den * 2.0 * mp * s
         # num = F + mp s (l w^2 - g c)
         inner = l * w * w - g * c
         b_u = b_num
-        b_mp = b_mp + np.sum(b_num * s * inner)
         b_s = b_s + b_num * mp * inner
         b_inner = b_num * mp * s
-        b_l = b_l + np.sum(b_inner * w * w)
         b_w = b_inner * 2.0 * l * w
-        b_g = b_g - np.sum(b_inner * c)
+        if grad:
+            b_mp = b_mp + np.sum(b_num * s * inner)
+            b_l = b_l + np.sum(b_inner * w * w)
+            b_g = b_g - np.sum(b_inner * c)
         b_c = b_c - b_inner * g
         x_bar = np.empty_like(x)
         x_bar[:, 0] = 0.0
         x_bar[:, 1] = b_s * c - b_c * s
         x_bar[:, 2] = bar[:, 0]
         x_bar[:, 3] = bar[:, 1] + b_w
-        return x_bar, b_u[:, None], np.array([b_mc, b_mp, b_l, b_g])
+        return x_bar, b_u[:, None], (np.array([b_mc, b_mp, b_l, b_g]) if grad else None)
 
     def __repr__(self):
         return "CartPole(m_c={}, m_p={}, l={}, g={})".format(*self._defaults)
@@ -158,22 +232,35 @@ class DoubleIntegrator(ODE):
     param_spec = (("m", ()),)
 
     def __init__(self, m=1.0):
-        self._defaults = np.array([m], dtype=np.float64)
+        self._defaults = np.array([positive("m", m)])
+
+    @property
+    def n_params(self) -> int:
+        return 1
 
     def default_params(self):
         return self._defaults.copy()
 
+    def bind(self, params, *, grad: bool):
+        """The mass as a float once per evaluation; ``grad=False`` skips its adjoint."""
+        return _Bound(float(_params(self, params)[0]), grad)
+
     def forward(self, x, u, X, theta):
+        if not isinstance(theta, _Bound):  # called outside an engine evaluation
+            theta = _Bound(float(_params(self, theta)[0]), True)
         out = np.empty_like(x)
         out[:, 0] = x[:, 1]
-        out[:, 1] = u[:, 0] / theta[0]
-        return out, (u, theta[0])
+        out[:, 1] = u[:, 0] / theta.theta
+        return out, (u, theta)
 
     def vjp(self, ctx, bar):
-        u, m = ctx
+        u, bound = ctx
+        m = bound.theta
         x_bar = np.zeros_like(bar)
         x_bar[:, 1] = bar[:, 0]
         u_bar = (bar[:, 1] / m)[:, None]
+        if not bound.grad:
+            return x_bar, u_bar, None
         return x_bar, u_bar, np.array([-np.dot(bar[:, 1], u[:, 0]) / (m * m)])
 
     def __repr__(self):

@@ -1,4 +1,15 @@
-"""Policies: linear state feedback, tanh MLP, open-loop control sequences."""
+"""Policies: linear state feedback, tanh MLP, open-loop control sequences.
+
+Every policy here can read exogenous channels (a reference, a setpoint, a measured
+disturbance) from the problem's X: give ``channels=("ref",)`` (names of X's dict entries,
+one column each unless ``n_exog`` says otherwise) and build the Problem with
+``X={"ref": r}``.
+
+Per evaluation the engine calls ``bind`` once: the parameter vector is parsed there (not
+at every step), and when the policy block is a decision variable its adjoint is formed as
+one product over all steps (:class:`~dynopt.models.linear.OuterSum`) instead of one per
+step; when it is not, no parameter adjoint is formed at all.
+"""
 
 from __future__ import annotations
 
@@ -7,101 +18,228 @@ from typing import Optional, Sequence
 import numpy as np
 
 from dynopt import Policy, SliceGrad
-from dynopt.core.validation import check_int
+from dynopt.core.validation import check_shape
+
+from ._checks import exog, flag, integer, number, real_array
+from .linear import OuterSum
+
+
+def _check_params(comp, params):
+    params = np.asarray(params, dtype=np.float64)
+    return check_shape(f"{type(comp).__name__} parameters", params, (comp.n_params,))
+
+
+class _FeedbackBound:
+    __slots__ = ("negKT", "negK", "k0", "GT", "grad", "acc")
 
 
 class LinearFeedback(Policy):
-    r"""``u = -K x (+ k0)``; the policy block is ``K`` (m, n) row-major, then ``k0`` (m,) if ``bias``."""
+    r"""``u = -K x (+ k0) (+ G X)``.
 
-    def __init__(self, n_state: int, n_control: int, bias: bool = False, K0=None):
-        self.n_state = check_int("n_state", n_state, minimum=1)
-        self.n_control = check_int("n_control", n_control, minimum=1)
-        self.bias = bool(bias)
-        spec = [("K", (n_control, n_state))]
-        if bias:
-            spec.append(("k0", (n_control,)))
+    Parameters
+    ----------
+    n_state, n_control : int
+        n and m.
+    bias : bool
+        Add a constant ``k0`` (m,).
+    K0 : (m, n) array, optional
+        Initial gain (``(n,)`` accepted when m = 1); default zeros.
+    n_exog : int, optional, keyword-only
+        Number of exogenous columns read (default: one per channel).
+    channels : sequence of str, optional, keyword-only
+        Named X channels read (e.g. a reference ``("ref",)``); ``G`` (m, nX) is the
+        feedforward gain on them, so ``u = -K x + G r`` is a tracking controller.
+
+    The policy block is ``K`` (m, n) row-major, then ``k0`` (m,) if ``bias``, then ``G``
+    (m, nX) row-major if the policy reads X.
+    """
+
+    def __init__(self, n_state: int, n_control: int, bias: bool = False, K0=None, *,
+                 n_exog: Optional[int] = None, channels: Optional[Sequence[str]] = None):
+        self.n_state = integer("n_state", n_state, minimum=1)
+        self.n_control = integer("n_control", n_control, minimum=1)
+        self.bias = flag("bias", bias)
+        self.n_exog, names = exog(n_exog, channels)
+        if names is not None:
+            self.channels = names
+        n, m = self.n_state, self.n_control
+        spec = [("K", (m, n))]
+        if self.bias:
+            spec.append(("k0", (m,)))
+        if self.n_exog:
+            spec.append(("G", (m, self.n_exog)))
         self.param_spec = tuple(spec)
-        self._K0 = None if K0 is None else np.asarray(K0, dtype=np.float64)
+        self._np = m * n + (m if self.bias else 0) + m * self.n_exog
+        self._K0 = None
+        if K0 is not None:
+            K = real_array("K0", K0)
+            if K.shape == (n,) and m == 1:
+                K = K[None]
+            if K.shape != (m, n):
+                alt = f" or ({n},)" if m == 1 else ""
+                raise ValueError(f"K0: expected the (m, n) = ({m}, {n}) gain{alt} (n_control x n_state), "
+                                 f"got shape {K.shape}")
+            self._K0 = K
+
+    @property
+    def n_params(self) -> int:
+        return self._np
 
     def default_params(self):
-        p = np.zeros(self.n_params)
+        p = np.zeros(self._np)
         if self._K0 is not None:
             p[: self.n_control * self.n_state] = self._K0.ravel()
         return p
 
+    def bind(self, params, *, grad: bool):
+        """Parse ``K, k0, G`` once per evaluation; defer (or skip, ``grad=False``) their adjoint."""
+        return self._bind(params, grad, True)
+
+    def _bind(self, phi, grad, defer):
+        phi = _check_params(self, phi)
+        m, n, nX = self.n_control, self.n_state, self.n_exog
+        b = _FeedbackBound()
+        K = phi[:m * n].reshape(m, n)
+        b.negK = -K
+        b.negKT = b.negK.T
+        off = m * n
+        b.k0 = phi[off:off + m] if self.bias else None
+        off += m if self.bias else 0
+        b.GT = phi[off:off + m * nX].reshape(m, nX).T if nX else None
+        b.grad = grad
+        b.acc = OuterSum(1 + (nX > 0), colsum=self.bias) if (grad and defer) else None
+        return b
+
     def forward(self, t, x, X, phi):
-        m, n = self.n_control, self.n_state
-        K = phi[: m * n].reshape(m, n)
-        u = -(x @ K.T)
-        if self.bias:
-            u += phi[m * n:]
-        return u, (x, K)
+        if not isinstance(phi, _FeedbackBound):  # called outside an engine evaluation
+            phi = self._bind(phi, True, False)
+        u = x @ phi.negKT
+        if phi.k0 is not None:
+            u += phi.k0
+        if phi.GT is not None:
+            u += X @ phi.GT
+        return u, (x, X, phi)
 
     def vjp(self, ctx, u_bar):
-        x, K = ctx
-        gK = -(u_bar.T @ x)
-        g = np.concatenate([gK.ravel(), u_bar.sum(axis=0)]) if self.bias else gK.ravel()
-        return -(u_bar @ K), g
+        x, X, b = ctx
+        x_bar = u_bar @ b.negK
+        if not b.grad:
+            return x_bar, None
+        rights = (x,) if b.GT is None else (x, X)
+        if b.acc is not None:
+            b.acc.add(u_bar, *rights)
+            return x_bar, None
+        parts = [-(u_bar.T @ x).ravel()]
+        if self.bias:
+            parts.append(u_bar.sum(axis=0))
+        if b.GT is not None:
+            parts.append((u_bar.T @ X).ravel())
+        return x_bar, np.concatenate(parts)
+
+    def param_grad(self, bound):
+        if not isinstance(bound, _FeedbackBound) or bound.acc is None:
+            return None
+        prods, sums = bound.acc.take()
+        if prods is None:
+            return None
+        parts = [-prods[0].ravel()]
+        if self.bias:
+            parts.append(sums)
+        if self.n_exog:
+            parts.append(prods[1].ravel())
+        return np.concatenate(parts)
 
     def __repr__(self):
-        return f"LinearFeedback(n={self.n_state}, m={self.n_control}, bias={self.bias})"
+        extra = f", n_exog={self.n_exog}" if self.n_exog else ""
+        return f"LinearFeedback(n={self.n_state}, m={self.n_control}, bias={self.bias}{extra})"
+
+
+class _MLPBound:
+    __slots__ = ("Ws", "WTs", "bs", "grad", "accs")
 
 
 class MLPPolicy(Policy):
     r"""A tanh multilayer perceptron, optionally squashed to ``|u| <= u_max``.
 
-    ``obs = features(x)``; ``h_1 = tanh(W_1 obs + b_1)``, ..., ``a = W_L h_{L-1} + b_L``,
+    ``obs = (features(x), X)``; ``h_1 = tanh(W_1 obs + b_1)``, ..., ``a = W_L h_{L-1} + b_L``,
     ``u = u_max tanh(a)`` (or ``u = a`` without ``u_max``).
 
     Parameters
     ----------
     n_state, n_control : int
     hidden : sequence of int
-        Hidden layer widths, e.g. ``(32, 32)``.
+        Hidden layer widths, e.g. ``(32, 32)``; ``()`` gives an affine policy of the features.
     u_max : float, optional
-        Control bound (units of the control).
+        Control bound (units of the control), > 0.
     angles : sequence of int
-        State indices that are angles: each is replaced in ``obs`` by ``(cos, sin)`` at its
-        place, e.g. pendulum ``(theta, omega)`` with ``angles=(0,)`` gives
+        Distinct state indices that are angles: each is replaced in ``obs`` by ``(cos, sin)``
+        at its place, e.g. pendulum ``(theta, omega)`` with ``angles=(0,)`` gives
         ``obs = (cos theta, sin theta, omega)``.
     seed : int
         Seed of the default initialisation: ``W_i ~ N(0, 1/fan_in)`` drawn in layer order from
         one ``numpy.random.default_rng(seed)``, biases zero.
+    n_exog : int, optional, keyword-only
+        Number of exogenous columns appended to ``obs`` (default: one per channel).
+    channels : sequence of str, optional, keyword-only
+        Named X channels read (a reference, a setpoint), appended to ``obs`` in this order.
 
     The policy block is ``W1, b1, W2, b2, ...`` (each ``W_i`` is (out, in), row-major).
     """
 
     def __init__(self, n_state: int, n_control: int, hidden: Sequence[int] = (32, 32),
-                 u_max: Optional[float] = None, angles: Sequence[int] = (), seed: int = 0):
-        self.n_state = check_int("n_state", n_state, minimum=1)
-        self.n_control = check_int("n_control", n_control, minimum=1)
-        self.hidden = tuple(check_int("hidden", h, minimum=1) for h in hidden)
-        self.angles = tuple(sorted(int(a) for a in angles))
-        for a in self.angles:
-            if not 0 <= a < n_state:
-                raise ValueError(f"angles: expected state indices in [0, {n_state}), got {a}")
-        if u_max is not None and not u_max > 0:
-            raise ValueError(f"u_max: expected a positive bound, got {u_max}")
-        self.u_max = None if u_max is None else float(u_max)
-        self.seed = seed
-        self.n_obs = n_state + len(self.angles)
-        sizes = (self.n_obs,) + self.hidden + (n_control,)
+                 u_max: Optional[float] = None, angles: Sequence[int] = (), seed: int = 0, *,
+                 n_exog: Optional[int] = None, channels: Optional[Sequence[str]] = None):
+        self.n_state = integer("n_state", n_state, minimum=1)
+        self.n_control = integer("n_control", n_control, minimum=1)
+        if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
+            raise TypeError(f"hidden: expected a sequence of layer widths such as (32, 32), got {hidden!r}")
+        self.hidden = tuple(integer("hidden", h, minimum=1) for h in hidden)
+        if isinstance(angles, (str, bytes)) or not hasattr(angles, "__iter__"):
+            raise TypeError(f"angles: expected a sequence of state indices such as (0,), got {angles!r}")
+        ang = [integer("angles", a, minimum=0) for a in angles]
+        for a in ang:
+            if a >= self.n_state:
+                raise ValueError(f"angles: expected state indices in [0, {self.n_state}), got {a}")
+        if len(set(ang)) != len(ang):
+            raise ValueError(f"angles: expected distinct state indices, got {tuple(ang)}")
+        self.angles = tuple(sorted(ang))
+        self.u_max = number("u_max", u_max, minimum=0.0, allow_none=True)
+        self.seed = integer("seed", seed, minimum=0)
+        self.n_exog, names = exog(n_exog, channels)
+        if names is not None:
+            self.channels = names
+        n = self.n_state
+        self.n_obs = n + len(self.angles) + self.n_exog
+        sizes = (self.n_obs,) + self.hidden + (self.n_control,)
         self.sizes = sizes
         spec = []
         for i in range(len(sizes) - 1):
             spec += [(f"W{i + 1}", (sizes[i + 1], sizes[i])), (f"b{i + 1}", (sizes[i + 1],))]
         self.param_spec = tuple(spec)
+        self._np = sum(sizes[i + 1] * (sizes[i] + 1) for i in range(len(sizes) - 1))
         # observation map: angle i -> (cos, sin) at columns (j, j+1); plain state i -> column j
         self._angle_cols, self._plain_cols = [], []
         j = 0
-        for i in range(n_state):
+        for i in range(n):
             if i in self.angles:
                 self._angle_cols.append((i, j))
                 j += 2
             else:
                 self._plain_cols.append((i, j))
                 j += 1
-        self._cached = (None, None)
+        self._exog_col = j
+        # plain states in runs of consecutive columns (one copy per run)
+        self._plain_runs = []
+        for i, j in self._plain_cols:
+            if self._plain_runs and self._plain_runs[-1][1] == i and self._plain_runs[-1][3] == j:
+                i0, _, j0, _ = self._plain_runs[-1]
+                self._plain_runs[-1] = (i0, i + 1, j0, j + 1)
+            else:
+                self._plain_runs.append((i, i + 1, j, j + 1))
+
+    @property
+    def n_params(self) -> int:
+        return self._np
 
     def default_params(self):
         rng = np.random.default_rng(self.seed)
@@ -109,96 +247,174 @@ class MLPPolicy(Policy):
               for i in range(len(self.sizes) - 1)]
         return np.concatenate([np.concatenate([W.ravel(), np.zeros(W.shape[0])]) for W in Ws])
 
-    def _layers(self, phi):
-        # Views into phi; cached by identity of the phi object (views follow its contents).
-        cached_phi, layers = self._cached
-        if cached_phi is phi:
-            return layers
-        layers, off = [], 0
+    def bind(self, params, *, grad: bool):
+        """Parse the layers once per evaluation; the weight adjoints become one product per
+        layer over all steps (or none with ``grad=False``)."""
+        return self._bind(params, grad, True)
+
+    def _bind(self, phi, grad, defer):
+        phi = _check_params(self, phi)
+        b = _MLPBound()
+        b.Ws, b.WTs, b.bs = [], [], []
+        off = 0
         for i in range(len(self.sizes) - 1):
             o, n = self.sizes[i + 1], self.sizes[i]
             W = phi[off:off + o * n].reshape(o, n)
             off += o * n
-            layers.append((W, W.T, phi[off:off + o], slice(off - o * n, off), slice(off, off + o)))
+            b.Ws.append(W)
+            b.WTs.append(W.T)
+            b.bs.append(phi[off:off + o])
             off += o
-        self._cached = (phi, layers)
-        return layers
+        b.grad = grad
+        b.accs = [OuterSum(1, colsum=True) for _ in b.Ws] if (grad and defer) else None
+        return b
+
+    def _obs(self, x, X):
+        if not self.angles and not self.n_exog:
+            return x
+        obs = np.empty((x.shape[0], self.n_obs))
+        for i, j in self._angle_cols:
+            np.cos(x[:, i], out=obs[:, j])
+            np.sin(x[:, i], out=obs[:, j + 1])
+        for i0, i1, j0, j1 in self._plain_runs:
+            obs[:, j0:j1] = x[:, i0:i1]
+        if self.n_exog:
+            obs[:, self._exog_col:] = X
+        return obs
 
     def forward(self, t, x, X, phi):
-        if self.angles:
-            obs = np.empty((x.shape[0], self.n_obs))
-            for i, j in self._angle_cols:
-                np.cos(x[:, i], out=obs[:, j])
-                np.sin(x[:, i], out=obs[:, j + 1])
-            for i, j in self._plain_cols:
-                obs[:, j] = x[:, i]
-        else:
-            obs = x
-        layers = self._layers(phi)
-        acts = [obs]
-        h = obs
-        for _, WT, b, _, _ in layers[:-1]:
-            h = h @ WT
-            h += b
+        if not isinstance(phi, _MLPBound):  # called outside an engine evaluation
+            phi = self._bind(phi, True, False)
+        h = self._obs(x, X)
+        acts = [h]
+        L = len(phi.Ws)
+        for i in range(L - 1):
+            h = h @ phi.WTs[i]
+            h += phi.bs[i]
             np.tanh(h, out=h)
             acts.append(h)
-        _, WT, b, _, _ = layers[-1]
-        a = h @ WT
-        a += b
+        a = h @ phi.WTs[L - 1]
+        a += phi.bs[L - 1]
         if self.u_max is None:
-            return a, (x, acts, layers, None)
+            return a, (x, acts, phi, None)
         s = np.tanh(a, out=a)
-        return self.u_max * s, (x, acts, layers, s)
+        return self.u_max * s, (x, acts, phi, s)
 
     def vjp(self, ctx, u_bar):
-        x, acts, layers, s = ctx
-        g = u_bar if s is None else u_bar * (self.u_max * (1.0 - s * s))
-        phi_bar = np.empty(self.n_params)
-        for i in range(len(layers) - 1, -1, -1):
-            W, _, _, sW, sb = layers[i]
+        x, acts, b, s = ctx
+        if s is None:
+            g = u_bar
+        else:
+            g = s * s
+            np.subtract(1.0, g, out=g)
+            g *= u_bar
+            g *= self.u_max
+        Ws = b.Ws
+        phi_bar = None
+        if b.grad and b.accs is None:
+            phi_bar = np.empty(self._np)
+            offs = np.cumsum([0] + [W.size + W.shape[0] for W in Ws])
+        for i in range(len(Ws) - 1, -1, -1):
             h = acts[i]
-            np.sum(g, axis=0, out=phi_bar[sb])
-            np.matmul(g.T, h, out=phi_bar[sW].reshape(W.shape))
-            g = g @ W
+            if b.accs is not None:
+                b.accs[i].add(g, h)
+            elif phi_bar is not None:
+                W = Ws[i]
+                o = offs[i]
+                phi_bar[o:o + W.size] = (g.T @ h).ravel()
+                phi_bar[o + W.size:o + W.size + W.shape[0]] = g.sum(axis=0)
+            g = g @ Ws[i]
             if i > 0:
-                g *= 1.0 - h * h
-        if not self.angles:
+                hh = h * h
+                np.subtract(1.0, hh, out=hh)
+                g *= hh
+        if not self.angles and not self.n_exog:
             return g, phi_bar
+        if not self.angles:
+            return g[:, :self.n_state], phi_bar
         x_bar = np.empty_like(x)
         obs = acts[0]
-        for i, j in self._plain_cols:
-            x_bar[:, i] = g[:, j]
+        for i0, i1, j0, j1 in self._plain_runs:
+            x_bar[:, i0:i1] = g[:, j0:j1]
         for i, j in self._angle_cols:
             x_bar[:, i] = obs[:, j] * g[:, j + 1] - obs[:, j + 1] * g[:, j]
         return x_bar, phi_bar
 
+    def param_grad(self, bound):
+        if not isinstance(bound, _MLPBound) or bound.accs is None:
+            return None
+        parts = []
+        for acc, W in zip(bound.accs, bound.Ws):
+            prods, sums = acc.take()
+            if prods is None:
+                return None
+            parts += [prods[0].ravel(), sums]
+        return np.concatenate(parts)
+
     def __repr__(self):
+        extra = f", n_exog={self.n_exog}" if self.n_exog else ""
         return (f"MLPPolicy(n={self.n_state}, m={self.n_control}, hidden={self.hidden}, "
-                f"u_max={self.u_max}, angles={self.angles})")
+                f"u_max={self.u_max}, angles={self.angles}{extra})")
+
+
+class _OpenLoopBound:
+    __slots__ = ("U", "grad")
+
+    def __init__(self, U, grad):
+        self.U, self.grad = U, grad
 
 
 class OpenLoop(Policy):
     r"""An open-loop control sequence ``u[t] = U[t]``, the same for every scenario.
+
+    Parameters
+    ----------
+    n_state, n_control : int
+    horizon : int
+        T, the number of steps (the Problem's horizon).
+    U0 : (T, m) array, optional
+        Initial sequence (``(T,)`` accepted when m = 1, and the flat row-major ``(T m,)``);
+        default zeros.
 
     The policy block is ``U`` of shape (T, m), row-major; bounds on it (L-BFGS-B) are control
     limits.
     """
 
     def __init__(self, n_state: int, n_control: int, horizon: int, U0=None):
-        self.n_state = check_int("n_state", n_state, minimum=1)
-        self.n_control = check_int("n_control", n_control, minimum=1)
-        self.horizon = check_int("horizon", horizon, minimum=1)
-        self.param_spec = (("U", (horizon, n_control)),)
-        self._U0 = None if U0 is None else np.asarray(U0, dtype=np.float64).ravel()
+        self.n_state = integer("n_state", n_state, minimum=1)
+        self.n_control = integer("n_control", n_control, minimum=1)
+        self.horizon = integer("horizon", horizon, minimum=1)
+        T, m = self.horizon, self.n_control
+        self.param_spec = (("U", (T, m)),)
+        self._np = T * m
+        self._U0 = None
+        if U0 is not None:
+            U = real_array("U0", U0)
+            if U.shape != (T, m) and U.shape != (T * m,):
+                raise ValueError(f"U0: expected the (T, m) = ({T}, {m}) control sequence (or its flat row-major "
+                                 f"({T * m},) form), got shape {U.shape}")
+            self._U0 = U.ravel().copy()
+
+    @property
+    def n_params(self) -> int:
+        return self._np
 
     def default_params(self):
-        return np.zeros(self.n_params) if self._U0 is None else self._U0.copy()
+        return np.zeros(self._np) if self._U0 is None else self._U0.copy()
+
+    def bind(self, params, *, grad: bool):
+        """View the sequence as (T, m) once per evaluation; ``grad=False`` skips its adjoint."""
+        return _OpenLoopBound(_check_params(self, params).reshape(self.horizon, self.n_control), grad)
 
     def forward(self, t, x, X, phi):
-        m = self.n_control
-        return np.broadcast_to(phi[t * m:(t + 1) * m], (x.shape[0], m)), t
+        if not isinstance(phi, _OpenLoopBound):  # called outside an engine evaluation
+            phi = _OpenLoopBound(_check_params(self, phi).reshape(self.horizon, self.n_control), True)
+        return np.broadcast_to(phi.U[t], (x.shape[0], self.n_control)), (t, phi.grad)
 
-    def vjp(self, t, u_bar):
+    def vjp(self, ctx, u_bar):
+        t, grad = ctx
+        if not grad:
+            return None, None
         m = self.n_control
         return None, SliceGrad(slice(t * m, (t + 1) * m), u_bar.sum(axis=0))
 
