@@ -89,6 +89,7 @@ def _mlp_form(pol: MLPPolicy) -> CasadiForm:
         feats = []
         for i in range(pol.n_state):
             feats += [ca.cos(x[i, :]), ca.sin(x[i, :])] if i in pol.angles else [x[i, :]]
+        feats += [X[i, :] for i in range(pol.n_exog)]   # exogenous channels appended to obs
         h, off = ca.vertcat(*feats), 0
         L = len(pol.sizes) - 1
         for i in range(L):
@@ -106,13 +107,17 @@ def _mlp_form(pol: MLPPolicy) -> CasadiForm:
 
 
 def _linear_feedback_form(pol: LinearFeedback) -> CasadiForm:
-    n, m = pol.n_state, pol.n_control
+    n, m, nX = pol.n_state, pol.n_control, pol.n_exog
 
     def build(S, B):
-        x, X, p = S.sym("x", n, B), S.sym("X", 0, B), S.sym("p", pol.n_params)
+        x, X, p = S.sym("x", n, B), S.sym("X", nX, B), S.sym("p", pol.n_params)
         u = -ca.mtimes(_mat(p[:m * n], m, n), x)
+        off = m * n
         if pol.bias:
-            u = u + ca.repmat(p[m * n:], 1, B)
+            u = u + ca.repmat(p[off:off + m], 1, B)
+            off += m
+        if nX:
+            u = u + ca.mtimes(_mat(p[off:off + m * nX], m, nX), X)
         return ca.Function("linear_feedback" if S is SX else f"linear_feedback_b{B}", [x, X, p], [u],
                            ["x", "X", "p"], ["u"])
     return CasadiForm("policy", build(SX, 1), batched=lambda B: build(ca.MX, B))
