@@ -71,6 +71,12 @@ class ControllerStatePlant(Plant):
     def default_params(self):
         return self.inner.default_params()
 
+    def bind(self, params, *, grad: bool):
+        return self.inner.bind(params, grad=grad)
+
+    def param_grad(self, bound):
+        return self.inner.param_grad(bound)
+
     def forward(self, hist, u, X, theta):
         z = hist[0]
         n, m = self.n_plant, self.m_plant
@@ -346,6 +352,12 @@ class PlantStateCost(StageCost):
 
     def default_params(self):
         return self.cost.default_params()
+
+    def bind(self, params, *, grad: bool):
+        return self.cost.bind(params, grad=grad)
+
+    def param_grad(self, bound):
+        return self.cost.param_grad(bound)
 
     def forward(self, t, z, u, X, p):
         c, ctx = self.cost.forward(t, z[:, :self.n], u[:, :self.m], X, p)
