@@ -173,3 +173,52 @@ def test_pid_bad_input():
         PID(2, 0, DT, gains={"Kb": 1.0})
     with pytest.raises(ValueError, match="output: expected a state index in"):
         PID(2, 5, DT)
+
+
+# ----------------------------------------------------------------------------- DC motor example
+def _load_example(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_dc_motor_example_pi_against_python_control(tmp_path):
+    control = pytest.importorskip("control")
+    pytest.importorskip("matplotlib")
+    ex = _load_example("dc_motor_pi")
+    out = ex.main(quick=True, plot_path=tmp_path / "dc.png")
+    res = out["result"]
+    assert res.fun < 0.8 * res.cost_history[0] and (tmp_path / "dc.png").stat().st_size > 5000
+    # the LQI gain of python-control equals dynopt.control.lqr.dlqr on the augmented system
+    Ad, Bd = c2d(ex.A_C, ex.B_C, ex.DT)
+    Aa = np.block([[Ad, np.zeros((2, 1))], [ex.C, np.eye(1)]])
+    Ba = np.vstack([Bd, [[0.0]]])
+    from dynopt.control.lqr import dlqr
+    np.testing.assert_allclose(out["K_lqi"], dlqr(Aa, Ba, np.diag([1.0, 0.0, 50.0]), [[1e-4]]).K, rtol=1e-9)
+    # with the tuned gains and a step small enough to stay unsaturated, dynopt's PI loop is the
+    # linear closed loop: compare with control.forced_response and control.step_info
+    g = out["gains"]
+    pid = PID(2, 0, ex.DT, u_limits=(-12, 12), anti_windup="back-calculation", gains=g)
+    T, r = 300, 0.1
+    prob = pid_problem(LinearPlant(Ad, Bd), pid, r, horizon=T, x0=np.zeros(2))
+    traj = prob.simulate()
+    assert np.abs(traj.u[:, 0, 0]).max() < 12  # unsaturated: back-calculation inactive
+    Kp, Ki, dt = g["Kp"], g["Ki"], ex.DT
+    Acl = np.block([[Ad - Kp * Bd @ ex.C, Bd], [-Ki * dt * ex.C, np.eye(1)]])
+    Bcl = np.vstack([Kp * Bd, [[Ki * dt]]])
+    sys_cl = control.ss(Acl, Bcl, np.hstack([ex.C, [[0.0]]]), [[0.0]], dt)
+    t = np.arange(T + 1) * dt
+    resp = control.forced_response(sys_cl, T=t, U=np.full(T + 1, r))
+    np.testing.assert_allclose(traj.x[:, 0, 0], resp.outputs, rtol=1e-10, atol=1e-13)
+    info = control.step_info(sys_cl, T=t)
+    m = step_metrics(t, traj.x[:, 0, 0] / r, yfinal=float(control.dcgain(sys_cl)))
+    for mine, key in [(m.rise_time, "RiseTime"), (m.settling_time, "SettlingTime"), (m.overshoot, "Overshoot"),
+                      (m.peak_time, "PeakTime")]:
+        np.testing.assert_allclose(mine, info[key], rtol=1e-9, err_msg=key)
+    # under saturation the anti-windup PI settles and the LQI without anti-windup overshoots more
+    assert out["pi"].overshoot < out["lqi"].overshoot
