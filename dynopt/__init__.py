@@ -16,7 +16,7 @@ from .core.components import Component, Plant, Policy, SliceGrad, StageCost, Ter
 from .core.integrators import ODE, RK4, Discretized, Euler, Integrator
 from .core.problem import Problem, Trajectory
 from .errors import SimulationDivergedError
-from .gradients import (BPTT, CheckpointedBPTT, FiniteDifferences, GradientMethod, TruncatedBPTT, clip_gradient,
+from .gradients import (Auto, BPTT, Evaluation, CheckpointedBPTT, FiniteDifferences, GradientMethod, TruncatedBPTT, clip_gradient,
                         truncation_error)
 from .analysis import DiagnosticReport, GradientCheck, check_gradient, diagnose
 from .optimize import OptimizeResult, optimize
@@ -27,7 +27,7 @@ from .casadi import (CasadiODE, CasadiPlant, CasadiPolicy, CasadiReference, Casa
 __version__ = "0.1.0"
 
 __all__ = [
-    "BPTT", "Component", "GradientCheck", "OptimizeResult", "check_gradient", "clip_gradient", "optimize", "Discretized", "Euler", "FiniteDifferences", "GradientMethod",
+    "Auto", "BPTT", "Evaluation", "Component", "GradientCheck", "OptimizeResult", "check_gradient", "clip_gradient", "optimize", "Discretized", "Euler", "FiniteDifferences", "GradientMethod",
     "Integrator", "ODE", "Plant", "Policy", "Problem", "RK4", "SimulationDivergedError", "SliceGrad",
     "StageCost", "TerminalCost", "Trajectory", "ZeroPolicy",
     "ExecutorFailure", "Sharded", "map_fit", "multistart", "sharded_value_and_grad",

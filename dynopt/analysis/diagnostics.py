@@ -339,7 +339,7 @@ def diagnose(problem, W=None, *, max_lag: Optional[int] = None, starts: int = 3,
     starts = check_int("starts", starts, minimum=1)
     if not 0 < vanish_tol < 1 < explode_tol:
         raise ValueError(f"vanish_tol, explode_tol: expected 0 < vanish_tol < 1 < explode_tol, got {vanish_tol}, {explode_tol}")
-    setup = problem.setup(W)
+    setup = problem.setup(W, per_step=True)
     seg = forward_segment(setup, setup.hist0, 0, T, keep=True)
     term, tctx = terminal_forward(setup, seg.hist[0])
     traj = problem.trajectory(setup, seg, term)

@@ -18,7 +18,9 @@ the decision nor shared into it; its ``vjp`` may then return ``None`` for the pa
 Whatever ``bind`` returns is what ``forward`` receives as its parameter argument.  A
 component may also defer its parameter adjoint (accumulate per-step pieces in the bound
 object and form one product over all steps): ``param_grad(bound)`` is called once after the
-backward sweep and its result is added to the per-step ones.
+backward sweep and its result is added to the per-step ones.  When an observer needs each
+step's parameter adjoint (``dynopt.diagnose``), ``bind`` receives ``grad="per_step"``: the
+component must then return its parameter adjoint from every ``vjp`` and defer nothing.
 
 Exogenous inputs: a component with ``n_exog > 0`` reads ``X[t]`` of width ``n_exog``.  When
 the problem's ``X`` is a dict of named channels, the component's ``channels`` (names, in
@@ -83,8 +85,9 @@ class Component(ABC):
         Parameters
         ----------
         params : (n_params,) array
-        grad : bool
-            Whether this component's parameter adjoint is needed in this evaluation.
+        grad : bool or "per_step"
+            Whether this component's parameter adjoint is needed in this evaluation;
+            ``"per_step"``: needed from every ``vjp`` call (no deferral to :meth:`param_grad`).
 
         Returns
         -------

@@ -473,15 +473,17 @@ class Problem:
         shared into a block that is)."""
         return block in self._slices or self.shared.get(block) in self._slices
 
-    def setup(self, W) -> Setup:
+    def setup(self, W, *, per_step: bool = False) -> Setup:
         """Resolve W into what a sweep needs (see :class:`dynopt.core.sweeps.Setup`): each
         component's bound parameters (``bind``, once per evaluation), its exogenous inputs and
-        the initial history."""
+        the initial history.  ``per_step``: parameter adjoints are wanted from every step's
+        dual (components defer nothing; for observers such as the diagnostics)."""
         b = self.unpack(W)
         x0 = b["x0"].reshape(self._x0.shape)
         bound = {}
         for name, comp in self._components.items():
-            bound[name] = None if comp is None else comp.bind(b[name], grad=self.needs_grad(name))
+            need = self.needs_grad(name)
+            bound[name] = None if comp is None else comp.bind(b[name], grad="per_step" if (need and per_step) else need)
         return Setup(
             plant=self.plant, policy=self.policy, cost=self.cost, terminal=self.terminal_cost,
             theta=bound["plant"], phi=bound["policy"], p_cost=bound["cost"], p_term=bound["terminal"],
