@@ -1,10 +1,32 @@
 """The optimizer front end: ``scipy.optimize.minimize`` fed by one forward and one backward
-sweep per distinct W."""
+sweep per distinct W.
+
+What this layer adds to SciPy, so that nothing fails silently and nothing is lost:
+
+* arguments (``method``, ``bounds`` in every form, ``options``, ``tol``) are checked before
+  SciPy sees them;
+* a trial point whose simulation diverges is handed to SciPy as a finite wall above the
+  current iterate (never NaN or inf), and a run that could not get past it says so, naming
+  the step and component; a start that diverges returns a failed result;
+* objectives and gradients of astronomical size are rescaled by a power of two so SciPy's
+  inner products cannot overflow;
+* at the end, stationarity is checked (projected gradient under bounds, relative to the
+  scale of J); a quasi-Newton run that stalled is restarted (``restarts``), and a run that
+  still is not stationary is reported as such;
+* Ctrl-C returns the best point so far;
+* the progress display degrades to periodic plain lines without a terminal.
+"""
 
 from __future__ import annotations
 
+import enum
+import inspect
+import math
+import sys
+import time
 import warnings
 from collections import OrderedDict
+from numbers import Integral, Real
 from typing import Callable, Optional
 
 import numpy as np
@@ -16,9 +38,39 @@ from .core.problem import BLOCKS, Problem
 METHODS = ("BFGS", "CG", "L-BFGS-B")
 """The scipy methods dynopt drives (all gradient based, ``jac=True``)."""
 
+DIVERGENCE_PENALTY = 10.0
+"""A diverging trial point costs ``f_k + DIVERGENCE_PENALTY * max(1, |f_k|)`` (``f_k`` the
+value at the current iterate, capped below the largest float), with a gradient pointing back
+to the iterate, as if the objective rose quadratically along the step: every line search
+rejects it and interpolates a shorter step."""
 
-DIVERGENCE_PENALTY = 1e4
-"""A diverging trial point costs ``f0 + DIVERGENCE_PENALTY * max(1, |f0|)``, f0 the start's value."""
+STATIONARITY_RTOL = 1e-3
+"""Default ``stationarity_tol``: a run counts as stationary when the largest entry of the
+projected gradient is at most this times the scale of J (``max(|J_start|, |J_end|)``), or at
+most the requested ``gtol``."""
+
+SCALE_THRESHOLD = 1e100
+"""Objectives or gradients larger than this are divided by a power of two before SciPy sees
+them (SciPy's inner products of gradients overflow near 1e154)."""
+
+PROGRESS_INTERVAL = 10.0
+"""Seconds between plain progress lines when ``progress=True`` and stderr is not a terminal."""
+
+
+class Status(enum.IntEnum):
+    """``OptimizeResult.status`` values dynopt adds to SciPy's (which are >= 0)."""
+
+    DIVERGED_START = -1
+    """The simulation or its gradient at W0 is non-finite; nothing was optimised."""
+    ZERO_GRADIENT_START = -2
+    """dJ/dW is exactly zero at W0 (saturated controller, dead units, flat plateau)."""
+    INTERRUPTED = -3
+    """KeyboardInterrupt (Ctrl-C); the best point so far is returned."""
+    NOT_STATIONARY = -4
+    """SciPy reported success but the projected gradient is not small relative to J."""
+
+    def __str__(self):
+        return self.name.lower().replace("_", " ")
 
 
 class OptimizeResult(scipy.optimize.OptimizeResult):
@@ -28,8 +80,9 @@ class OptimizeResult(scipy.optimize.OptimizeResult):
     ----------
     fun : float
         The objective as stated: a cost when minimising, the utility U when ``objective="max"``.
-    trajectory : dynopt.Trajectory
-        The simulation at ``x`` (states ``(T+1, B, n)``, controls ``(T, B, m)``, ...).
+    trajectory : dynopt.Trajectory or None
+        The simulation at ``x`` (states ``(T+1, B, n)``, controls ``(T, B, m)``, ...); None
+        only when the start itself diverged.
     params : dict
         ``problem.named(x)``: the optimised blocks as named arrays.
     cost_history : (nit + 1,) array
@@ -37,79 +90,351 @@ class OptimizeResult(scipy.optimize.OptimizeResult):
     grad_norm_history : (nit + 1,) array
         ``||dJ/dW||_2`` at the same points.
     diverged_evaluations : int
-        Trial points whose simulation turned non-finite (handed to SciPy as a large finite
-        cost, see ``DIVERGENCE_PENALTY``).
+        Trial points whose simulation turned non-finite (see ``DIVERGENCE_PENALTY``).
+    divergence : SimulationDivergedError or None
+        The last divergence met (its ``step`` and ``component`` say where).
+    projected_gradient : float
+        Largest entry of the projected gradient at ``x`` (NaN when not computed).
+    restarts : int
+        How many times the method was restarted from where it stalled.
+    interrupted : bool
+        True when the run was stopped by KeyboardInterrupt.
+    method, strategy : str
+        The SciPy method and the gradient strategy used.
     """
 
 
+# ----------------------------------------------------------------------------- argument checks
+def _scipy_options(method: str) -> set:
+    fn = {"BFGS": scipy.optimize._optimize._minimize_bfgs, "CG": scipy.optimize._optimize._minimize_cg,
+          "L-BFGS-B": scipy.optimize._lbfgsb_py._minimize_lbfgsb}[method]
+    skip = {"fun", "x0", "args", "jac", "callback", "bounds", "unknown_options"}
+    return {p for p in inspect.signature(fn).parameters if p not in skip}
+
+
+def _number(name, value, *, minimum=None, strict=False, finite=True, maximum=None, strict_max=False):
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__} {value!r}")
+    v = float(value)
+    if math.isnan(v) or (finite and math.isinf(v)):
+        raise ValueError(f"{name}: expected a finite number, got {v}")
+    if minimum is not None and (v < minimum or (strict and v == minimum)):
+        raise ValueError(f"{name}: expected a number {'>' if strict else '>='} {minimum}, got {v}")
+    if maximum is not None and (v > maximum or (strict_max and v == maximum)):
+        raise ValueError(f"{name}: expected a number {'<' if strict_max else '<='} {maximum}, got {v}")
+    return v
+
+
+def _integer(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name}: expected an integer >= {minimum}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_options(method: str, options, tol) -> dict:
+    """Validate ``options`` and ``tol`` for ``method``; return the options SciPy gets.
+
+    ``tol`` is folded into the options as :func:`scipy.optimize.minimize` does (``gtol``
+    for BFGS and CG; ``ftol`` and ``gtol`` for L-BFGS-B) unless they are given.
+
+    Raises
+    ------
+    TypeError
+        ``options`` is not a dict, or a value has the wrong type.
+    ValueError
+        An option unknown to ``method``, or a value out of range (NaN, inf, negative
+        tolerances, ``maxcor < 1``, ...).
+    """
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise TypeError(f"options: expected a dict such as {{'maxiter': 100, 'gtol': 1e-6}}, got "
+                        f"{type(options).__name__} {options!r}")
+    known = _scipy_options(method)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"options: {unknown} are not options of {method}; expected some of {sorted(known)}")
+    out = dict(options)
+    for key in ("gtol", "ftol", "xrtol"):
+        if key in out:
+            out[key] = _number(f"options[{key!r}]", out[key], minimum=0.0)
+    for key, low in (("maxiter", 0), ("maxfun", 1), ("maxcor", 1), ("maxls", 1)):
+        if key in out:
+            out[key] = _integer(f"options[{key!r}]", out[key], low)
+    for key in ("c1", "c2"):
+        if key in out:
+            out[key] = _number(f"options[{key!r}]", out[key], minimum=0.0, strict=True, maximum=1.0, strict_max=True)
+    if "c1" in out and "c2" in out and not out["c1"] < out["c2"]:
+        raise ValueError(f"options['c1'], options['c2']: expected 0 < c1 < c2 < 1, got c1={out['c1']}, c2={out['c2']}")
+    if "norm" in out:
+        out["norm"] = _number("options['norm']", out["norm"], finite=False)
+    if tol is not None:
+        tol = _number("tol", tol, minimum=0.0)
+        out.setdefault("gtol", tol)
+        if method == "L-BFGS-B":
+            out.setdefault("ftol", tol)
+    return out
+
+
+def expand_bounds(problem: Problem, bounds) -> Optional[scipy.optimize.Bounds]:
+    """Bounds in any accepted form, checked, as ``scipy.optimize.Bounds`` of length n_decision.
+
+    Parameters
+    ----------
+    problem : Problem
+    bounds : dict, sequence of (lo, hi) pairs, scipy.optimize.Bounds or None
+        A dict maps decision blocks to ``(lo, hi)``, each a scalar or an array of the
+        block's size (``None`` for unbounded); a sequence has one pair per entry of W;
+        ``Bounds(lb, ub)`` takes scalars or arrays of length n_decision.
+
+    Raises
+    ------
+    TypeError
+        A malformed pair, or non-numeric bounds.
+    ValueError
+        Wrong length, NaN (refused: write ``None`` or ``±inf`` for unbounded), a lower bound
+        above its upper bound, or a bound that excludes every number; messages give the
+        index in W.
+    """
+    if bounds is None:
+        return None
+    n = problem.n_decision
+    if isinstance(bounds, scipy.optimize.Bounds):
+        lo = _bound_values("bounds.lb", bounds.lb, n, -np.inf)
+        hi = _bound_values("bounds.ub", bounds.ub, n, np.inf)
+    elif isinstance(bounds, dict):
+        lo, hi = np.full(n, -np.inf), np.full(n, np.inf)
+        slices = problem.block_slices()
+        for name, pair in bounds.items():
+            if name not in slices:
+                raise ValueError(f"bounds: block {name!r} is not in the decision {problem.decision}")
+            b_lo, b_hi = _pair(f"bounds[{name!r}]", pair)
+            sl = slices[name]
+            lo[sl] = _bound_values(f"bounds[{name!r}] lower", b_lo, sl.stop - sl.start, -np.inf, offset=sl.start)
+            hi[sl] = _bound_values(f"bounds[{name!r}] upper", b_hi, sl.stop - sl.start, np.inf, offset=sl.start)
+    elif isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__len__"):
+        raise TypeError(f"bounds: expected a dict of blocks, a sequence of (lo, hi) pairs or scipy.optimize.Bounds, "
+                        f"got {type(bounds).__name__}")
+    else:
+        if len(bounds) != n:
+            raise ValueError(f"bounds: expected {n} (lo, hi) pairs, one per entry of W "
+                             f"({', '.join(f'{k}: {s.stop - s.start}' for k, s in problem.block_slices().items())}), "
+                             f"got {len(bounds)}")
+        lo, hi = np.empty(n), np.empty(n)
+        for i, pair in enumerate(bounds):
+            b_lo, b_hi = _pair(f"bounds[{i}]", pair)
+            lo[i] = _bound_values(f"bounds[{i}] lower", b_lo, 1, -np.inf, offset=i)[0]
+            hi[i] = _bound_values(f"bounds[{i}] upper", b_hi, 1, np.inf, offset=i)[0]
+    bad = np.flatnonzero(lo > hi)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"bounds: lower bound {lo[i]} exceeds upper bound {hi[i]} at W[{i}] "
+                         f"({bad.size} such entries); expected lower <= upper")
+    bad = np.flatnonzero((lo == np.inf) | (hi == -np.inf))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"bounds: ({lo[i]}, {hi[i]}) at W[{i}] admits no number; expected lower < inf and upper > -inf")
+    return scipy.optimize.Bounds(lo, hi)
+
+
+_expand_bounds = expand_bounds  # the name dynopt.control.constraints imports
+
+
+def _pair(name, pair):
+    if isinstance(pair, (str, bytes)):
+        raise TypeError(f"{name}: expected a pair (lo, hi), got {pair!r}")
+    try:
+        b_lo, b_hi = pair
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a pair (lo, hi), got {pair!r}") from None
+    return b_lo, b_hi
+
+
+def _bound_values(name, value, size, default, offset=0):
+    if value is None:
+        return np.full(size, default)
+    if isinstance(value, (str, bytes, bool)) or (isinstance(value, np.ndarray) and value.dtype.kind not in "iuf"):
+        raise TypeError(f"{name}: expected numbers or None, got {value!r}")
+    try:
+        arr = np.asarray(value, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected numbers or None, got {value!r}") from None
+    if np.iscomplexobj(np.asarray(value)):
+        raise TypeError(f"{name}: expected real numbers, got complex {value!r}")
+    if arr.size == 1:
+        arr = np.full(size, arr[0])
+    elif arr.size != size:
+        raise ValueError(f"{name}: expected a scalar or {size} values, got {arr.size}")
+    nan = np.flatnonzero(np.isnan(arr))
+    if nan.size:
+        raise ValueError(f"{name}: NaN at W[{offset + int(nan[0])}]; expected a number, or None/±inf for unbounded "
+                         f"(NaN bounds are refused, not dropped)")
+    return arr
+
+
+# ----------------------------------------------------------------------------- evaluation
 class _Evaluator:
-    """Memoises (J, g, trajectory) by W so that no W is simulated twice."""
+    """Memoises (f, g, trajectory) by W (so no W is simulated twice) in the minimised sense
+    ``f = sign * J``; feeds SciPy ``(f / scale, g / scale)`` and turns diverged trial points
+    into a finite wall above the current iterate."""
 
     def __init__(self, problem: Problem, sign: float, max_grad_norm: Optional[float], keep: int = 4):
         self.problem, self.sign, self.max_grad_norm = problem, sign, max_grad_norm
         self.cache: "OrderedDict[bytes, tuple]" = OrderedDict()
         self.keep = keep
         self.diverged = 0
-        self.penalty = None
+        self.nonfinite_points = 0
         self.last_divergence: Optional[SimulationDivergedError] = None
+        self.scale = 1.0
+        self.anchor = None   # (W, f) of the current iterate
+        self.best = None     # (f, W, g) lowest finite value evaluated
+        self.evaluations = 0
+        self.calls = 0
+        self.path = None  # what the strategy reports it ran (Auto: "numpy" or "compiled")
 
     def lookup(self, W):
         return self.cache.get(np.asarray(W, dtype=np.float64).tobytes())
 
-    def __call__(self, W):
+    def raw(self, W):
+        """``(f, g, trajectory)`` at W, unscaled; raises SimulationDivergedError."""
         key = W.tobytes()
         hit = self.cache.get(key)
         if hit is None:
-            try:
-                J, g, traj = self.problem.gradient.evaluate(self.problem, self.problem.check_W(W))
-            except SimulationDivergedError as exc:
-                if self.penalty is None:
-                    raise
-                # A diverging trial point is handed to SciPy as a finite cost far above the
-                # start (so no sufficient-decrease test accepts it) with a zero gradient:
-                # +inf made L-BFGS-B report convergence at the start, and astronomically large
-                # values broke CG's step interpolation.
-                self.diverged += 1
-                self.last_divergence = exc
-                J, g, traj = self.sign * self.penalty, np.zeros_like(W), None  # returned as penalty
-            hit = (J, g, traj)
+            out = self.problem.gradient.evaluate(self.problem, W)
+            J, g, traj = out[0], out[1], out[2]
+            self.path = (getattr(out, "stats", None) or {}).get("path", self.path)
+            self.evaluations += 1
+            g = self.sign * np.asarray(g, dtype=np.float64)
+            if self.max_grad_norm is not None:
+                from .gradients.clipping import clip_gradient
+                g = clip_gradient(g, self.max_grad_norm)
+            hit = (self.sign * float(J), g, traj)
             self.cache[key] = hit
             if len(self.cache) > self.keep:
                 self.cache.popitem(last=False)
-        J, g, _ = hit
-        g = self.sign * g
-        if self.max_grad_norm is not None:
-            from .gradients.clipping import clip_gradient
-            g = clip_gradient(g, self.max_grad_norm)
-        return self.sign * J, g
+            if self.best is None or hit[0] < self.best[0]:
+                self.best = (hit[0], W.copy(), g)
+        return hit
 
+    def set_anchor(self, W, f):
+        self.anchor = (np.array(W, dtype=np.float64), float(f))
 
-def _expand_bounds(problem: Problem, bounds):
-    """Bounds as SciPy takes them; a dict maps decision blocks to ``(lo, hi)`` scalars or arrays."""
-    if not isinstance(bounds, dict):
-        return bounds
-    lo = np.full(problem.n_decision, -np.inf)
-    hi = np.full(problem.n_decision, np.inf)
-    slices = problem.block_slices()
-    for name, pair in bounds.items():
-        if name not in slices:
-            raise ValueError(f"bounds: block {name!r} is not in the decision {problem.decision}")
+    def penalty(self, W):
+        """The wall: a finite value above the iterate's and a gradient pointing back to it."""
+        W_a, f_a = self.anchor
+        f_s = f_a / self.scale
+        gap = min(DIVERGENCE_PENALTY * max(1.0, abs(f_s)), np.finfo(float).max / 4)
+        P = min(f_s + gap, np.finfo(float).max / 2)
+        g = np.zeros_like(W_a)
+        if np.isfinite(W).all():
+            d = W - W_a
+            with np.errstate(all="ignore"):
+                dd = float(d @ d)
+                if dd > 0 and np.isfinite(dd):
+                    g = 2.0 * (P - f_s) * d / dd
+            if not np.isfinite(g).all():
+                g = np.zeros_like(W_a)
+        return P, g
+
+    def __call__(self, W):
+        self.calls += 1
+        W = np.array(W, dtype=np.float64)
+        if not np.isfinite(W).all():  # SciPy's own arithmetic broke down: never evaluate NaN
+            self.nonfinite_points += 1
+            return self.penalty(W)
         try:
-            b_lo, b_hi = pair
-        except (TypeError, ValueError):
-            raise TypeError(f"bounds[{name!r}]: expected a pair (lo, hi), got {pair!r}") from None
-        sl = slices[name]
-        lo[sl] = -np.inf if b_lo is None else np.broadcast_to(np.asarray(b_lo, float).ravel(), (sl.stop - sl.start,))
-        hi[sl] = np.inf if b_hi is None else np.broadcast_to(np.asarray(b_hi, float).ravel(), (sl.stop - sl.start,))
-    if np.any(lo > hi):
-        i = int(np.argmax(lo > hi))
-        raise ValueError(f"bounds: lower bound {lo[i]} exceeds upper bound {hi[i]} at W[{i}]")
-    return scipy.optimize.Bounds(lo, hi)
+            f, g, _ = self.raw(W)
+        except SimulationDivergedError as exc:
+            self.diverged += 1
+            self.last_divergence = exc
+            return self.penalty(W)
+        return f / self.scale, g / self.scale
 
 
+def _norm(g) -> float:
+    """``||g||_2`` without overflow for entries near the float limit."""
+    m = float(np.max(np.abs(g))) if g.size else 0.0
+    if m == 0.0 or not np.isfinite(m):
+        return m
+    return m * float(np.linalg.norm(g / m))
+
+
+def _projected_gradient(x, g, bounds) -> np.ndarray:
+    if bounds is None:
+        return g
+    return x - np.clip(x - g, bounds.lb, bounds.ub)
+
+
+def _power_of_two_scale(f, g) -> float:
+    m = max(abs(f), float(np.max(np.abs(g))) if g.size else 0.0)
+    if not m > SCALE_THRESHOLD:
+        return 1.0
+    return 2.0 ** math.floor(math.log2(m))
+
+
+# ----------------------------------------------------------------------------- progress
+class _Progress:
+    """A tqdm bar on a terminal (or in a notebook); otherwise plain lines on stderr every
+    ``interval`` seconds (first and last iteration always)."""
+
+    def __init__(self, label: str, total, interval: float):
+        self.label, self.interval = label, interval
+        self.bar = None
+        self.last_line = -np.inf
+        self.nit = 0
+        self.J = self.gn = float("nan")
+        self.path = None
+        stream = sys.stderr
+        interactive = bool(getattr(stream, "isatty", lambda: False)()) or "ipykernel" in sys.modules
+        if interactive:
+            try:
+                from tqdm.auto import tqdm
+                self.bar = tqdm(total=total, desc=label, unit="it")
+            except ImportError:  # plain lines then
+                self.bar = None
+        self.t0 = time.monotonic()
+
+    def line(self, note=""):
+        el = time.monotonic() - self.t0
+        path = f"  path={self.path}" if self.path else ""
+        print(f"{self.label}: it {self.nit}  J={self.J:.6g}  |grad|={self.gn:.3g}{path}  {el:.1f}s{note}",
+              file=sys.stderr, flush=True)
+        self.last_line = time.monotonic()
+
+    def update(self, nit, J, gn, *, step=True, path=None):
+        self.nit, self.J, self.gn, self.path = nit, J, gn, path
+        if self.bar is not None:
+            if step:
+                self.bar.update(1)
+            extra = {"path": path} if path else {}
+            self.bar.set_postfix(J=f"{J:.6g}", grad=f"{gn:.3g}", **extra)
+        elif nit == 0 or time.monotonic() - self.last_line >= self.interval:
+            self.line()
+
+    def note(self, text):
+        if self.bar is not None:
+            self.bar.set_description(f"{self.label} {text}")
+        else:
+            self.line(f"  ({text})")
+
+    def close(self, message=""):
+        if self.bar is not None:
+            self.bar.close()
+        else:
+            self.line(f"  done: {message}" if message else "  done")
+
+
+def _strategy_name(problem: Problem) -> str:
+    return type(problem.gradient).__name__
+
+
+# ----------------------------------------------------------------------------- the front end
 def optimize(problem: Problem, W0=None, *, method: str = "BFGS", bounds=None,
              callback: Optional[Callable] = None, options: Optional[dict] = None, tol: Optional[float] = None,
-             progress: bool = False, max_grad_norm: Optional[float] = None) -> OptimizeResult:
+             progress=False, max_grad_norm: Optional[float] = None, restarts: int = 1,
+             stationarity_tol: float = STATIONARITY_RTOL) -> OptimizeResult:
     """Optimise the decision vector W of ``problem`` with ``scipy.optimize.minimize``.
 
     Every distinct W costs one forward and one backward sweep (``jac=True``); results of
@@ -119,31 +444,57 @@ def optimize(problem: Problem, W0=None, *, method: str = "BFGS", bounds=None,
     ----------
     problem : Problem
     W0 : (n_decision,) array, optional
-        Start; default ``problem.W0``.
+        Start; default ``problem.W0``.  Clipped into ``bounds`` (as L-BFGS-B does).
     method : {"BFGS", "CG", "L-BFGS-B"}
     bounds : dict or scipy Bounds or sequence of (lo, hi), optional
         L-BFGS-B only.  A dict maps decision blocks to ``(lo, hi)`` (scalars or arrays of the
         block's size; ``None`` for unbounded), e.g. ``{"policy": (-2, 2)}`` for control limits
-        of an open-loop sequence.
+        of an open-loop sequence.  Checked by :func:`expand_bounds` (length, order, NaN).
     callback : callable, optional
         Called after each iteration as ``callback(intermediate_result)`` with ``x``, ``fun``
         (as stated), ``grad_norm`` and ``nit``; returning True stops the run.
     options : dict, optional
-        Passed to SciPy (``maxiter``, ``gtol``, ...); unknown options make SciPy warn.
+        SciPy options of ``method`` (``maxiter``, ``gtol``, ``ftol``, ``maxcor``, ...), checked
+        by :func:`check_options`: unknown names, NaN, inf or negative tolerances and counts
+        below 1 are refused.  ``maxiter`` bounds the iterations of all restarts together.
     tol : float, optional
-        Passed to SciPy.
-    progress : bool
-        Show a tqdm progress bar with the objective and gradient norm.
+        Finite and >= 0; folded into ``options`` as SciPy does.
+    progress : bool or float
+        Show progress with the method and gradient strategy: a tqdm bar on a terminal,
+        otherwise a plain line on stderr every ``PROGRESS_INTERVAL`` seconds (or every
+        ``progress`` seconds when a positive number is given).
     max_grad_norm : float, optional
         Clip the gradient handed to SciPy to this 2-norm.  This makes the gradient
         inconsistent with J away from small steps; meant for exploding-gradient phases.
+    restarts : int
+        How many times a run that stalled (SciPy's line search failed, or SciPy reported
+        success at a point that is not stationary) is continued from where it stopped with a
+        fresh quasi-Newton memory and a fresh scale.  Runs stopped by ``maxiter``, the
+        callback or Ctrl-C are not restarted.
+    stationarity_tol : float
+        Relative stationarity test applied at the end: the largest entry of the projected
+        gradient must be at most ``stationarity_tol * |J|`` at the end (or at most the
+        requested ``gtol``, default 1e-5).
 
     Returns
     -------
     OptimizeResult
         SciPy's fields plus ``trajectory``, ``params``, ``cost_history``,
-        ``grad_norm_history``, ``diverged_evaluations``.  Warns (``RuntimeWarning``) with
-        SciPy's message when the run did not succeed.
+        ``grad_norm_history``, ``diverged_evaluations``, ``divergence``,
+        ``projected_gradient``, ``restarts``, ``interrupted``, ``method``, ``strategy``.
+        ``success`` is True only when SciPy converged *and* the point is stationary.  A run
+        that did not succeed warns (``RuntimeWarning``) with the message.  Never raises for a
+        diverging simulation: a diverging start gives ``status=Status.DIVERGED_START`` and a
+        message naming the step and component; diverging trial points are stepped around or
+        named in the message.  Ctrl-C gives ``status=Status.INTERRUPTED`` at the best point
+        evaluated so far.  An exactly zero gradient at the start gives
+        ``status=Status.ZERO_GRADIENT_START``, ``success=False``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad arguments (problem, W0, method, bounds, options, tol, max_grad_norm, restarts,
+        progress, stationarity_tol), before any simulation.
     """
     if not isinstance(problem, Problem):
         raise TypeError(f"problem: expected a dynopt.Problem, got {type(problem).__name__}")
@@ -152,55 +503,216 @@ def optimize(problem: Problem, W0=None, *, method: str = "BFGS", bounds=None,
     method = method.upper()
     if bounds is not None and method != "L-BFGS-B":
         raise ValueError(f"bounds: only method 'L-BFGS-B' takes bounds, got method {method!r}")
-    if max_grad_norm is not None and not max_grad_norm > 0:
-        raise ValueError(f"max_grad_norm: expected a positive number, got {max_grad_norm}")
+    if max_grad_norm is not None:
+        max_grad_norm = _number("max_grad_norm", max_grad_norm, minimum=0.0, strict=True)
+    restarts = _integer("restarts", restarts, 0)
+    stationarity_tol = _number("stationarity_tol", stationarity_tol, minimum=0.0)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
+    if isinstance(progress, bool):
+        interval = PROGRESS_INTERVAL
+    else:
+        interval = _number("progress", progress, minimum=0.0, strict=True)
+        progress = True
+    opts = check_options(method, options, None)
+    if tol is not None:
+        opts = check_options(method, opts, tol)
     W0 = problem.check_W(problem.W0 if W0 is None else W0).copy()
-    bounds = _expand_bounds(problem, bounds)
+    bounds = expand_bounds(problem, bounds)
+    if bounds is not None:
+        W0 = np.clip(W0, bounds.lb, bounds.ub)
     sign = -1.0 if problem.objective == "max" else 1.0
+    strategy = _strategy_name(problem)
     ev = _Evaluator(problem, sign, max_grad_norm)
 
-    f0, g0 = ev(W0)  # the minimised value sign * J; a start that diverges raises here
-    ev.penalty = f0 + DIVERGENCE_PENALTY * max(1.0, abs(f0))
-    history, gnorms = [sign * f0], [float(np.linalg.norm(g0))]
+    def finish(x, f, g, traj, *, success, status, message, nit, nfev, njev, history, gnorms, pg=float("nan"),
+               n_restarts=0, interrupted=False, warn=True):
+        out = OptimizeResult(x=np.asarray(x, dtype=np.float64).copy(), fun=sign * f if f is not None else np.nan,
+                             jac=None if g is None else sign * np.asarray(g), success=bool(success), status=status,
+                             message=message, nit=int(nit), nfev=int(nfev), njev=int(njev))
+        out.trajectory = traj
+        out.params = problem.named(out.x)
+        out.cost_history = np.asarray(history, dtype=np.float64)
+        out.grad_norm_history = np.asarray(gnorms, dtype=np.float64)
+        out.diverged_evaluations = ev.diverged
+        out.divergence = ev.last_divergence
+        out.projected_gradient = float(pg)
+        out.restarts = int(n_restarts)
+        out.interrupted = bool(interrupted)
+        out.method, out.strategy = method, strategy
+        if warn and not out.success:
+            warnings.warn(f"dynopt.optimize ({method}, {strategy}) did not succeed: {message}", RuntimeWarning,
+                          stacklevel=3)
+        return out
+
+    # ---- the start
+    try:
+        f0, g0, traj0 = ev.raw(W0)
+    except SimulationDivergedError as exc:
+        ev.last_divergence = exc
+        J = np.nan
+        if exc.component.endswith("dual") or exc.component == "gradient":
+            try:
+                J = problem.value(W0)
+            except SimulationDivergedError:
+                pass
+        traj = None
+        try:
+            traj = problem.simulate(W0)
+        except SimulationDivergedError:
+            pass
+        return finish(W0, sign * J, None, traj, success=False, status=Status.DIVERGED_START,
+                      message=f"the start W0 diverged, nothing was optimised: {exc}", nit=0, nfev=1, njev=1,
+                      history=[J], gnorms=[np.nan])
+    history, gnorms = [sign * f0], [_norm(g0)]
+    ev.set_anchor(W0, f0)
+    if not np.any(g0):
+        msg = ("zero gradient at the start: dJ/dW = 0 exactly at W0, so there is no direction to follow; "
+               "typical causes are a saturated controller (every control at its limit), dead activations or "
+               "a flat plateau of the cost. Perturb W0, widen the saturation, or use dynopt.multistart")
+        return finish(W0, f0, g0, traj0 if traj0 is not None else problem.simulate(W0), success=False,
+                      status=Status.ZERO_GRADIENT_START, message=msg, nit=0, nfev=1, njev=1, history=history,
+                      gnorms=gnorms, pg=0.0)
+
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=(options or {}).get("maxiter"), desc=f"dynopt {method}", unit="it")
-        bar.set_postfix(J=f"{history[0]:.6g}", grad=f"{gnorms[0]:.3g}")
+        bar = _Progress(f"dynopt {method} [{strategy}]", opts.get("maxiter"), interval)
+        bar.update(0, history[0], gnorms[0], step=False, path=ev.path)
 
     def scipy_callback(intermediate_result):
         x = intermediate_result.x
         hit = ev.lookup(x)
-        J, g = (hit[0], hit[1]) if hit is not None else (sign * intermediate_result.fun, None)
-        gn = float(np.linalg.norm(g)) if g is not None else float("nan")
+        if hit is not None:
+            f, gn = hit[0], _norm(hit[1])
+        else:
+            f, gn = float(intermediate_result.fun) * ev.scale, float("nan")
+        ev.set_anchor(x, f)
+        J = sign * f
         history.append(J)
+        rescale = ev.scale != 1.0 and hit is not None and _power_of_two_scale(f, hit[1]) < ev.scale * 2.0 ** -100
         gnorms.append(gn)
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix(J=f"{J:.6g}", grad=f"{gn:.3g}")
+            bar.update(len(history) - 1, J, gn, path=ev.path)
         if callback is not None:
             info = scipy.optimize.OptimizeResult(x=x.copy(), fun=J, grad_norm=gn, nit=len(history) - 1)
             if callback(info):
                 raise StopIteration
+        if rescale:  # the objective fell by > 30 orders of magnitude: SciPy's steps would be stale
+            raise _Rescale
 
+    gtol_req = opts.get("gtol", 1e-5)
+    maxiter = opts.get("maxiter")
+    nit = 0
+    n_restarts = 0
+    x, res = W0, None
+    f_start = f0
+    interrupted = False
+    stalled_note = ""
     try:
-        res = scipy.optimize.minimize(ev, W0, jac=True, method=method, bounds=bounds, tol=tol,
-                                      callback=scipy_callback, options=options)
-    finally:
+        while True:
+            x_run = x.copy()
+            f_x, g_x, _ = ev.raw(x)
+            ev.set_anchor(x, f_x)
+            ev.scale = _power_of_two_scale(f_x, g_x)
+            run_opts = dict(opts)
+            if "gtol" in run_opts or ev.scale != 1.0:
+                run_opts["gtol"] = gtol_req / ev.scale
+            if maxiter is not None:
+                run_opts["maxiter"] = max(maxiter - nit, 0)
+            try:
+                with warnings.catch_warnings():
+                    # SciPy's "precision loss"/"maxiter" warnings are reported in the message below
+                    warnings.simplefilter("ignore", scipy.optimize.OptimizeWarning)
+                    res = scipy.optimize.minimize(ev, x, jac=True, method=method, bounds=bounds,
+                                                  callback=scipy_callback, options=run_opts)
+            except _Rescale:
+                x = ev.anchor[0]
+                nit = len(history) - 1
+                continue
+            nit = len(history) - 1
+            x = np.asarray(res.x, dtype=np.float64)
+            if not np.isfinite(x).all() or ev.lookup(x) is None and not _finite_at(ev, x):
+                x = ev.best[1]
+            f_x, g_x, _ = ev.raw(x)
+            if ev.best is not None and ev.best[0] < f_x:  # SciPy returned a worse point than it saw
+                x = ev.best[1]
+                f_x, g_x, _ = ev.raw(x)
+            pg = float(np.max(np.abs(_projected_gradient(x, g_x, bounds)))) if x.size else 0.0
+            scale_J = abs(f_x)
+            stationary = pg <= max(gtol_req, stationarity_tol * scale_J)
+            stop_reason = _hard_stop(method, res, maxiter, nit)
+            if stop_reason or (res.success and stationary):
+                break
+            if n_restarts >= restarts or np.array_equal(x, x_run):  # restarting an unchanged state repeats it
+                break
+            n_restarts += 1
+            stalled_note = f"; restarted {n_restarts} time(s) from where {method} stalled"
+            if bar is not None:
+                bar.note(f"restart {n_restarts}")
+    except KeyboardInterrupt:
+        interrupted = True
+    except BaseException:
         if bar is not None:
-            bar.close()
+            bar.close("stopped by an error")
+        raise
 
-    out = OptimizeResult(res)
-    out.fun = sign * float(res.fun)
-    if getattr(res, "jac", None) is not None:
-        out.jac = sign * np.asarray(res.jac)
-    hit = ev.lookup(res.x)
-    traj = hit[2] if hit is not None else None
-    out.trajectory = traj if traj is not None else problem.simulate(res.x)
-    out.params = problem.named(res.x)
-    out.cost_history = np.asarray(history)
-    out.grad_norm_history = np.asarray(gnorms)
-    out.diverged_evaluations = ev.diverged
-    if not res.success:
-        warnings.warn(f"dynopt.optimize ({method}) did not succeed: {res.message}", RuntimeWarning, stacklevel=2)
-    return out
+    if interrupted:
+        if ev.best is None:  # pragma: no cover - the start is always evaluated first
+            raise KeyboardInterrupt
+        f_b, x_b, g_b = ev.best
+        hit = ev.lookup(x_b)
+        traj = hit[2] if hit is not None and hit[2] is not None else problem.simulate(x_b)
+        pg = float(np.max(np.abs(_projected_gradient(x_b, g_b, bounds)))) if x_b.size else 0.0
+        msg = (f"interrupted (KeyboardInterrupt) after {len(history) - 1} iterations; returning the best point "
+               f"evaluated so far (J={sign * f_b:.6g})")
+        if bar is not None:
+            bar.close(msg)
+        return finish(x_b, f_b, g_b, traj, success=False, status=Status.INTERRUPTED, message=msg,
+                      nit=len(history) - 1, nfev=max(ev.calls, 1), njev=max(ev.calls, 1), history=history, gnorms=gnorms,
+                      pg=pg, n_restarts=n_restarts, interrupted=True, warn=False)
+
+    message = str(res.message)
+    success = bool(res.success)
+    status = int(res.status)
+    if success and not stationary:
+        success, status = False, Status.NOT_STATIONARY
+        message = (f"{method} reported '{message}' but the point is not stationary: the largest projected gradient "
+                   f"entry is {pg:.3g}, above max(gtol={gtol_req:.3g}, stationarity_tol * |J| = "
+                   f"{stationarity_tol * scale_J:.3g}); the stopping test fired early (e.g. ftol on a slowly "
+                   f"decreasing objective): tighten ftol, rescale W, or raise restarts")
+    elif not success and stationary and status == 2:
+        message = f"{message} (at a stationary point: projected gradient {pg:.3g})"
+    if not success and (ev.diverged or ev.nonfinite_points):
+        d = ev.last_divergence
+        message += (f"; {ev.diverged} trial point(s) diverged" + (f", the last: {d}" if d is not None else "")
+                    + (f"; SciPy produced {ev.nonfinite_points} non-finite trial point(s)" if ev.nonfinite_points else ""))
+    message += stalled_note if not success or n_restarts else ""
+    hit = ev.lookup(x)
+    traj = hit[2] if hit is not None and hit[2] is not None else problem.simulate(x)
+    if bar is not None:
+        bar.close(message)
+    return finish(x, f_x, g_x, traj, success=success, status=status, message=message, nit=nit, nfev=ev.calls, njev=ev.calls,
+                  history=history, gnorms=gnorms, pg=pg, n_restarts=n_restarts)
+
+
+class _Rescale(Exception):
+    """Raised from the callback to restart SciPy with a fresh scale (not a user-visible restart)."""
+
+
+def _finite_at(ev: _Evaluator, x) -> bool:
+    try:
+        ev.raw(x)
+        return True
+    except SimulationDivergedError:
+        return False
+
+
+def _hard_stop(method: str, res, maxiter, nit) -> str:
+    """Why the run must not be restarted ('' if it may): maxiter/maxfun reached or the callback stopped it."""
+    if int(res.status) == 99:
+        return "callback"
+    if maxiter is not None and nit >= maxiter:
+        return "maxiter"
+    if method == "L-BFGS-B":
+        return "limit" if int(res.status) == 1 else ""
+    return "maxiter" if int(res.status) == 1 else ""
