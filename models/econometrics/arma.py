@@ -25,6 +25,7 @@ from .data import (check_exog, check_full_rank, check_not_constant, check_order,
                    label, series_info)
 from .filters import allpole, allpole_adjoint, lag_matrix
 from .kalman import ARMALayout, exact_loglike, innovations, steady_state_prediction
+from .kalman_compiled import HEAD, exact_loglike_compiled
 from .loglikeobs import arma_exact_obs, css_obs
 from .results import (FitResult, forecast_frame, gaussian_interval, hessian_from_gradient, minimize_transformed,
                       warn_not_converged, warn_better_start)
@@ -97,7 +98,13 @@ class ARMA:
     Natural parameters, in order: ``const``, ``x1..`` (or the DataFrame's column names), ``ar.L1..``,
     ``ma.L1..``, ``sigma2`` (statsmodels' names and order).  The series needs more observations than
     parameters after the first p: ``N >= 2 p + q + nX + (trend == "c") + 2``.
+
+    ``compiled`` (class attribute, default True): the exact likelihood runs its time-varying Kalman
+    steps as one compiled CasADi loop (:mod:`.kalman_compiled`); False: dynopt's BPTT through the
+    step-by-step filter (:mod:`.kalman`).  Both give the same value and gradient to rounding.
     """
+
+    compiled = True
 
     def __init__(self, y, p: int = 1, q: int = 0, *, trend: str = "c", exog=None):
         self.p = check_order("p", p)
@@ -131,8 +138,15 @@ class ARMA:
         """``(llf, d llf / d params)``; ``method`` ``"mle"`` (exact) or ``"css"`` (conditional)."""
         params = self._check_params(params)
         if method == "mle":
-            llf, g, _ = exact_loglike(self.layout, self.y, self.exog, params, grad=grad)
-            return llf, g
+            if not self.compiled:  # step-by-step filter through dynopt's BPTT (the cross-check in the tests)
+                llf, g, _ = exact_loglike(self.layout, self.y, self.exog, params, grad=grad)
+                return llf, g
+            while True:  # the shortest compiled head (16, 32, .., N steps) after which P_t is steady
+                head = getattr(self, "_head", HEAD)
+                out = exact_loglike_compiled(self.layout, self.y, self.exog, params, grad=grad, head=head)
+                if out is not None:
+                    return out
+                self._head = 2 * head
         if method == "css":
             s2 = params[-1]
             S, dS, e = css_sse_and_grad(self.layout, self.y, self.exog, params, grad=grad)
@@ -214,8 +228,8 @@ class ARMA:
         cov : bool
             ``False`` is ``cov_type="none"``.
         starts : int
-            Number of starts: the default start plus ``starts - 1`` random ones (unconstrained
-            parameters perturbed by N(0, 1), ``seed``).  The best optimum is returned, with a
+            Number of starts: the default start plus ``starts - 1`` random ones (ARMA coefficients
+            from N(0, 1) unconstrained draws, ``seed``; mean and variance from the first optimum).  The best optimum is returned, with a
             ``RuntimeWarning`` when it is not the default start's (a local optimum was avoided).
 
         The optimisation runs on ``y / std(y)`` (scale-free: tiny or huge data fit alike) and the
@@ -291,8 +305,11 @@ class ARMA:
         u_best = tr.inverse(values)
         llf0 = best = self.loglike(values, method)
         rng = np.random.default_rng(seed)
-        for j in range(1, starts):
-            u0 = u_best + rng.standard_normal(len(u_best))
+        L = self.layout
+        coef = slice(L.kc + L.kx, L.kc + L.kx + self.p + self.q)
+        for j in range(1, starts):  # random ARMA coefficients (unconstrained N(0, 1)); mean and variance kept
+            u0 = u_best.copy()
+            u0[coef] = rng.standard_normal(self.p + self.q)
             try:
                 v, r = self._optimize(method, values, optimizer, transformed, options, u0=u0)
             except (ValueError, FloatingPointError):

@@ -118,5 +118,24 @@ class Transform:
         return self._apply(np.asarray(params, dtype=np.float64), inverse=True)
 
     def jacobian(self, u):
-        """``d params / d u``, square."""
-        return complex_step_jacobian(self.__call__, u)
+        """``d params / d u``, square and block diagonal: identity, ``exp`` and the logistic map in
+        closed form, the stationarity maps by the complex step (exact to rounding)."""
+        u = np.asarray(u, dtype=np.float64)
+        J = np.zeros((u.size, u.size))
+        off = 0
+        for kind, size in self.blocks:
+            v = u[off:off + size]
+            sl = slice(off, off + size)
+            if kind == "free":
+                J[sl, sl] = np.eye(size)
+            elif kind == "var":
+                J[sl, sl] = np.diag(np.exp(v))
+            elif kind == "garch":
+                e = np.exp(v)
+                d = 1 + e.sum()
+                J[sl, sl] = np.diag(e / d) - np.outer(e, e) / d ** 2
+            else:
+                sign = 1.0 if kind == "ar" else -1.0
+                J[sl, sl] = complex_step_jacobian(lambda z: sign * constrain_stationary(z), v)
+            off += size
+        return J
