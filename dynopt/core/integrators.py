@@ -9,11 +9,11 @@ actually simulated, not an approximation of the ODE's sensitivity.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from .components import Component, Plant, StageCost, add_adjoint, add_param_grad
+from .components import Component, Plant, SliceGrad, StageCost, add_adjoint, add_param_grad
 from .types import Array, Batch, Context
 from .validation import as_float_array
 
@@ -166,6 +166,11 @@ class Integrator(ABC):
         return f"{type(self).__name__}(dt={self.dt}{extra})"
 
 
+class _IntegralBound(NamedTuple):
+    p: object
+    theta: object
+
+
 def _add_param(acc, g, component):
     """Sum parameter adjoints (full vectors or SliceGrad) into a full vector."""
     if g is None:
@@ -293,6 +298,16 @@ class Discretized(Plant):
     def default_params(self):
         return self.ode.default_params()
 
+    def bind(self, params, *, grad: bool):
+        """The ODE's own ``bind`` (parameters parsed once per evaluation), if it has one."""
+        b = getattr(self.ode, "bind", None)
+        return params if b is None else b(params, grad=grad)
+
+    def param_grad(self, bound):
+        """The ODE's deferred parameter adjoint, if it defers one."""
+        pg = getattr(self.ode, "param_grad", None)
+        return None if pg is None else pg(bound)
+
     def forward(self, hist, u, X, theta):
         return self.integrator.step(self.ode, hist[0], u, X, theta)
 
@@ -357,14 +372,27 @@ class IntegralCost(StageCost):
     def default_params(self):
         return self.integrand.default_params()
 
+    def bind(self, params, *, grad: bool):
+        """Bind the integrand's parameters and the (fixed) ODE parameters once per evaluation."""
+        b = getattr(self.integrand, "bind", None)
+        return _IntegralBound(params if b is None else b(params, grad=grad), self.plant.bind(self.theta, grad=False))
+
+    def param_grad(self, bound):
+        pg = getattr(self.integrand, "param_grad", None)
+        return None if pg is None or not isinstance(bound, _IntegralBound) else pg(bound.p)
+
     def forward(self, t, x, u, X, p):
-        _, Q, ctx = self.plant.integrator.step_quadrature(self.plant.ode, self.integrand, x, u, X, self.theta, t, p)
+        if isinstance(p, _IntegralBound):
+            p, theta = p.p, p.theta
+        else:  # an engine that does not bind
+            theta = self.theta
+        _, Q, ctx = self.plant.integrator.step_quadrature(self.plant.ode, self.integrand, x, u, X, theta, t, p)
         return Q, ctx
 
     def vjp(self, ctx, c_bar):
         xb, ub, _, pb = self.plant.integrator.step_quadrature_vjp(self.plant.ode, self.integrand, ctx, None, c_bar)
         if pb is None:
-            pb = np.zeros(self.n_params)
+            pb = SliceGrad(slice(0, 0), np.zeros(0))
         return xb, ub, pb
 
     def __repr__(self):
