@@ -104,3 +104,31 @@ def test_mpc_bad_input():
         receding_horizon(two, X0, 3)
     with pytest.raises(ValueError, match=r"plant: expected a lag-1 plant with n=2, m=1"):
         receding_horizon(model, X0, 3, plant=LinearPlant(np.eye(3), np.ones((3, 1))))
+
+
+def test_mpc_pendulum_example_quick():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "mpc_pendulum.py"
+    spec = importlib.util.spec_from_file_location("mpc_pendulum", path)
+    ex = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ex)
+    res = ex.main(quick=True)
+    assert res.success and np.all(np.abs(res.u) <= ex.U_MAX) and res.u_violation.max() == 0.0
+    # balanced upright despite the model mismatch (wrapped to (-pi, pi])
+    assert np.abs((res.x[-10:, 0] + np.pi) % (2 * np.pi) - np.pi).max() < 0.05
+    # the applied trajectory is the *plant's* (m = 1.2 kg, b = 0.15): an independent RK4 loop
+    m, b, h = ex.PLANT["m"], ex.PLANT["b"], ex.DT
+
+    def f(x, u):
+        return np.array([x[1], 9.81 * np.sin(x[0]) + (u - b * x[1]) / m])
+
+    x = res.x[0].copy()
+    for k, u in enumerate(res.u[:, 0]):
+        k1 = f(x, u)
+        k2 = f(x + h / 2 * k1, u)
+        k3 = f(x + h / 2 * k2, u)
+        k4 = f(x + h * k3, u)
+        x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        np.testing.assert_allclose(x, res.x[k + 1], rtol=1e-12, atol=1e-12)
