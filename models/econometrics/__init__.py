@@ -7,6 +7,7 @@ from .arma import AR, ARMA, ARX
 from .garch import GARCH
 from .recurrent import RecurrentEconometricModel, RecurrentEconometricPlant
 from .results import FitResult
+from .sarima import ARIMA, SARIMA
 from .var import VAR
 
-__all__ = ["AR", "ARMA", "ARX", "FitResult", "GARCH", "RecurrentEconometricModel", "RecurrentEconometricPlant", "VAR"]
+__all__ = ["AR", "ARIMA", "ARMA", "ARX", "SARIMA", "FitResult", "GARCH", "RecurrentEconometricModel", "RecurrentEconometricPlant", "VAR"]

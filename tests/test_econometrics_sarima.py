@@ -1,0 +1,102 @@
+"""SARIMA / ARIMA against statsmodels on macrodata (CPI, real GDP): the exact likelihood of the
+differenced series (statsmodels SARIMAX(simple_differencing=True)) and forecasts in levels
+(statsmodels ARIMA)."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dynopt.models.econometrics import ARIMA, SARIMA
+
+sm = pytest.importorskip("statsmodels.api")
+TIGHT = {"maxiter": 2000, "pgtol": 1e-12, "factr": 10.0}
+
+
+def macro(col):
+    d = sm.datasets.macrodata.load_pandas().data
+    return np.log(d[col].to_numpy(dtype=float)) * 100
+
+
+def sm_fit(mod, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return mod.fit(method_kwargs=TIGHT, cov_type="approx", **kw)
+
+
+def test_arima_111_with_drift_matches_statsmodels_on_cpi():
+    y = macro("cpi")
+    res = ARIMA(y, (1, 1, 1), trend="t").fit()
+    ref = sm_fit(sm.tsa.SARIMAX(y, order=(1, 1, 1), trend="c", simple_differencing=True), disp=0)
+    # SARIMAX's intercept c is the drift in intercept form: c = drift (1 - phi)
+    drift, phi = res.values[0], res.values[1]
+    assert SARIMA(y, (1, 1, 1), trend="t").loglike(res.values) == pytest.approx(
+        ref.model.loglike(np.r_[drift * (1 - phi), res.values[1:]]), rel=1e-11)
+    assert res.llf == pytest.approx(ref.llf, rel=1e-8) and res.llf >= ref.llf - 1e-9
+    np.testing.assert_allclose(res.values[1:], ref.params[1:], rtol=1e-4)
+    # same observed information at the same point (the ARMA block is invariant to the trend's form)
+    at = ref.model.smooth(np.r_[drift * (1 - phi), res.values[1:]], cov_type="approx")
+    np.testing.assert_allclose(res.bse[1:], at.bse[1:], rtol=1e-5)
+    assert list(res.params.index) == ["drift", "ar.L1", "ma.L1", "sigma2"]
+    # statsmodels ARIMA keeps the integrated state with an approximate diffuse prior: ~1e-6 relative
+    ar = sm.tsa.arima.ARIMA(y, order=(1, 1, 1), trend="t")
+    assert res.llf == pytest.approx(ar.loglike(res.values), rel=2e-6)
+    fc = res.forecast(6)
+    sf = ar.smooth(res.values).get_forecast(6)
+    np.testing.assert_allclose(fc["mean"], sf.predicted_mean, rtol=1e-6)
+    np.testing.assert_allclose(fc["se"], sf.se_mean, rtol=1e-4)
+
+
+def test_seasonal_airline_type_model_matches_statsmodels_on_real_gdp():
+    y = macro("realgdp")
+    res = SARIMA(y, (1, 1, 0), (0, 1, 1, 4)).fit()
+    ref = sm_fit(sm.tsa.SARIMAX(y, order=(1, 1, 0), seasonal_order=(0, 1, 1, 4), simple_differencing=True), disp=0)
+    assert list(res.params.index) == list(ref.model.param_names) == ["ar.L1", "ma.S.L4", "sigma2"]
+    assert res.llf == pytest.approx(ref.llf, rel=1e-10)
+    np.testing.assert_allclose(res.values, ref.params, rtol=1e-4)
+    np.testing.assert_allclose(res.bse, ref.bse, rtol=1e-4)
+    ar = sm.tsa.arima.ARIMA(y, order=(1, 1, 0), seasonal_order=(0, 1, 1, 4))
+    sf = ar.smooth(res.values).get_forecast(8)
+    fc = res.forecast(8)
+    np.testing.assert_allclose(fc["mean"], sf.predicted_mean, rtol=1e-6)
+    np.testing.assert_allclose(fc["se"], sf.se_mean, rtol=1e-4)
+    assert np.all(fc["lower"] < fc["mean"]) and np.all(np.diff(fc["se"]) > 0)
+
+
+def test_multiplicative_seasonal_arma_gradient_and_statsmodels_likelihood(rng):
+    y = macro("realinv")
+    m = SARIMA(y, (1, 0, 1), (1, 0, 1, 4), trend="c")
+    theta = np.array([1.2, 0.5, 0.2, 0.3, -0.2, 1.5])
+    ref = sm.tsa.SARIMAX(y, order=(1, 0, 1), seasonal_order=(1, 0, 1, 4), trend="c")
+    # SARIMAX's intercept form: c = mu (1 - phi)(1 - Phi)
+    mu = theta[0]
+    assert m.loglike(theta) == pytest.approx(ref.loglike(np.r_[mu * (1 - 0.5) * (1 - 0.3), theta[1:]]), rel=1e-9)
+    llf, g = m.loglike_and_grad(theta)
+    fd = np.array([(m.loglike(theta + e) - m.loglike(theta - e)) / 2e-6 for e in np.eye(6) * 1e-6])
+    np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-6 * np.abs(fd).max())
+
+
+def test_pandas_quarterly_dates_extend_through_forecasts():
+    d = sm.datasets.macrodata.load_pandas().data
+    y = pd.Series(macro("cpi"), index=pd.period_range("1959Q1", periods=len(d), freq="Q"), name="cpi")
+    res = ARIMA(y, (1, 1, 1), trend="t").fit()
+    assert res.resid.index[0] == pd.Period("1959Q2", freq="Q")
+    assert list(res.forecast(2).index) == list(pd.period_range("2009Q4", periods=2, freq="Q"))
+    assert "Dep. Variable:" in res.summary() and "cpi" in res.summary()
+
+
+def test_bad_orders_are_refused():
+    y = macro("cpi")
+    with pytest.raises(ValueError, match=r"seasonal_order: expected a seasonal period s >= 2"):
+        SARIMA(y, (1, 0, 0), (1, 0, 0, 1))
+    with pytest.raises(ValueError, match=r"trend: terms of lower order than d \+ D = 1"):
+        ARIMA(y, (1, 1, 1), trend="c")
+    with pytest.raises(ValueError, match=r"order\[1\] \(d\): expected an integer <= 1000000"):
+        ARIMA(y, (1, 2 ** 63, 1))
+    with pytest.raises(ValueError, match=r"y: expected at least 18 observations for an SARIMA\(1, 1, 1\)\(0, 1, 0, 12\)"):
+        SARIMA(y[:17], (1, 1, 1), (0, 1, 0, 12))
+    with pytest.raises(TypeError, match=r"order: expected a tuple of 3 integers"):
+        ARIMA(y, (1, 1))
+    with pytest.raises(TypeError, match=r"seasonal_order\[3\] \(s\): expected an integer"):
+        SARIMA(y, (1, 0, 0), (1, 0, 0, 4.0))
