@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1, help="seed of the initial states")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.add_argument("--no-plot", action="store_true", help="no PNG")
-    # diagnose has its own parser (dynopt.analysis.diagnostics.main_diagnose); main() hands it the
+    # diagnose has its own parser (main_diagnose); main() hands it the
     # arguments before this parser sees them, so `dynopt diagnose --help` prints its options.
     sub.add_parser("diagnose", add_help=False, help="gradient-flow diagnostics of a built-in problem")
     cache = sub.add_parser("cache", help="show or remove compiled code cached on disk",
@@ -73,13 +73,47 @@ def _cache(args, echo=print) -> int:
     return 1
 
 
+def main_diagnose(argv=None, echo=print) -> int:
+    """``dynopt diagnose PROBLEM [--horizon T] [--batch B] [--max-lag L] [--plot FILE]``; returns 0."""
+    ap = argparse.ArgumentParser(prog="dynopt diagnose",
+                                 description="Gradient-flow diagnostics (vanishing/exploding) of a built-in problem.")
+    ap.add_argument("problem", choices=["linear-0.9", "linear-1.1", "pendulum"], help="which built-in problem")
+    ap.add_argument("--horizon", type=int, default=200, help="steps T (default: %(default)s)")
+    ap.add_argument("--batch", type=int, default=4, help="scenarios B (default: %(default)s)")
+    ap.add_argument("--max-lag", type=int, default=None, help="longest lag tried (default: min(T, 1024))")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the initial states")
+    ap.add_argument("--plot", default=None, metavar="FILE", help="save a PNG of the diagnostics")
+    args = ap.parse_args(argv)
+    for name in ("horizon", "batch"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name}: expected an integer >= 1, got {getattr(args, name)}")
+    if args.max_lag is not None and args.max_lag < 1:
+        ap.error(f"--max-lag: expected an integer >= 1, got {args.max_lag}")
+    from dynopt.models.demos import diagnose_problem  # the CLI may use the model library
+
+    prob = diagnose_problem(args.problem, args.horizon, args.batch, args.seed)
+    from .analysis.diagnostics import diagnose
+
+    report = diagnose(prob, max_lag=args.max_lag)
+    echo(report.summary())
+    if args.plot:
+        try:
+            import matplotlib
+        except ImportError:
+            echo("no plot: matplotlib is not installed (pip install 'dynopt[plot]')")
+        else:
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+            plt.close(report.plot(args.plot))
+            echo(f"saved {args.plot}")
+    return 0
+
+
 def main(argv=None) -> int:
     """Entry point of the ``dynopt`` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = _parser()
     if argv and argv[0] == "diagnose":
-        from .analysis.diagnostics import main_diagnose
-
         return main_diagnose(argv[1:])
     args = ap.parse_args(argv)
     if args.command == "cache":

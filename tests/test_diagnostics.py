@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from dynopt import BPTT, Discretized, Problem, RK4
-from dynopt.analysis.diagnostics import DiagnosticReport, diagnose, main_diagnose
+from dynopt.analysis.diagnostics import DiagnosticReport, diagnose
+from dynopt.cli import main_diagnose
 from dynopt.models.demos import diagnose_problem as demo_problem
 from dynopt.models import LinearFeedback, LinearPlant, MLPPolicy, Pendulum, Quadratic, QuadraticTerminal
 

@@ -42,8 +42,6 @@ effect; ``inf`` if that does not happen within the horizon.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -401,42 +399,3 @@ def _memory(lags, logs, log_rate, log_tol, T) -> float:
         L = lags[-1] + (log_tol - logs[-1]) / log_rate
         return float(L) if L <= T else float("inf")
     return float("inf")
-
-
-# ----------------------------------------------------------------------------- command line
-def main_diagnose(argv=None, echo=print) -> int:
-    """``dynopt diagnose PROBLEM [--horizon T] [--batch B] [--max-lag L] [--plot FILE]``; returns 0."""
-    ap = argparse.ArgumentParser(prog="dynopt diagnose",
-                                 description="Gradient-flow diagnostics (vanishing/exploding) of a built-in problem.")
-    ap.add_argument("problem", choices=["linear-0.9", "linear-1.1", "pendulum"], help="which built-in problem")
-    ap.add_argument("--horizon", type=int, default=200, help="steps T (default: %(default)s)")
-    ap.add_argument("--batch", type=int, default=4, help="scenarios B (default: %(default)s)")
-    ap.add_argument("--max-lag", type=int, default=None, help="longest lag tried (default: min(T, 1024))")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the initial states")
-    ap.add_argument("--plot", default=None, metavar="FILE", help="save a PNG of the diagnostics")
-    args = ap.parse_args(argv)
-    for name in ("horizon", "batch"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name}: expected an integer >= 1, got {getattr(args, name)}")
-    if args.max_lag is not None and args.max_lag < 1:
-        ap.error(f"--max-lag: expected an integer >= 1, got {args.max_lag}")
-    from dynopt.models.demos import diagnose_problem  # the CLI may use the model library
-
-    prob = diagnose_problem(args.problem, args.horizon, args.batch, args.seed)
-    report = diagnose(prob, max_lag=args.max_lag)
-    echo(report.summary())
-    if args.plot:
-        try:
-            import matplotlib
-        except ImportError:
-            echo("no plot: matplotlib is not installed (pip install 'dynopt[plot]')")
-        else:
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-            plt.close(report.plot(args.plot))
-            echo(f"saved {args.plot}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main_diagnose())

@@ -20,6 +20,10 @@ class                       user function                        returns
 :class:`CasadiTerminalCost` ``f(x, p)``                           scalar
 ==========================  ===================================  ==============
 
+``X`` is the component's exogenous input (n_exog, 1).  ``channels=("ref", "t")`` makes it the
+named channels of the problem's dict ``X`` concatenated in that order; ``"t"`` is the step
+index, which every problem provides, so a CasADi component can depend on time.
+
 ``x`` is an (n, 1) symbol; for a plant with ``lags = k > 1`` it is a tuple
 ``(x[t], x[t-1], ..., x[t-k+1])`` of k such symbols, newest first.  ``p`` is a dict of
 named symbols when ``params`` is a dict (scalars 1x1, vectors (k, 1), matrices (r, c) filled
@@ -323,6 +327,24 @@ class BatchedFunction:
 
 
 # --------------------------------------------------------------------------- components
+def _channels(channels):
+    """Validate a ``channels=`` argument: names of the exogenous channels read (see
+    :class:`dynopt.Problem`; ``"t"`` is the step index the problem provides)."""
+    if channels is None:
+        return None
+    if isinstance(channels, str):
+        channels = (channels,)
+    try:
+        channels = tuple(channels)
+    except TypeError:
+        raise TypeError(f"channels: expected a sequence of channel names, got {channels!r}") from None
+    if not channels or not all(isinstance(c, str) and c for c in channels):
+        raise TypeError(f"channels: expected non-empty channel names (str), got {channels!r}")
+    if len(set(channels)) != len(channels):
+        raise ValueError(f"channels: names repeat in {channels}")
+    return channels
+
+
 class _CasadiComponent:
     """Shared construction: parameter layout, tracing, the form and the batched evaluator."""
 
@@ -386,7 +408,8 @@ class CasadiPlant(_CasadiComponent, Plant):
     _role = "plant"
 
     def __init__(self, f: Callable, *, n_state: int, n_control: int = 0, n_exog: int = 0, lags: int = 1,
-                 params=None, sym: str = "SX", name: Optional[str] = None):
+                 params=None, sym: str = "SX", name: Optional[str] = None, channels=None):
+        self.channels = _channels(channels)
         self.n_state, self.n_control, self.n_exog = _sizes(n_state, n_control, n_exog)
         self.lags = check_int("lags", lags, minimum=1)
         self._init_params(params)
@@ -443,7 +466,8 @@ class CasadiODE(_CasadiComponent, ODE):
     _role = "ODE"
 
     def __init__(self, f: Callable, *, n_state: int, n_control: int = 0, n_exog: int = 0, params=None,
-                 sym: str = "SX", name: Optional[str] = None):
+                 sym: str = "SX", name: Optional[str] = None, channels=None):
+        self.channels = _channels(channels)
         self.n_state, self.n_control, self.n_exog = _sizes(n_state, n_control, n_exog)
         self._init_params(params)
         S = self._sym(sym)
@@ -481,7 +505,9 @@ class CasadiODE(_CasadiComponent, ODE):
     def discretize(self, integrator) -> CasadiPlant:
         """One fused CasADi plant for ``Discretized(self, integrator)`` (Euler or RK4)."""
         form = discretize_form(self._form, integrator)
-        return CasadiPlant.from_form(form, param_spec=self.param_spec, defaults=self._defaults)
+        plant = CasadiPlant.from_form(form, param_spec=self.param_spec, defaults=self._defaults)
+        plant.channels = self.channels
+        return plant
 
 
 class CasadiPolicy(_CasadiComponent, Policy):
@@ -493,7 +519,8 @@ class CasadiPolicy(_CasadiComponent, Policy):
     _role = "policy"
 
     def __init__(self, f: Callable, *, n_state: int, n_control: int, n_exog: int = 0, params=None,
-                 sym: str = "SX", name: Optional[str] = None):
+                 sym: str = "SX", name: Optional[str] = None, channels=None):
+        self.channels = _channels(channels)
         self.n_state, self.n_control, self.n_exog = _sizes(n_state, n_control, n_exog, control_min=1)
         self._init_params(params)
         S = self._sym(sym)
@@ -537,7 +564,8 @@ class CasadiStageCost(_CasadiComponent, StageCost):
     _role = "stage cost"
 
     def __init__(self, f: Callable, *, n_state: int, n_control: int = 0, n_exog: int = 0, params=None,
-                 sym: str = "SX", name: Optional[str] = None):
+                 sym: str = "SX", name: Optional[str] = None, channels=None):
+        self.channels = _channels(channels)
         self.n_state, self.n_control, self.n_exog = _sizes(n_state, n_control, n_exog)
         self._init_params(params)
         S = self._sym(sym)

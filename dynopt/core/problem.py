@@ -25,6 +25,9 @@ def set_default_gradient(factory) -> None:
     _DEFAULT_GRADIENT = factory
 
 
+TIME_CHANNEL = "t"
+"""The exogenous channel every problem provides: the step index t (0 .. T-1, as float)."""
+
 BLOCKS = ("policy", "plant", "cost", "terminal", "x0")
 """Names of the blocks the decision vector W can be made of, in their canonical order."""
 
@@ -86,7 +89,8 @@ class Problem:
         ``(T, nX)`` (shared by all scenarios) is read whole by every component with
         ``n_exog > 0`` (each must read all nX columns).  A dict of named channels
         ``{name: (T, B, w) | (T, w) | (T,)}`` is read by each component through its
-        ``channels`` (the named channels concatenated in that order).
+        ``channels`` (the named channels concatenated in that order); the channel ``"t"``
+        (the step index) is always provided.
     params : dict, optional
         Values for the blocks ``"policy"``, ``"plant"``, ``"cost"``, ``"terminal"`` (flat
         vectors): fixed values for blocks outside the decision, start values inside it.
@@ -290,6 +294,12 @@ class Problem:
         readers = {name: comp for name, comp in self._components.items()
                    if name != "terminal" and comp is not None and int(getattr(comp, "n_exog", 0) or 0) > 0}
         per = {"plant": None, "policy": None, "cost": None}
+        declared = {c for comp in readers.values() for c in (getattr(comp, "channels", None) or ())}
+        if X is None and declared and declared <= {TIME_CHANNEL}:
+            X = {}
+        if isinstance(X, dict) and TIME_CHANNEL in declared and TIME_CHANNEL not in X:
+            X = dict(X)
+            X[TIME_CHANNEL] = np.arange(T, dtype=np.float64)
         if not readers:
             if X is not None:
                 if isinstance(X, dict):
@@ -363,7 +373,8 @@ class Problem:
         if self.X is None:
             return None
         if isinstance(self.X, MappingProxyType):
-            return {c: (a[:, 0, :] if np.ndim(X[c]) < 3 else a) for c, a in self.X.items()}
+            return {c: (a[:, 0, :] if np.ndim(X[c]) < 3 else a) for c, a in self.X.items()
+                    if c in X and c != TIME_CHANNEL}
         return self.X[:, 0, :] if np.ndim(X) == 2 else self.X
 
     def scenarios(self, b0: int, b1: int) -> "Problem":

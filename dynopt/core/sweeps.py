@@ -15,8 +15,8 @@ Adjoint recursion (Werbos eq. 16, written for steps ``t = T-1 .. 0``)::
 The *window* carries ``[lam[t+1], partial lam[t], ..., partial lam[t-k+1]]`` (k + 1 arrays,
 ``None`` for zero) from one step to the next.
 
-Contract checks: the first step of every forward segment and the first step of every backward
-segment check each component's outputs (type, dtype, shape) and raise ``TypeError`` /
+Contract checks: the first step of every forward segment and each component's first dual in
+every backward segment check the outputs (type, dtype, shape) and raise ``TypeError`` /
 ``ValueError`` naming the component, the expected and the given.
 """
 
@@ -98,6 +98,8 @@ def check_output(component, what: str, value, shape, *, allow_none: bool = False
         raise TypeError(f"{_name(component)}.{what}: expected a float array of shape {shape}, got None")
     if isinstance(value, SliceGrad):
         return
+    if isinstance(value, np.generic):
+        value = np.asarray(value)
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{_name(component)}.{what}: expected a float array of shape {shape}, "
                         f"got {type(value).__name__}")
@@ -362,31 +364,34 @@ def backward_segment(setup: Setup, seg: Segment, window: list, grads: Grads, *, 
         ``hook(t, window, grads)`` after step t (``window[0]`` is then ``lam[t]``); observers
         such as :func:`dynopt.diagnose` read the sweep through it instead of copying it.
     """
-    plant, policy, cost = setup.plant, setup.policy, setup.cost
-    k, post = plant.lags, setup.post
+    cost = setup.cost
+    k, post = setup.plant.lags, setup.post
     tape = seg.tape
-    n = len(tape)
-    for i in range(n - 1, -1, -1):
+    seen = set()  # each component's first dual in this segment is checked against the contract
+    for i in range(len(tape) - 1, -1, -1):
         t = seg.t0 + i
-        first = i == n - 1
         pc, cc, fc = tape[i]
         lam_next = window[0]
         u_bar = None
         x_cost = None
         if cost is not None:
-            x_cost, u_bar = cost_dual(setup, cc, grads, t, checked=checked, first=first)
+            x_cost, u_bar = cost_dual(setup, cc, grads, t, checked=checked, first="cost" not in seen)
+            seen.add("cost")
             if post:
                 lam_next = add_adjoint(lam_next, x_cost)
                 x_cost = None
         if lam_next is not None:
-            hist_bar, ub = plant_dual(setup, fc, lam_next, grads, t, checked=checked, first=first)
+            hist_bar, ub = plant_dual(setup, fc, lam_next, grads, t, checked=checked, first="plant" not in seen)
+            seen.add("plant")
             u_bar = add_adjoint(u_bar, ub)
             for j in range(k):
                 if hist_bar[j] is not None:
                     window[j + 1] = add_adjoint(window[j + 1], hist_bar[j])
         window[1] = add_adjoint(window[1], x_cost)
         if u_bar is not None:
-            window[1] = add_adjoint(window[1], policy_dual(setup, pc, u_bar, grads, t, checked=checked, first=first))
+            xp = policy_dual(setup, pc, u_bar, grads, t, checked=checked, first="policy" not in seen)
+            seen.add("policy")
+            window[1] = add_adjoint(window[1], xp)
         window = window[1:] + [None]
         if hook is not None:
             hook(t, window, grads)
