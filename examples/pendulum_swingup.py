@@ -19,7 +19,7 @@ from dynopt.models.demos import balanced, curriculum, pendulum_problem, train_pe
 
 
 def main(quick: bool = False):
-    batch, horizon, maxiter = (8, 80, 100) if quick else (16, 100, 250)
+    batch, horizon, maxiter = (12, 80, 120) if quick else (16, 100, 250)
     prob = pendulum_problem(batch=batch, horizon=horizon)
     J0 = prob.value(prob.W0)
     print(f"cost before: {J0:.4f} ({batch} initial states, {horizon} steps, horizons "

@@ -48,19 +48,21 @@ def _resimulate(W, x0, T, dt=0.05):
     return np.array(xs)
 
 
+@pytest.mark.slow
 def test_demo_swings_up_at_reduced_size(tmp_path):
-    # 8 training states, 4 s, 100 BFGS iterations (the demo: 16 states, 5 s, 250 iterations)
+    # 12 training states, 4 s, 120 BFGS iterations (the demo: 16 states, 5 s, 250 iterations).
+    # Measured for seeds 1-6: 100% of the training states, 93-98% of 256 held-out ones.
     lines = []
-    out = demos.run_pendulum_demo(tmp_path, batch=8, horizon=80, maxiter=100, progress=False, plot=True,
+    out = demos.run_pendulum_demo(tmp_path, batch=12, horizon=80, maxiter=120, progress=False, plot=True,
                                   holdout=128, echo=lines.append)
     meta = json.loads((tmp_path / "pendulum.json").read_text())
     assert meta["fraction_upright"] >= 0.9 and meta["fraction_upright_holdout"] >= 0.85
-    assert any("balanced upright" in s and "% of the 8 training states" in s and "time" in s for s in lines)
-    assert [s["horizon"] for s in meta["stages"]] == [16, 32, 48, 64, 80] and meta["iterations"] <= 100
+    assert any("balanced upright" in s and "% of the 12 training states" in s and "time" in s for s in lines)
+    assert [s["horizon"] for s in meta["stages"]] == [16, 32, 48, 64, 80] and meta["iterations"] <= 120
     with np.load(tmp_path / "pendulum.npz") as npz:
         data = dict(npz)
     # independent re-simulation of the saved weights from the same initial states
-    x = _resimulate(data["W"], demos.initial_states(8, 1), 80)
+    x = _resimulate(data["W"], demos.initial_states(12, 1), 80)
     np.testing.assert_allclose(x, data["states"], rtol=1e-10, atol=1e-10)
     last = (x[-20:, :, 0] + np.pi) % (2 * np.pi) - np.pi  # wrapped to (-pi, pi], 0 upright
     ok = np.all(np.abs(last) < 0.1, axis=0)
@@ -115,6 +117,7 @@ def test_ctrl_c_saves_what_it_has(tmp_path):
             assert data["states"].shape == (101, 16, 2) and np.all(np.isfinite(data["W"]))
 
 
+@pytest.mark.slow
 def test_example_script_quick():
     import importlib.util
     from pathlib import Path

@@ -106,6 +106,7 @@ def test_mpc_bad_input():
         receding_horizon(model, X0, 3, plant=LinearPlant(np.eye(3), np.ones((3, 1))))
 
 
+@pytest.mark.slow
 def test_mpc_pendulum_example_quick():
     import importlib.util
     from pathlib import Path
