@@ -66,7 +66,8 @@ class Quadratic(StageCost):
     u_ref : (m,) array, optional
         Control setpoint; needs ``R``.
     scale : float
-        > 0, e.g. the time step ``dt`` [s] to approximate an integral cost.
+        Real and finite, e.g. the time step ``dt`` [s] to approximate an integral cost (a
+        negative scale turns the cost into a utility).
 
     Diagonal weights use element-wise products; ``scale`` is folded into the weights once.
     """
@@ -81,7 +82,7 @@ class Quadratic(StageCost):
                              f"u_ref={u_ref!r} and R=None")
         self.x_ref, self._x0ref = _ref("x_ref", x_ref, n, "the state setpoint, n = Q's size")
         self.u_ref, self._u0ref = _ref("u_ref", u_ref, m, "the control setpoint, m = R's size")
-        self.scale = number("scale", scale, minimum=0.0)
+        self.scale = number("scale", scale)
         self.n_state, self._m = n, m
         s = self.scale
         self._qd = None if qd is None else s * qd

@@ -8,9 +8,9 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from dynopt import Plant
-from dynopt.core.validation import as_float_array, check_shape
+from dynopt.core.validation import check_shape
 
-from ._checks import channel_names, matrix
+from ._checks import channel_names, matrix, real_array
 
 FLUSH_ROWS = 8192
 """Rows (steps x scenarios) an :class:`OuterSum` stacks before forming its partial product:
@@ -103,7 +103,7 @@ class LinearPlant(Plant):
     """
 
     def __init__(self, A, B, E=None, *, channels: Optional[Sequence[str]] = None):
-        As = as_float_array("A", A)
+        As = real_array("A", A)
         if As.ndim == 2:
             As = As[None]
         if As.ndim != 3 or As.shape[1] != As.shape[2] or As.shape[1] == 0 or As.shape[0] == 0:
@@ -137,7 +137,7 @@ class LinearPlant(Plant):
 
     def bind(self, params, *, grad: bool):
         """Parse ``A_j, B, E`` once per evaluation; ``grad=False`` skips their adjoints."""
-        return self._bind(params, grad=grad, defer=True)
+        return self._bind(params, grad=bool(grad), defer=grad != "per_step")
 
     def _bind(self, theta, *, grad, defer):
         theta = np.asarray(theta, dtype=np.float64)

@@ -69,7 +69,7 @@ class Pendulum(ODE):
 
     def bind(self, params, *, grad: bool):
         """Coefficients once per evaluation; ``grad=False`` skips the parameter adjoint."""
-        return _PendulumBound(_params(self, params), grad, True)
+        return _PendulumBound(_params(self, params), bool(grad), grad != "per_step")
 
     def param_grad(self, bound):
         if not isinstance(bound, _PendulumBound) or not (bound.grad and bound.defer):
@@ -160,7 +160,7 @@ class CartPole(ODE):
 
     def bind(self, params, *, grad: bool):
         """Parameters as floats once per evaluation; ``grad=False`` skips their adjoint."""
-        return _Bound(tuple(float(v) for v in _params(self, params)), grad)
+        return _Bound(tuple(float(v) for v in _params(self, params)), bool(grad))
 
     def forward(self, x, u, X, theta):
         if not isinstance(theta, _Bound):  # called outside an engine evaluation
@@ -243,7 +243,7 @@ class DoubleIntegrator(ODE):
 
     def bind(self, params, *, grad: bool):
         """The mass as a float once per evaluation; ``grad=False`` skips its adjoint."""
-        return _Bound(float(_params(self, params)[0]), grad)
+        return _Bound(float(_params(self, params)[0]), bool(grad))
 
     def forward(self, x, u, X, theta):
         if not isinstance(theta, _Bound):  # called outside an engine evaluation

@@ -93,7 +93,7 @@ class LinearFeedback(Policy):
 
     def bind(self, params, *, grad: bool):
         """Parse ``K, k0, G`` once per evaluation; defer (or skip, ``grad=False``) their adjoint."""
-        return self._bind(params, grad, True)
+        return self._bind(params, bool(grad), grad != "per_step")
 
     def _bind(self, phi, grad, defer):
         phi = _check_params(self, phi)
@@ -250,7 +250,7 @@ class MLPPolicy(Policy):
     def bind(self, params, *, grad: bool):
         """Parse the layers once per evaluation; the weight adjoints become one product per
         layer over all steps (or none with ``grad=False``)."""
-        return self._bind(params, grad, True)
+        return self._bind(params, bool(grad), grad != "per_step")
 
     def _bind(self, phi, grad, defer):
         phi = _check_params(self, phi)
@@ -404,7 +404,7 @@ class OpenLoop(Policy):
 
     def bind(self, params, *, grad: bool):
         """View the sequence as (T, m) once per evaluation; ``grad=False`` skips its adjoint."""
-        return _OpenLoopBound(_check_params(self, params).reshape(self.horizon, self.n_control), grad)
+        return _OpenLoopBound(_check_params(self, params).reshape(self.horizon, self.n_control), bool(grad))
 
     def forward(self, t, x, X, phi):
         if not isinstance(phi, _OpenLoopBound):  # called outside an engine evaluation

@@ -186,3 +186,26 @@ def test_grad_false_forms_no_parameter_adjoint():
     _, c_on = pol.forward(0, x, None, pol.default_params())
     (xp0, ph0), (xp1, ph1) = pol.vjp(c_off, ub), pol.vjp(c_on, ub)
     assert ph0 is None and ph1.shape == (pol.n_params,) and np.array_equal(xp0, xp1)
+
+
+def test_per_step_binding_defers_nothing():
+    """bind(grad="per_step") (dynopt.diagnose watches every step's parameter adjoint): every vjp
+    returns its own parameter adjoint, equal to the unbound dual's, and param_grad adds nothing."""
+    r = np.random.default_rng(1)
+    x, lam, ub = r.standard_normal((4, 2)), r.standard_normal((4, 2)), r.standard_normal((4, 1))
+    u = r.standard_normal((4, 1))
+    pend = Pendulum()
+    b = pend.bind(pend.default_params(), grad="per_step")
+    (_, _, th_b), (_, _, th_raw) = (pend.vjp(pend.forward(x, u, None, p)[1], lam)
+                                    for p in (b, pend.default_params()))
+    assert np.array_equal(th_b, th_raw) and pend.param_grad(b) is None
+    lin = LinearPlant(np.eye(2) * 0.9, [[0.0], [1.0]])
+    b = lin.bind(lin.default_params(), grad="per_step")
+    g_b = lin.vjp(lin.forward((x,), u, None, b)[1], lam)[2]
+    g_raw = lin.vjp(lin.forward((x,), u, None, lin.default_params())[1], lam)[2]
+    assert np.array_equal(g_b, g_raw) and lin.param_grad(b) is None
+    for pol in (MLPPolicy(2, 1, (3,), u_max=1.0, angles=(0,)), LinearFeedback(2, 1, bias=True, K0=[1.0, 0.5])):
+        b = pol.bind(pol.default_params(), grad="per_step")
+        g_b = pol.vjp(pol.forward(0, x, None, b)[1], ub)[1]
+        g_raw = pol.vjp(pol.forward(0, x, None, pol.default_params())[1], ub)[1]
+        assert np.array_equal(g_b, g_raw) and pol.param_grad(b) is None
