@@ -48,7 +48,8 @@ import scipy.optimize
 from ..core.components import SliceGrad, StageCost, TerminalCost
 from ..core.problem import Problem
 from ..core.validation import as_float_array, check_int
-from ..optimize import OptimizeResult, optimize
+from ..errors import SimulationDivergedError
+from ..optimize import OptimizeResult, _expand_bounds
 
 __all__ = ["ConstraintFunction", "PathConstraint", "StateConstraint", "TerminalConstraint", "ConstrainedProblem",
            "ConstrainedResult", "solve"]
@@ -293,10 +294,6 @@ def _mask(name, steps, size, default, last):
 
 
 # --------------------------------------------------------------------------- cost components
-class _Weights:
-    """The fixed data a constraint cost carries: per constraint (T or 1, B, n_rows) arrays."""
-
-
 class _ConstraintStageCost(StageCost):
     r"""User stage cost (optional) plus constraint terms at the stage steps, B-scaled.
 
@@ -472,14 +469,23 @@ class ConstrainedProblem:
         Objective ``J(W)`` (``objective="min"``); its stage and terminal costs may be absent.
     constraints : sequence of PathConstraint, StateConstraint, TerminalConstraint
 
+    embedding : (P, c, w0), optional
+        Solve over ``w`` with ``W = P w + c`` (P ``(n_decision, n_w)``, dense or scipy
+        sparse; ``w0`` the start): how :class:`~dynopt.control.MultipleShooting` ties
+        duplicated node states together.  Default: ``w = W``.
+
     Attributes
     ----------
     n_eq, n_ineq : int
         Number of equality rows ``h`` and inequality rows ``s <= 0`` over all steps and
         scenarios (the length of :meth:`values`' outputs).
+    n_w : int
+        Length of the vector solved for (``problem.n_decision`` without an embedding).
+    w0 : (n_w,) array
+        Default start.
     """
 
-    def __init__(self, problem: Problem, constraints: Sequence[_Constraint]):
+    def __init__(self, problem: Problem, constraints: Sequence[_Constraint], *, embedding=None):
         if not isinstance(problem, Problem):
             raise TypeError(f"problem: expected a dynopt.Problem, got {type(problem).__name__}")
         if problem.objective != "min":
@@ -534,7 +540,39 @@ class ConstrainedProblem:
         self._term = {"al": _ConstraintTerminalCost(problem.terminal_cost, self.term, T, B, "al", n),
                       "linear": _ConstraintTerminalCost(None, self.term, T, B, "linear", n)}
         self._template = {}
+        if embedding is None:
+            self._P, self._c = None, None
+            self.n_w, self.w0 = problem.n_decision, problem.W0
+        else:
+            try:
+                P, c, w0 = embedding
+            except (TypeError, ValueError):
+                raise TypeError("embedding: expected a tuple (P, c, w0)") from None
+            c = as_float_array("embedding c", c).ravel()
+            w0 = as_float_array("embedding w0", w0).ravel()
+            if P.shape != (problem.n_decision, w0.size) or c.shape != (problem.n_decision,):
+                raise ValueError(f"embedding: expected P ({problem.n_decision}, n_w), c ({problem.n_decision},) and "
+                                 f"w0 (n_w,), got {P.shape}, {c.shape}, {w0.shape}")
+            self._P, self._c = P, c
+            self.n_w, self.w0 = w0.size, w0
         self._check_fixed_x0()
+
+    # ----------------------------------------------------------------- the solved-for vector w
+    def lift(self, w):
+        """``W = P w + c`` (identity without an embedding), shape ``(n_decision,)``."""
+        w = as_float_array("w", w)
+        if w.shape != (self.n_w,):
+            raise ValueError(f"w: expected shape ({self.n_w},), got {w.shape}")
+        return w if self._P is None else self._P @ w + self._c
+
+    def pull(self, g):
+        """Adjoint of :meth:`lift`: ``P^T g``."""
+        return g if self._P is None else self._P.T @ g
+
+    def objective(self, w):
+        """``(J, dJ/dw)`` of the unconstrained objective."""
+        J, g = self.problem.value_and_grad(self.lift(w))
+        return J, self.pull(g)
 
     def _check_fixed_x0(self):
         if "x0" in self.problem.decision:
@@ -576,7 +614,7 @@ class ConstrainedProblem:
     # ----------------------------------------------------------------- values and Jacobians
     def normalised_values(self, W, trajectory=None):
         """Normalised rows per constraint at W: ``{name: (T+1, B, n_rows)}`` (NaN where inactive)."""
-        traj = self.problem.simulate(W) if trajectory is None else trajectory
+        traj = self.problem.simulate(self.lift(W)) if trajectory is None else trajectory
         out = {}
         for c in self.constraints:
             mask = self._masks[c.name]
@@ -628,16 +666,14 @@ class ConstrainedProblem:
 
     def vjp(self, W, w_eq, w_in):
         r"""``w_eq^T dh/dW + w_in^T ds/dW``, shape ``(n_decision,)``, from one adjoint sweep."""
-        W = self.problem.check_W(W)
         st, te = self._weights_from_vector(np.asarray(w_eq, float), np.asarray(w_in, float))
-        _, g = self._problem("linear", st, te, 1.0).value_and_grad(W)
-        return g
+        _, g = self._problem("linear", st, te, 1.0).value_and_grad(self.lift(W))
+        return self.pull(g)
 
     def jacobians(self, W):
-        """Exact ``(dh/dW (n_eq, n_decision), ds/dW (n_ineq, n_decision))``, one adjoint sweep per row."""
-        W = self.problem.check_W(W)
-        Je = np.zeros((self.n_eq, W.size))
-        Ji = np.zeros((self.n_ineq, W.size))
+        """Exact ``(dh/dw (n_eq, n_w), ds/dw (n_ineq, n_w))``, one adjoint sweep per row."""
+        Je = np.zeros((self.n_eq, self.n_w))
+        Ji = np.zeros((self.n_ineq, self.n_w))
         for i in range(self.n_eq):
             e = np.zeros(self.n_eq)
             e[i] = 1.0
@@ -713,7 +749,7 @@ class ConstrainedResult(OptimizeResult):
     """
 
 
-def solve(cproblem: ConstrainedProblem, W0=None, *, method: str = "auglag", bounds=None, tol: float = 1e-8,
+def solve(cproblem: ConstrainedProblem, w0=None, *, method: str = "auglag", bounds=None, tol: float = 1e-8,
           gtol: float = 1e-9, max_outer: int = 40, rho0: float = 100.0, inner_method: str = "L-BFGS-B",
           options: Optional[dict] = None) -> ConstrainedResult:
     r"""Solve a :class:`ConstrainedProblem`.
@@ -721,27 +757,30 @@ def solve(cproblem: ConstrainedProblem, W0=None, *, method: str = "auglag", boun
     Parameters
     ----------
     cproblem : ConstrainedProblem
-    W0 : (n_decision,) array, optional
-        Start; default ``problem.W0``.
+    w0 : (n_w,) array, optional
+        Start (the problem's decision vector W unless the problem has an embedding);
+        default ``cproblem.w0``.
     method : {"auglag", "SLSQP", "trust-constr"}
-        Augmented Lagrangian around :func:`dynopt.optimize`, or scipy with exact Jacobians
-        (one adjoint sweep per constraint row and evaluation: small problems).
-    bounds : dict or scipy Bounds, optional
-        Simple bounds on W (a dict maps decision blocks to ``(lo, hi)`` as in
-        :func:`dynopt.optimize`); with ``"auglag"`` they need ``inner_method="L-BFGS-B"``.
+        Augmented Lagrangian (inner problems by scipy's ``inner_method``, each evaluation one
+        forward and one adjoint sweep), or scipy with exact constraint Jacobians (one adjoint
+        sweep per constraint row and iterate: small problems).
+    bounds : dict or scipy Bounds or sequence of (lo, hi), optional
+        Simple bounds on w; a dict maps decision blocks to ``(lo, hi)`` as in
+        :func:`dynopt.optimize` (problems without an embedding).  With ``"auglag"`` they
+        need ``inner_method="L-BFGS-B"``.
     tol : float
         Required constraint violation ``max(|h|, max(s, 0))``.
     gtol : float
-        Inner gradient tolerance at the last outer iteration (auglag), ``gtol``/``xtol`` for
-        trust-constr, ``ftol`` for SLSQP.
+        Gradient tolerance of the last inner problem (auglag; earlier ones are looser),
+        ``gtol``/``xtol`` of trust-constr, ``ftol`` of SLSQP.
     max_outer : int
         Outer iterations of the augmented Lagrangian.
     rho0 : float
-        Initial penalty.
-    inner_method : str
-        :func:`dynopt.optimize` method for the inner problems.
+        Initial penalty (multiplied by 10 when the violation does not fall by 4x).
+    inner_method : {"L-BFGS-B", "BFGS"}
+        scipy method for the inner problems.
     options : dict, optional
-        Passed to the inner optimizer (auglag) or to scipy (SLSQP, trust-constr).
+        Passed to the inner scipy method (auglag) or to scipy (SLSQP, trust-constr).
 
     Returns
     -------
@@ -750,15 +789,25 @@ def solve(cproblem: ConstrainedProblem, W0=None, *, method: str = "auglag", boun
     """
     if not isinstance(cproblem, ConstrainedProblem):
         raise TypeError(f"cproblem: expected a dynopt.control.ConstrainedProblem, got {type(cproblem).__name__}")
-    problem = cproblem.problem
-    W = problem.check_W(problem.W0 if W0 is None else W0).copy()
+    w = as_float_array("w0", cproblem.w0 if w0 is None else w0).copy()
+    if w.shape != (cproblem.n_w,):
+        raise ValueError(f"w0: expected shape ({cproblem.n_w},), got {w.shape}")
     if not tol > 0:
         raise ValueError(f"tol: expected a positive constraint tolerance, got {tol}")
+    if isinstance(bounds, dict):
+        if cproblem._P is not None:
+            raise ValueError("bounds: a dict of blocks needs a problem without an embedding; give scipy Bounds on w")
+        bounds = _expand_bounds(cproblem.problem, bounds)
     if method == "auglag":
-        res = _auglag(cproblem, W, bounds, tol, gtol, check_int("max_outer", max_outer, minimum=1), float(rho0),
+        if bounds is not None and inner_method != "L-BFGS-B":
+            raise ValueError(f"bounds: the augmented Lagrangian takes bounds with inner_method='L-BFGS-B', "
+                             f"got {inner_method!r}")
+        if inner_method not in ("L-BFGS-B", "BFGS"):
+            raise ValueError(f"inner_method: expected 'L-BFGS-B' or 'BFGS', got {inner_method!r}")
+        res = _auglag(cproblem, w, bounds, tol, gtol, check_int("max_outer", max_outer, minimum=1), float(rho0),
                       inner_method, options)
     elif method in ("SLSQP", "trust-constr"):
-        res = _scipy(cproblem, W, method, bounds, tol, gtol, options)
+        res = _scipy(cproblem, w, method, bounds, gtol, options)
     else:
         raise ValueError(f"method: expected 'auglag', 'SLSQP' or 'trust-constr', got {method!r}")
     if res.max_violation > tol or not res.success:
@@ -767,70 +816,86 @@ def solve(cproblem: ConstrainedProblem, W0=None, *, method: str = "auglag", boun
     return res
 
 
-def _auglag(cp: ConstrainedProblem, W, bounds, tol, gtol, max_outer, rho, inner_method, options):
+class _Memo:
+    """(value, gradient) of the augmented Lagrangian by w; diverging trial points cost a penalty."""
+
+    def __init__(self, cp, prob):
+        self.cp, self.prob, self.key, self.val, self.penalty = cp, prob, None, None, None
+
+    def __call__(self, w):
+        key = w.tobytes()
+        if key != self.key:
+            try:
+                J, g = self.prob.value_and_grad(self.cp.lift(w))
+                if not np.isfinite(J):
+                    raise SimulationDivergedError("non-finite augmented Lagrangian")
+                val = (J, self.cp.pull(g))
+            except SimulationDivergedError:
+                if self.penalty is None:
+                    raise
+                val = (self.penalty, np.zeros_like(w))
+            self.key, self.val = key, val
+        return self.val
+
+
+def _auglag(cp: ConstrainedProblem, w, bounds, tol, gtol, max_outer, rho, inner_method, options):
     stage_m, term_m = cp.zeros()
     inner_total, V_prev, success, message = 0, np.inf, False, ""
     opts = dict(options or {})
-    opts.setdefault("maxiter", 2000)
-    if inner_method.upper() == "L-BFGS-B":
+    opts.setdefault("maxiter", 3000)
+    if inner_method == "L-BFGS-B":
         opts.setdefault("ftol", 1e-16)
         opts.setdefault("maxcor", 50)  # more memory: ~2x fewer inner iterations on small problems
-    k = 0
-    last = None
+    k, inner_msg = 0, ""
     for k in range(1, max_outer + 1):
-        prob = cp.augmented(stage_m, term_m, rho)
+        f = _Memo(cp, cp.augmented(stage_m, term_m, rho))
+        f0, _ = f(w)
+        f.penalty = f0 + 1e4 * max(1.0, abs(f0))
         inner_opts = dict(opts)
         inner_opts["gtol"] = max(gtol, 10.0 ** (-2 - k))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            res = optimize(prob, W, method=inner_method, bounds=bounds, options=inner_opts)
-        W = res.x
+            res = scipy.optimize.minimize(f, w, jac=True, method=inner_method, bounds=bounds, options=inner_opts)
+        w, inner_msg = res.x, res.message
         inner_total += int(res.nit)
-        traj = res.trajectory
-        nv = cp.normalised_values(W, _as_user_trajectory(traj))
-        # multiplier update and complementarity measure
+        traj = cp.problem.simulate(cp.lift(w))
+        nv = cp.normalised_values(w, traj)
         V = 0.0
         new_stage, new_term = [], []
         for c, d, mask in zip(cp.stage, stage_m, cp.stage_masks):
-            v = np.nan_to_num(nv[c.name][:cp.T])
-            nd, Vc = _update(c, v, d, rho, mask)
+            nd, Vc = _update(c, np.nan_to_num(nv[c.name][:cp.T]), d, rho, mask)
             new_stage.append(nd)
             V = max(V, Vc)
         for c, d in zip(cp.term, term_m):
-            v = nv[c.name][cp.T:]
-            nd, Vc = _update(c, v, d, rho, None)
+            nd, Vc = _update(c, nv[c.name][cp.T:], d, rho, None)
             new_term.append(nd)
             V = max(V, Vc)
         stage_m, term_m = new_stage, new_term
-        viol = cp.violation(W, _as_user_trajectory(traj))
-        last = res
-        if viol <= tol and V <= tol and inner_opts["gtol"] <= gtol * 1.0000001:
-            success, message = True, "constraints satisfied and inner problem converged"
+        viol = cp.violation(w, traj)
+        if viol <= tol and V <= tol and inner_opts["gtol"] <= gtol * (1 + 1e-9):
+            success, message = True, "constraints satisfied and the last inner problem converged"
             break
         if V > 0.25 * V_prev:
             rho *= 10.0
         V_prev = V
     else:
         message = f"max_outer={max_outer} outer iterations reached"
-    fun, jac = cp.problem.value_and_grad(W)
-    out = ConstrainedResult(x=W, fun=fun, jac=jac, success=success, status=0 if success else 1, message=message,
-                            nit=k, nfev=None, njev=None)
-    out.trajectory = cp.problem.simulate(W)
-    out.params = cp.problem.named(W)
-    out.max_violation = cp.violation(W, out.trajectory)
+    fun, jac = cp.objective(w)
+    out = ConstrainedResult(x=w, fun=fun, jac=jac, success=success, status=0 if success else 1, message=message,
+                            nit=k)
+    out.trajectory = cp.problem.simulate(cp.lift(w))
+    out.params = cp.problem.named(cp.lift(w))
+    out.max_violation = cp.violation(w, out.trajectory)
     out.outer_iterations, out.inner_iterations, out.rho = k, inner_total, rho
+    out.inner_message = inner_msg
     y_eq, y_in = _vector_from_data(cp, stage_m, term_m)
     out.multipliers = cp.multipliers_by_name(y_eq, y_in)
-    out.inner_message = last.message if last is not None else ""
     return out
 
 
-def _as_user_trajectory(traj):
-    return traj
-
-
 def _update(c, v, d, rho, mask):
-    """PHR update of one constraint's data ``d`` (T or 1, B, n_rows) from rows ``v``."""
+    """PHR update of one constraint's data ``d`` (T or 1, B, n_rows) from rows ``v``; returns the
+    new data and the KKT measure ``max(|h|, |max(s, -mu/rho)|)``."""
     e = c.n_eq
     nd = d.copy()
     h, si = v[..., :e], v[..., e:]
@@ -840,8 +905,7 @@ def _update(c, v, d, rho, mask):
     if mask is not None:
         nd[~mask] = 0.0
         h, comp = h[mask], comp[mask]
-    V = max(np.abs(h).max(initial=0.0), np.abs(comp).max(initial=0.0))
-    return nd, float(V)
+    return nd, float(max(np.abs(h).max(initial=0.0), np.abs(comp).max(initial=0.0)))
 
 
 def _vector_from_data(cp, stage_m, term_m):
@@ -861,70 +925,61 @@ def _vector_from_data(cp, stage_m, term_m):
     return np.concatenate(y_eq), np.concatenate(y_in)
 
 
-def _scipy(cp: ConstrainedProblem, W, method, bounds, tol, gtol, options):
-    from ..optimize import _expand_bounds  # noqa: PLC0415  (same bounds dialect as dynopt.optimize)
-    problem = cp.problem
-    b = _expand_bounds(problem, bounds) if bounds is not None else None
+def _scipy(cp: ConstrainedProblem, w, method, bounds, gtol, options):
     cache = {}
 
-    def vals(W):
-        key = W.tobytes()
+    def vals(w):
+        key = w.tobytes()
         if cache.get("v", (None,))[0] != key:
-            cache["v"] = (key, cp.values(W))
+            cache["v"] = (key, cp.values(w))
         return cache["v"][1]
 
-    def jacs(W):
-        key = W.tobytes()
+    def jacs(w):
+        key = w.tobytes()
         if cache.get("j", (None,))[0] != key:
-            cache["j"] = (key, cp.jacobians(W))
+            cache["j"] = (key, cp.jacobians(w))
         return cache["j"][1]
 
     opts = dict(options or {})
+    cons = []
+    kw = {}
     if method == "SLSQP":
         opts.setdefault("maxiter", 500)
         opts.setdefault("ftol", gtol)
-        cons = []
         if cp.n_eq:
-            cons.append({"type": "eq", "fun": lambda W: vals(W)[0], "jac": lambda W: jacs(W)[0]})
+            cons.append({"type": "eq", "fun": lambda w: vals(w)[0], "jac": lambda w: jacs(w)[0]})
         if cp.n_ineq:
-            cons.append({"type": "ineq", "fun": lambda W: -vals(W)[1], "jac": lambda W: -jacs(W)[1]})
+            cons.append({"type": "ineq", "fun": lambda w: -vals(w)[1], "jac": lambda w: -jacs(w)[1]})
     else:
         opts.setdefault("maxiter", 2000)
         opts.setdefault("gtol", gtol)
         opts.setdefault("xtol", gtol)
-        cons = []
+        kw["hess"] = scipy.optimize.BFGS()
         if cp.n_eq:
-            cons.append(scipy.optimize.NonlinearConstraint(lambda W: vals(W)[0], 0.0, 0.0,
-                                                           jac=lambda W: jacs(W)[0],
+            cons.append(scipy.optimize.NonlinearConstraint(lambda w: vals(w)[0], 0.0, 0.0, jac=lambda w: jacs(w)[0],
                                                            hess=scipy.optimize.BFGS()))
         if cp.n_ineq:
-            cons.append(scipy.optimize.NonlinearConstraint(lambda W: vals(W)[1], -np.inf, 0.0,
-                                                           jac=lambda W: jacs(W)[1],
-                                                           hess=scipy.optimize.BFGS()))
-    kw = {}
-    if method == "trust-constr":
-        kw["hess"] = scipy.optimize.BFGS()
+            cons.append(scipy.optimize.NonlinearConstraint(lambda w: vals(w)[1], -np.inf, 0.0,
+                                                           jac=lambda w: jacs(w)[1], hess=scipy.optimize.BFGS()))
     with warnings.catch_warnings():
-        # trust-constr warns when a quasi-Newton Hessian update is skipped; not a failure
+        # trust-constr warns when a quasi-Newton update is skipped (delta_grad == 0): not a failure
         warnings.filterwarnings("ignore", message=".*delta_grad == 0.0.*", category=UserWarning)
-        res = scipy.optimize.minimize(problem.value_and_grad, W, jac=True, method=method, bounds=b,
-                                      constraints=cons, options=opts, **kw)
+        res = scipy.optimize.minimize(cp.objective, w, jac=True, method=method, bounds=bounds, constraints=cons,
+                                      options=opts, **kw)
     out = ConstrainedResult(res)
-    out.trajectory = problem.simulate(res.x)
-    out.params = problem.named(res.x)
+    out.trajectory = cp.problem.simulate(cp.lift(res.x))
+    out.params = cp.problem.named(cp.lift(res.x))
     out.max_violation = cp.violation(res.x, out.trajectory)
     out.outer_iterations, out.inner_iterations, out.rho = 0, int(getattr(res, "nit", 0)), float("nan")
     y_eq, y_in = np.zeros(cp.n_eq), np.zeros(cp.n_ineq)
     if method == "SLSQP" and getattr(res, "multipliers", None) is not None:
         mlt = np.asarray(res.multipliers)
-        # SLSQP: grad f = sum m_i grad c_i with eq c = h and ineq c = -s >= 0, m_ineq >= 0
-        y_eq = -mlt[:cp.n_eq]
-        y_in = mlt[cp.n_eq:cp.n_eq + cp.n_ineq]
+        # SLSQP: grad f = sum m_i grad c_i with c = h (eq) and c = -s >= 0 (ineq, m >= 0)
+        y_eq, y_in = -mlt[:cp.n_eq], mlt[cp.n_eq:cp.n_eq + cp.n_ineq]
     elif method == "trust-constr" and getattr(res, "v", None) is not None:
         i = 0
         if cp.n_eq:
-            y_eq = np.asarray(res.v[i])  # trust-constr: grad f + sum v grad c = 0
-            i += 1
+            y_eq, i = np.asarray(res.v[0]), 1  # trust-constr: grad f + sum v grad c = 0
         if cp.n_ineq:
             y_in = np.asarray(res.v[i])
     out.multipliers = cp.multipliers_by_name(y_eq, y_in)
