@@ -211,7 +211,8 @@ class PID(StatefulPolicy):
         self.n_memory = 2 if self.derivative else 1
         self.n_state = n + self.n_memory
         self.n_control = 1 + self.n_memory
-        names = ["Kp", "Ki"] + (["Kd"] if self.derivative else []) + (["Kb"] if anti_windup == "back-calculation" else [])
+        names = ["Kp", "Ki"] + (["Kd"] if self.derivative else [])
+        names += ["Kb"] if anti_windup == "back-calculation" else []
         self.param_spec = tuple((k, ()) for k in names)
         start = {"Kp": 1.0, "Ki": 1.0, "Kd": 0.0, "Kb": 1.0}
         for k, v in (gains or {}).items():
@@ -444,10 +445,12 @@ def pid_problem(plant: Plant, controller: PID, reference, *, horizon: int, x0, c
     if plant.n_control != 1:
         raise ValueError(f"plant: expected a plant with one control (a SISO loop), got m={plant.n_control}")
     if plant.n_exog:
-        raise ValueError(f"plant: expected a plant without exogenous inputs (X is the reference), got nX={plant.n_exog}; "
+        raise ValueError(f"plant: expected a plant without exogenous inputs (X is the reference), "
+                         f"got nX={plant.n_exog}; "
                          f"build the Problem with X as a dict of named channels instead")
     if controller.n_plant != plant.n_state:
-        raise ValueError(f"controller: expected a PID for n={plant.n_state} plant states, got n_plant={controller.n_plant}")
+        raise ValueError(f"controller: expected a PID for n={plant.n_state} plant states, "
+                         f"got n_plant={controller.n_plant}")
     if controller.ref_index != 0:
         raise ValueError(f"controller: expected ref_index=0 (X is the reference alone), got {controller.ref_index}")
     z0 = controller.initial_state(x0)

@@ -12,7 +12,7 @@ closed-loop eigenvalues, as a named tuple that also unpacks like python-control'
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg

@@ -168,7 +168,8 @@ def receding_horizon(model: Problem, x0, steps: int, *, plant: Optional[Plant] =
         raise ValueError(f"plant_params: expected {plant.n_params} values, got {theta.size}")
     if plant.n_exog:
         if plant_X is None:
-            raise ValueError(f"plant_X: the simulated plant reads nX={plant.n_exog} inputs; expected (steps, nX), got None")
+            raise ValueError(f"plant_X: the simulated plant reads nX={plant.n_exog} inputs; "
+                             f"expected (steps, nX), got None")
         PX = as_float_array("plant_X", plant_X)
         if PX.shape != (steps, plant.n_exog):
             raise ValueError(f"plant_X: expected shape ({steps}, {plant.n_exog}), got {PX.shape}")
