@@ -387,7 +387,14 @@ def test_multistart_random_starts_and_a_failed_run():
     bad = np.full(prob.n_decision, 1e30)  # x grows ~1e30 per step: x'Qx overflows by t = 6
     with pytest.warns(RuntimeWarning, match="1 of 2 runs did not succeed"):
         out = multistart(prob, [prob.W0, bad], options={"gtol": 1e-6})
-    assert [r.start for r in out] == [0, 1] and out[1].success is False and "diverged" in out[1].error
+    # a diverging start is a failed result (dynopt.optimize no longer raises), sorted last, naming the step
+    assert [r.start for r in out] == [0, 1] and out[1].success is False
+    assert out[1].status == -1 and "diverged" in out[1].message and "t=" in out[1].message
+    assert np.isnan(out[1].fun) and out[0].success
+    # a run that raises (here: a bad option reaching a worker) is a failed result too, with `error`
+    with pytest.warns(RuntimeWarning, match="1 of 1 runs did not succeed"):
+        (only,) = multistart(prob, [prob.W0], options={"gtol": 1e-6, "maxcor": 3})
+    assert only.success is False and "maxcor" in only.error and "not options of BFGS" in only.error
 
 
 def test_multistart_best_first_when_maximising():
@@ -395,7 +402,7 @@ def test_multistart_best_first_when_maximising():
     different values; the run started at the DARE gain is already optimal and comes first."""
     prob, K = lqr_problem(T=15, B=3)
     P = prob.terminal_cost.P
-    umax = Problem(prob.plant, prob.policy, Quadratic(prob.cost.Q, prob.cost.R, scale=-1.0), QuadraticTerminal(-P),
+    umax = Problem(prob.plant, prob.policy, Quadratic(-prob.cost.Q, -prob.cost.R), QuadraticTerminal(-P),
                    horizon=15, x0=prob.unpack(prob.W0)["x0"], objective="max")
     with pytest.warns(RuntimeWarning, match="runs did not succeed"):
         out = multistart(umax, [umax.W0, K.ravel(), umax.W0 + 0.3], options={"maxiter": 2})

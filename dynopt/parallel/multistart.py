@@ -9,7 +9,9 @@ from typing import List, Optional
 
 import numpy as np
 
-from .distributed import DEFAULT_RETRIES, _Payload, as_executor, local_copy, run_tasks
+from .executors import DEFAULT_RETRIES, DEFAULT_TIMEOUT, ExecutorFailure, as_executor, run_tasks
+from .sharding import local_copy
+from .transport import _Payload
 from ..optimize import OptimizeResult, optimize
 from ..core.problem import Problem
 
@@ -37,6 +39,15 @@ class _Run:
         return res
 
 
+def _lost_run(index: int, W0, failure: ExecutorFailure) -> OptimizeResult:
+    """The result of a run whose worker died or hung past the timeout."""
+    res = OptimizeResult(x=np.array(W0, dtype=np.float64), fun=np.nan, success=False, status=-1,
+                         message=f"ExecutorFailure: {failure}", nit=0)
+    res.error = res.message
+    res.start, res.W0, res.warnings = index, np.array(W0, dtype=np.float64), []
+    return res
+
+
 def _starts(problem: Problem, starts, seed, spread) -> List[np.ndarray]:
     if isinstance(starts, Integral) and not isinstance(starts, bool):
         if starts < 1:
@@ -59,7 +70,8 @@ def _starts(problem: Problem, starts, seed, spread) -> List[np.ndarray]:
 
 
 def multistart(problem: Problem, starts, executor=None, *, method: str = "BFGS", seed: Optional[int] = None,
-               spread=1.0, retries: int = DEFAULT_RETRIES, **optimize_kwargs) -> List[OptimizeResult]:
+               spread=1.0, retries: int = DEFAULT_RETRIES, timeout: Optional[float] = DEFAULT_TIMEOUT,
+               **optimize_kwargs) -> List[OptimizeResult]:
     """Run :func:`dynopt.optimize` from many starts, in parallel on ``executor``; best first.
 
     Parameters
@@ -80,7 +92,13 @@ def multistart(problem: Problem, starts, executor=None, *, method: str = "BFGS",
     spread : float or (n_decision,) array
         Standard deviation of the random starts around ``problem.W0``, in the units of W.
     retries : int
-        Resubmissions of a run whose worker died.
+        Resubmissions of a run whose worker died or hung.
+    timeout : float or None
+        Seconds to wait for the next run to finish; past it the runs that have started count
+        as stuck (hung or lost worker) and are resubmitted while ``retries`` last; a run that
+        still does not finish becomes a failed result (``success=False``, ``error`` says
+        why) and the other runs are kept.  Default ``DEFAULT_TIMEOUT`` (3600 s); ``None``
+        waits forever.  No timeout applies with ``executor=None``.
     **optimize_kwargs
         Passed to :func:`dynopt.optimize` (``options``, ``bounds``, ``tol``, ...).
 
@@ -106,7 +124,8 @@ def multistart(problem: Problem, starts, executor=None, *, method: str = "BFGS",
         executor = as_executor(executor)
         run = _Run(local_copy(problem), method, optimize_kwargs)
         results = run_tasks(executor, run, list(enumerate(W0s)), retries=retries, what="multistart",
-                            payload=_Payload(run))
+                            payload=_Payload(run), timeout=timeout, failures="return")
+        results = [_lost_run(i, W0s[i], r) if isinstance(r, ExecutorFailure) else r for i, r in enumerate(results)]
     sign = -1.0 if problem.objective == "max" else 1.0
 
     def key(res):
