@@ -8,6 +8,7 @@ from .garch import GARCH
 from .recurrent import RecurrentEconometricModel, RecurrentEconometricPlant
 from .results import FitResult
 from .sarima import ARIMA, SARIMA
+from .unobserved import LocalLevel, LocalLinearTrend
 from .var import VAR
 
-__all__ = ["AR", "ARIMA", "ARMA", "ARX", "SARIMA", "FitResult", "GARCH", "RecurrentEconometricModel", "RecurrentEconometricPlant", "VAR"]
+__all__ = ["AR", "ARIMA", "ARMA", "ARX", "SARIMA", "FitResult", "GARCH", "LocalLevel", "LocalLinearTrend", "RecurrentEconometricModel", "RecurrentEconometricPlant", "VAR"]

@@ -129,8 +129,9 @@ class FitResult:
     @property
     def k(self) -> int:
         """Estimated parameters counted by AIC/BIC: ``values`` plus variances concentrated out
-        of the likelihood (``extra["n_sigma"]``: VAR's k(k+1)/2, the recurrent model's 1)."""
-        return len(self.values) + int(self.extra.get("n_sigma", 0))
+        of the likelihood (``extra["n_sigma"]``: VAR's k(k+1)/2, the recurrent model's 1) and diffuse
+        initial states (``extra["k_diffuse"]``, counted as statsmodels does)."""
+        return len(self.values) + int(self.extra.get("n_sigma", 0)) + int(self.extra.get("k_diffuse", 0))
 
     @property
     def aic(self) -> float:

@@ -1,0 +1,389 @@
+r"""Local level and local linear trend models (unobserved components) with exact diffuse
+initialisation and missing observations.
+
+    y_t     = mu_t + eps_t,                   eps_t  ~ N(0, sigma2.irregular)
+    mu_t+1  = mu_t (+ beta_t) + eta_t,        eta_t  ~ N(0, sigma2.level)
+    beta_t+1 = beta_t + zeta_t                zeta_t ~ N(0, sigma2.trend)     (local linear trend)
+
+The initial state is diffuse; the likelihood is the exact diffuse log-likelihood of Koopman and
+Durbin (2000, J. Time Series Analysis 21) in its univariate form: while the diffuse part of the
+covariance ``P_inf`` is non-zero the contribution of ``y_t`` is ``-1/2 (log 2 pi + log F_inf)``,
+afterwards the usual ``-1/2 (log 2 pi + log F_t + v_t^2 / F_t)``.  Missing observations (NaN)
+contribute nothing and skip the update (prediction only); forecasts are predictions over missing
+values at the end.  This is statsmodels' ``UnobservedComponents(level="llevel"/"lltrend")`` with
+its exact diffuse initialisation.
+
+Speed: the filter runs step by step only until its covariance reaches the steady state (and no
+observation is missing afterwards); the rest is one :func:`scipy.signal.lfilter` call on the
+steady-state innovations form ``det(I - T L) y_t = det(I - (T - K Z) L) v_t``.  Every operation is
+complex-safe, so the gradient of the log-likelihood in the (2 or 3) variances is the complex step,
+exact to rounding.
+"""
+
+from __future__ import annotations
+
+import cmath
+import math
+
+import numpy as np
+from scipy.signal import lfilter, lfiltic
+
+from .covariance import check_cov_type, complex_step_scores, cov_matrix
+from .data import _numeric, check_order, label, series_info
+from .results import FitResult, forecast_frame, gaussian_interval, hessian_from_gradient, minimize_transformed, \
+    warn_not_converged
+from .transforms import Transform
+
+LOG2PI = np.log(2 * np.pi)
+STEADY_TOL = 1e-13
+_CS = 1e-30
+
+
+class LocalLevel:
+    """Local level (``trend=False``) or local linear trend (``trend=True``) model.
+
+    Parameters
+    ----------
+    y : (N,) array or pandas Series
+        NaN marks a missing observation; at least ``2 + 3 (trend)`` observed values.
+    trend : bool
+        Add a stochastic slope (local linear trend).
+
+    Parameters (statsmodels' names): ``sigma2.irregular``, ``sigma2.level`` (, ``sigma2.trend``).
+    """
+
+    def __init__(self, y, *, trend: bool = False):
+        if not isinstance(trend, (bool, np.bool_)):
+            raise TypeError(f"trend: expected True or False, got {type(trend).__name__} {trend!r}")
+        self.info = series_info(y)
+        raw = np.asarray(y.to_numpy(dtype=float, na_value=np.nan) if hasattr(y, "to_numpy") else y)
+        arr = _numeric_allow_nan("y", raw)
+        if arr.ndim == 2 and arr.shape[1] == 1:
+            arr = arr[:, 0]
+        if arr.ndim != 1:
+            raise ValueError(f"y: expected a 1-d series of shape (N,), got shape {arr.shape}")
+        self.trend = bool(trend)
+        self.m = 2 if trend else 1
+        k = self.m + 1
+        nobs = int(np.sum(~np.isnan(arr)))
+        self.name = "local linear trend" if trend else "local level"
+        if nobs < self.m + k + 1:
+            raise ValueError(f"y: expected at least {self.m + k + 1} observed values for a {self.name} model "
+                             f"({self.m} diffuse, {k} parameters), got {nobs}")
+        obs = arr[~np.isnan(arr)]
+        if np.ptp(obs) == 0:
+            raise ValueError(f"y: the series is constant (every value {float(obs[0])!r}); expected a series that varies")
+        self.y = arr
+        self.nobs_observed = nobs
+        self.param_names = ["sigma2.irregular", "sigma2.level"] + (["sigma2.trend"] if trend else [])
+        self.T = np.array([[1.0, 1.0], [0.0, 1.0]]) if trend else np.ones((1, 1))
+        tail_start = len(arr)
+        while tail_start > 0 and not np.isnan(arr[tail_start - 1]):
+            tail_start -= 1
+        self._last_nan = tail_start  # observations from here on are all present
+
+    # ------------------------------------------------------------------ the filter
+    def filter(self, params, *, steady=True):
+        """Run the exact diffuse Kalman filter at natural ``params`` (complex-safe).
+
+        Returns a dict: ``llf_obs (N,)`` (0 where missing; ``-1/2 (log 2 pi + log F_inf)`` at
+        diffuse steps), ``v (N,)`` innovations (NaN where missing), ``F (N,)``, ``diffuse (N,)
+        bool``, the final prediction ``a (m,)``, ``P (m, m)`` and the steady-state switch step.
+        The step-by-step part runs on Python scalars (the 1x1 and 2x2 algebra written out), the
+        fastest form for these small states; :meth:`filter_reference` is the same filter in
+        NumPy matrix form (the tests check they agree).
+        """
+        return self._filter_scalar(np.asarray(params), steady)
+
+    def filter_reference(self, params, *, steady=True):
+        """:meth:`filter` written with NumPy matrices (generic in the state dimension)."""
+        params = np.asarray(params)
+        dt = np.result_type(params, float)
+        H = params[0]
+        Q = np.diag(params[1:]).astype(dt)
+        T, y, N, m = self.T, self.y, len(self.y), self.m
+        a = np.zeros(m, dtype=dt)
+        Pinf = np.eye(m)
+        Pst = np.zeros((m, m), dtype=dt)
+        llf = np.zeros(N, dtype=dt)
+        v = np.full(N, np.nan, dtype=dt)
+        F = np.full(N, np.nan, dtype=dt)
+        diffuse = np.zeros(N, bool)
+        P_prev, t_switch, run = None, N, 0
+        for t in range(N):
+            if steady and t >= self._last_nan and not Pinf.any() and P_prev is not None and \
+                    np.abs((Pst - P_prev).real).max() <= STEADY_TOL * np.abs(Pst.real).max():
+                run += 1
+                if run > m:
+                    t_switch = t
+                    break
+            else:
+                run = 0
+            P_prev = Pst
+            yt = y[t]
+            if not np.isnan(yt):
+                vt = yt - a[0]
+                Fi = Pinf[0, 0]
+                Fs = Pst[0, 0] + H
+                Ms = Pst[:, 0]
+                if Fi > 1e-10:
+                    Mi = Pinf[:, 0]
+                    K0 = Mi / Fi
+                    a = a + K0 * vt
+                    Pst = Pst + np.outer(K0, K0) * Fs - np.outer(K0, Ms) - np.outer(Ms, K0)
+                    Pinf = Pinf - np.outer(K0, Mi)
+                    Pinf[np.abs(Pinf) < 1e-12] = 0.0
+                    llf[t] = -0.5 * (LOG2PI + np.log(Fi))
+                    diffuse[t] = True
+                    F[t] = Fi
+                else:
+                    K = Ms / Fs
+                    a = a + K * vt
+                    Pst = Pst - np.outer(K, Ms)
+                    llf[t] = -0.5 * (LOG2PI + np.log(Fs) + vt * vt / Fs)
+                    F[t] = Fs
+                v[t] = vt
+            a = T @ a
+            Pst = T @ Pst @ T.T + Q
+            Pinf = T @ Pinf @ T.T
+        if t_switch < N:  # steady state: innovations form, one lfilter over the rest
+            Fs = Pst[0, 0] + H
+            K = T @ Pst[:, 0] / Fs
+            L = T.copy().astype(dt)
+            L[:, 0] = L[:, 0] - K
+            b = _charpoly(T)
+            den = _charpoly(L)
+            past_v = v[t_switch - 1::-1][:m]
+            past_y = y[t_switch - 1::-1][:m]
+            zi = lfiltic(den, b, past_y, past_v) if False else lfiltic(b, den, past_v, past_y)
+            vt = lfilter(b, den, y[t_switch:], zi=zi)[0]
+            v[t_switch:] = vt
+            F[t_switch:] = Fs
+            llf[t_switch:] = -0.5 * (LOG2PI + np.log(Fs) + vt * vt / Fs)
+            # final prediction: run the steady recursion's state from the innovations
+            a_end = a
+            for s in range(t_switch, N):
+                a_end = T @ a_end + K * v[s]
+            a = a_end
+        return {"llf_obs": llf, "v": v, "F": F, "diffuse": diffuse, "a": a, "P": Pst, "switch": t_switch}
+
+    def _filter_scalar(self, params, steady):
+        dt = np.result_type(params, float)
+        cplx = np.iscomplexobj(params)
+        conv = complex if cplx else float
+        H = conv(params[0])
+        q1 = conv(params[1])
+        q2 = conv(params[2]) if self.trend else 0.0
+        y, N, m, tr = self.y, len(self.y), self.m, self.trend
+        yl = y.tolist()
+        log = cmath.log if cplx else math.log
+        llf = np.zeros(N, dtype=dt)
+        v = np.full(N, np.nan, dtype=dt)
+        F = np.full(N, np.nan, dtype=dt)
+        diffuse = np.zeros(N, bool)
+        # state a = (a0, a1); P* = [[p00, p01], [p01, p11]]; P_inf = [[i00, i01], [i01, i11]]
+        a0 = a1 = 0.0
+        p00 = p01 = p11 = 0.0
+        i00, i01, i11 = 1.0, 0.0, (1.0 if tr else 0.0)
+        prev, t_switch, run, last_nan = None, N, 0, self._last_nan
+        for t in range(N):
+            if steady and t >= last_nan and i00 == 0.0 and i01 == 0.0 and i11 == 0.0 and prev is not None:
+                d = max(abs((p00 - prev[0]).real), abs((p01 - prev[1]).real), abs((p11 - prev[2]).real))
+                if d <= STEADY_TOL * max(abs(p00.real), abs(p11.real)):
+                    run += 1
+                    if run > m:
+                        t_switch = t
+                        break
+                else:
+                    run = 0
+            prev = (p00, p01, p11)
+            yt = yl[t]
+            if yt == yt:  # observed
+                vt = yt - a0
+                Fi = i00
+                Fs = p00 + H
+                if Fi.real > 1e-10 if isinstance(Fi, complex) else Fi > 1e-10:
+                    k0, k1 = 1.0, i01 / Fi          # K0 = M_inf / F_inf, M_inf = (i00, i01)
+                    ms0, ms1 = p00, p01
+                    a0, a1 = a0 + k0 * vt, a1 + k1 * vt
+                    p00 = p00 + k0 * k0 * Fs - 2 * k0 * ms0
+                    p01 = p01 + k0 * k1 * Fs - k0 * ms1 - ms0 * k1
+                    p11 = p11 + k1 * k1 * Fs - 2 * k1 * ms1
+                    i00, i01, i11 = 0.0, 0.0, i11 - k1 * i01
+                    if abs(i11) < 1e-12:
+                        i11 = 0.0
+                    llf[t] = -0.5 * (LOG2PI + log(Fi))
+                    diffuse[t] = True
+                    F[t] = Fi
+                else:
+                    k0, k1 = p00 / Fs, p01 / Fs
+                    a0, a1 = a0 + k0 * vt, a1 + k1 * vt
+                    p00, p01, p11 = p00 - k0 * p00, p01 - k0 * p01, p11 - k1 * p01
+                    llf[t] = -0.5 * (LOG2PI + log(Fs) + vt * vt / Fs)
+                    F[t] = Fs
+                v[t] = vt
+            if tr:  # T = [[1, 1], [0, 1]]
+                a0 = a0 + a1
+                p00, p01, p11 = p00 + 2 * p01 + p11 + q1, p01 + p11, p11 + q2
+                i00, i01 = i00 + 2 * i01 + i11, i01 + i11
+            else:
+                p00 = p00 + q1
+        Pst = np.array([[p00, p01], [p01, p11]], dtype=dt)[:m, :m]
+        a = np.array([a0, a1], dtype=dt)[:m]
+        if t_switch < N:
+            a, v, F, llf = self._steady_tail(t_switch, a, Pst, H, v, F, llf, dt)
+        return {"llf_obs": llf, "v": v, "F": F, "diffuse": diffuse, "a": a, "P": Pst, "switch": t_switch}
+
+    def _steady_tail(self, t_switch, a, Pst, H, v, F, llf, dt):
+        T, y, N, m = self.T, self.y, len(self.y), self.m
+        Fs = Pst[0, 0] + H
+        K = T @ Pst[:, 0] / Fs
+        L = T.copy().astype(dt)
+        L[:, 0] = L[:, 0] - K
+        b, den = _charpoly(T), _charpoly(L)
+        zi = lfiltic(b, den, v[t_switch - 1::-1][:m], y[t_switch - 1::-1][:m])
+        vt = lfilter(b, den, y[t_switch:], zi=zi)[0]
+        v[t_switch:] = vt
+        F[t_switch:] = Fs
+        llf[t_switch:] = -0.5 * (LOG2PI + np.log(Fs) + vt * vt / Fs)
+        # final prediction a_N = T^n a + sum_s T^(N-1-s) K v_s, with T^j = [[1, j], [0, 1]] (or 1)
+        n = N - t_switch
+        if m == 1:
+            a = a + K * np.sum(vt)
+        else:
+            j = np.arange(n - 1, -1, -1)
+            a = np.array([a[0] + n * a[1] + np.sum(vt * (K[0] + j * K[1])), a[1] + K[1] * np.sum(vt)])
+        return a, v, F, llf
+
+    def loglike(self, params):
+        """Exact diffuse log-likelihood at natural ``params``."""
+        return float(np.sum(self.filter(np.asarray(params, dtype=np.float64))["llf_obs"]).real)
+
+    def loglike_and_grad(self, params):
+        """``(llf, d llf / d params)``: the gradient by the complex step (exact to rounding)."""
+        params = np.asarray(params, dtype=np.float64)
+        llf = self.loglike(params)
+        g = np.empty(len(params))
+        for j in range(len(params)):
+            z = params.astype(np.complex128)
+            z[j] += 1j * _CS
+            g[j] = np.sum(self.filter(z)["llf_obs"]).imag / _CS
+        return llf, g
+
+    def _profile(self, ratios):
+        """Profile log-likelihood in ``ratios = params[1:] / params[0]`` and its complex-step gradient."""
+        def prof(r):
+            f = self.filter(np.r_[1.0, r])
+            keep = ~f["diffuse"] & ~np.isnan(f["v"])
+            n = int(keep.sum())
+            S = np.sum(f["v"][keep] ** 2 / f["F"][keep])
+            return -0.5 * n * (LOG2PI + 1 + np.log(S / n)) - 0.5 * np.sum(np.log(f["F"][keep])) \
+                + np.sum(f["llf_obs"][f["diffuse"]])
+        ratios = np.asarray(ratios, dtype=np.float64)
+        g = np.empty(len(ratios))
+        for j in range(len(ratios)):
+            z = ratios.astype(np.complex128)
+            z[j] += 1j * _CS
+            g[j] = prof(z).imag / _CS
+        return float(prof(ratios).real), g
+
+    def loglikeobs(self, params):
+        return self.filter(params)["llf_obs"]
+
+    def start_params(self):
+        """Half the variance of the observed first differences to each disturbance."""
+        d = np.diff(self.y)
+        v = np.nanvar(d) if np.isfinite(d).sum() > 1 else np.nanvar(self.y)
+        return np.full(self.m + 1, max(v, 1e-12) / (self.m + 1))
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, *, cov_type: str = "nonrobust", start_params=None, optimizer: str = "BFGS", options=None):
+        """Maximum likelihood over log-variances (BFGS on complex-step gradients); ``cov_type``
+        ``"nonrobust"`` (observed information), ``"opg"`` (statsmodels' default), ``"robust"``, ``"none"``.
+        Runs on ``y / std(y)`` and maps back."""
+        cov_type = check_cov_type(cov_type, ("nonrobust", "opg", "robust", "none"))
+        sc = float(np.nanstd(self.y))
+        m = self if sc == 1.0 else LocalLevel(self.y / sc, trend=self.trend)
+        start = m.start_params() if start_params is None else np.asarray(start_params, float) / sc ** 2
+        n_eff = self.nobs_observed - self.m
+
+        # the irregular variance is concentrated out (statsmodels' concentrate_scale): optimise the
+        # ratios q = sigma2.level / sigma2.irregular (...) of the profile likelihood, whose maximiser
+        # is the maximiser of the full likelihood
+        def objective(ratios):
+            llf, g = m._profile(ratios)
+            return -llf, -g
+
+        est, res = minimize_transformed(objective, Transform([("var", self.m)]), start[1:] / start[0],
+                                        method=optimizer, options=options, scale=n_eff)
+        f = m.filter(np.r_[1.0, est])
+        keep = ~f["diffuse"] & ~np.isnan(f["v"])
+        s2 = float(np.sum((f["v"][keep] ** 2 / f["F"][keep]).real)) / n_eff
+        values_s = np.r_[1.0, est] * s2
+        warn_not_converged(res, f"{self.name} fit")
+        llf_s, g_s = m.loglike_and_grad(values_s)
+        k = len(values_s)
+        if cov_type == "none":
+            C = np.full((k, k), np.nan)
+        else:
+            H = hessian_from_gradient(lambda x: m.loglike_and_grad(x)[1], values_s, floor=1e-3) \
+                if cov_type != "opg" else None
+            obs = ~np.isnan(self.y)
+            G = complex_step_scores(lambda x: m.loglikeobs(x)[obs], values_s) if cov_type != "nonrobust" else None
+            C = cov_matrix(cov_type, hessian=H, scores=G)
+        f = m.filter(values_s)
+        keep = ~f["diffuse"] & ~np.isnan(f["v"])
+        std = (f["v"] / np.sqrt(f["F"]))[keep].real
+        out = FitResult(self, list(self.param_names), values_s * sc ** 2, float(llf_s - n_eff * np.log(sc)),
+                        self.nobs_observed,
+                        C * sc ** 4, g_s / sc ** 2, label(self.info, f["v"].real * sc, 0, "resid"), res, "mle",
+                        cov_type=cov_type, std_resid=std)
+        out.extra["k_diffuse"] = self.m  # statsmodels counts the diffuse states in AIC/BIC
+        return out
+
+    def forecast(self, result, steps, *, alpha=0.05):
+        """Forecasts of ``y`` (level, plus slope for the trend model) with intervals: DataFrame
+        (``mean``, ``se``, ``lower``, ``upper``) indexed after the sample."""
+        steps = check_order("steps", steps, 1)
+        v = np.asarray(result.values, dtype=np.float64)
+        f = self.filter(v)
+        a, P = f["a"].real, f["P"].real
+        Q = np.diag(v[1:])
+        mean, var = np.empty(steps), np.empty(steps)
+        for h in range(steps):
+            mean[h] = a[0]
+            var[h] = P[0, 0] + v[0]
+            a = self.T @ a
+            P = self.T @ P @ self.T.T + Q
+        se = np.sqrt(var)
+        lo, hi = gaussian_interval(mean, se, alpha)
+        return forecast_frame(self.info, len(self.y), mean=mean, se=se, lower=lo, upper=hi)
+
+    def simulate(self, params, nsimulations, *, rng=None, level0=0.0, slope0=0.0):
+        """Simulate ``(nsimulations,)`` observations from ``level0`` (and ``slope0``)."""
+        n = check_order("nsimulations", nsimulations, 1)
+        v = np.asarray(params, dtype=np.float64)
+        rng = np.random.default_rng(rng)
+        slope = slope0 + (np.cumsum(rng.standard_normal(n) * np.sqrt(v[2])) if self.trend else np.zeros(n))
+        level = level0 + np.cumsum(np.r_[0.0, slope[:-1]] + rng.standard_normal(n) * np.sqrt(v[1]))
+        return level + rng.standard_normal(n) * np.sqrt(v[0])
+
+
+def LocalLinearTrend(y) -> LocalLevel:
+    """:class:`LocalLevel` with a stochastic slope."""
+    return LocalLevel(y, trend=True)
+
+
+def _charpoly(A):
+    """``det(I - A L)`` coefficients in powers of L for a 1x1 or 2x2 matrix (complex-safe)."""
+    if A.shape == (1, 1):
+        return np.array([1.0, -A[0, 0]])
+    return np.array([1.0, -(A[0, 0] + A[1, 1]), A[0, 0] * A[1, 1] - A[0, 1] * A[1, 0]])
+
+
+def _numeric_allow_nan(name, raw):
+    """As :func:`.data._numeric` but NaN (a missing observation) allowed; inf refused."""
+    arr = _numeric(name, np.where(np.isnan(np.asarray(raw, dtype=float)), 0.0, raw)
+                   if np.asarray(raw).dtype.kind in "fiu" else raw)
+    out = np.asarray(raw, dtype=np.float64)
+    return np.where(np.isnan(out), np.nan, arr)
