@@ -1,0 +1,116 @@
+r"""The weighted residuals of an identification problem as one CasADi graph, with their Jacobian.
+
+For experiment e with samples ``i = 0..N_e`` and outputs ``j``:
+
+* simulation error (multi-step, Werbos's "pure robust" fit): ``x[0] = x0_e``,
+  ``x[i+1] = f(x[i], u[i], X[i]; p)``, residual ``(y[i, j] - h(x[i])_j) / sigma_j``;
+* one-step-ahead prediction error: ``xhat[i+1] = f(y[i], u[i], X[i]; p)`` from the measured
+  state (h must be the identity), residual ``(y[i+1, j] - xhat[i+1]_j) / sigma_j``;
+* multiple shooting (simulation error with ``shooting = L``): the record is cut into segments
+  of L steps, each segment after the first starts from a state node ``s`` in the decision, and
+  ``w_c (x_end - s)`` is appended per node (a continuity penalty: ``w_c`` large ties the segments).
+
+Only measured entries give residuals (the mask selects them when the graph is built).  The
+Jacobian is CasADi's ``jacobian`` of the whole graph, which runs forward mode (forward
+sensitivities) when the decision is small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List
+
+import casadi as ca
+import numpy as np
+
+__all__ = ["ResidualModel", "build_residuals"]
+
+
+@dataclass
+class ResidualModel:
+    """Compiled residual functions of one identification problem.
+
+    Attributes
+    ----------
+    rj : casadi.Function
+        ``z -> (r, dr/dz)``, ``r`` (n_res,).
+    r : casadi.Function
+        ``z -> r``.
+    outputs : casadi.Function
+        ``z -> [yhat_e (ny, N_e + 1) for each experiment]``.
+    hess : casadi.Function
+        ``z -> Hessian of 0.5 |r|^2`` (n_z, n_z), exact.
+    n_meas : int
+        Number of measurement residuals (the first ``n_meas`` entries of r).
+    meas_index : list of (e, i, j) arrays
+        Experiment, sample and output of each measurement residual.
+    """
+
+    rj: ca.Function
+    r: ca.Function
+    outputs: ca.Function
+    n_meas: int
+    meas_index: np.ndarray
+    z: ca.SX = None
+    r_expr: ca.SX = None
+
+    def hessian(self, zv) -> np.ndarray:
+        """Exact Hessian of ``0.5 |r|^2`` at ``zv``, ``(n_z, n_z)`` (built on first use)."""
+        if getattr(self, "_hess", None) is None:
+            self._hess = ca.Function("sysid_hess", [self.z], [ca.hessian(0.5 * ca.sumsqr(self.r_expr), self.z)[0]])
+        return np.asarray(ca.densify(self._hess(zv)))
+
+
+def build_residuals(step: ca.Function, h: ca.Function, experiments, *, p_of_z, x0_of_z, nodes_of_z, z: ca.SX,
+                    sigma: np.ndarray, error: str, shooting, continuity_weight: float) -> ResidualModel:
+    """Build the residual graph (see the module docstring).
+
+    ``p_of_z``: plant parameters as an expression of ``z``; ``x0_of_z(e)``: the initial state of
+    experiment e; ``nodes_of_z(e, k)``: the k-th shooting node of experiment e.
+    """
+    meas, cont, idx, yhats = [], [], [], []
+    for e, ex in enumerate(experiments):
+        N = ex.N
+        u = ex.u if ex.u is not None else np.zeros((N, 0))
+        X = ex.X if ex.X is not None else np.zeros((N, 0))
+        cols: List = []
+        if error == "simulation":
+            x = x0_of_z(e)
+            cols.append(h(x))
+            node = 0
+            for i in range(N):
+                x = step(x, u[i], X[i], p_of_z)
+                if shooting and (i + 1) % shooting == 0 and i + 1 < N:
+                    s = nodes_of_z(e, node)
+                    cont.append(continuity_weight * (x - s))
+                    x = s
+                    node += 1
+                cols.append(h(x))
+        else:
+            cols.append(ca.DM.nan(h.size1_out(0), 1))
+            for i in range(N):
+                if ex.mask[i].all():
+                    cols.append(h(step(ca.DM(ex.y[i]), u[i], X[i], p_of_z)))
+                else:
+                    cols.append(ca.DM.nan(h.size1_out(0), 1))
+        Yhat = ca.horzcat(*cols)
+        yhats.append(Yhat)
+        use = ex.mask.copy()
+        if error == "prediction":
+            use[0] = False
+            use[1:] &= ex.mask[:-1].all(axis=1, keepdims=True)
+        ii, jj = np.nonzero(use)                     # sample-major order
+        if ii.size:
+            lin = (ii * Yhat.size1() + jj).tolist()  # column-major index into Yhat (ny, N + 1)
+            meas.append((ca.DM(ex.y[ii, jj]) - ca.vec(Yhat)[lin]) / ca.DM(sigma[jj]))
+            idx.append(np.column_stack([np.full(ii.size, e), ii, jj]))
+    if not meas:
+        raise ValueError("experiments: no residual can be formed (prediction error needs consecutive fully "
+                         "measured samples)")
+    r = ca.vertcat(*meas, *cont)
+    Jr = ca.jacobian(r, z)
+    rj = ca.Function("sysid_rj", [z], [r, Jr])
+    rf = ca.Function("sysid_r", [z], [r])
+    outputs = ca.Function("sysid_outputs", [z], yhats)
+    n_meas = sum(int(mi.size1()) for mi in meas)
+    return ResidualModel(rj, rf, outputs, n_meas, np.concatenate(idx).astype(int), z, r)
