@@ -133,3 +133,29 @@ def test_mpc_pendulum_example_quick():
         k4 = f(x + h * k3, u)
         x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
         np.testing.assert_allclose(x, res.x[k + 1], rtol=1e-12, atol=1e-12)
+
+
+def test_mpc_tracks_a_previewed_reference():
+    # TrackingCost reads r from the model's X; model_X(k) hands each solve its reference window.
+    from dynopt.models import TrackingCost
+
+    N, steps = 15, 30
+    r_full = np.where(np.arange(steps + N) >= 5, 1.0, 0.0)
+    model = Problem(LinearPlant(AD, BD), OpenLoop(2, 1, N), TrackingCost([1.0, 0.0], DT, w_e=1.0, w_u=0.01),
+                    horizon=N, x0=np.zeros(2), X=r_full[:N, None])
+    res = receding_horizon(model, np.zeros(2), steps, model_X=lambda k: r_full[k:k + N, None],
+                           options={"gtol": 1e-10})
+    assert abs(res.x[-1, 0] - 1.0) < 0.02
+    # first solve at k = 3 against the stacked least-squares solution (independent of dynopt):
+    # J = dt sum_t (r_t - p_t)^2 + 0.01 u_t^2 over t = 0..N-1, p = Phi x + Gam U
+    k = 3
+    x0 = res.x[k]
+    Phi = np.stack([np.linalg.matrix_power(AD, t)[0] for t in range(N)])
+    Gam = np.zeros((N, N))
+    for t in range(1, N):
+        for j in range(t):
+            Gam[t, j] = (np.linalg.matrix_power(AD, t - 1 - j) @ BD)[0, 0]
+    M = np.vstack([Gam, np.sqrt(0.01) * np.eye(N)])
+    rhs = np.concatenate([r_full[k:k + N] - Phi @ x0, np.zeros(N)])
+    U = np.linalg.lstsq(M, rhs, rcond=None)[0]
+    np.testing.assert_allclose(res.plans[k][:, 0], U, atol=1e-5)
