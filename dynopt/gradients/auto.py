@@ -1,9 +1,10 @@
 r"""The default strategy: the fastest exact path for each problem, picked by measurement.
 
 :class:`Auto` starts every problem on the NumPy sweeps (:class:`~dynopt.BPTT`), which need no
-build.  When every component has a CasADi form and the problem has already cost enough NumPy
-time to make a compiler worth it (``compile_after`` seconds over at least ``min_calls``
-evaluations: a one-off ``value_and_grad`` never waits on, or pays for, a compiler), it builds
+build.  When every component has a CasADi form and the problem is evaluated again (from the
+``min_calls``-th evaluation on, default the second, and once it has cost ``compile_after``
+seconds of NumPy time, default 0: a one-off ``value_and_grad`` never waits on, or pays for, a
+compiler), it builds
 the compiled sweeps of :class:`~dynopt.CompiledBPTT` (C code, gcc, the private disk cache of
 :mod:`dynopt.casadi.codegen`) in a background thread and keeps answering with NumPy meanwhile.
 Once the library is loaded it times both paths on the same W and keeps the faster one (ties go
@@ -72,14 +73,15 @@ class Auto(GradientMethod):
     compile : bool, optional
         Allow compiled sweeps; default: unless ``DYNOPT_COMPILE=0``.
     compile_after : float
-        NumPy seconds a problem must have cost before a background build starts (default 0.5 s).
+        NumPy seconds a problem must have cost before a background build starts (default 0).
     min_calls : int
-        Evaluations a problem must have had before a background build starts (default 3).
+        The evaluation at which a background build may start (default 2: a one-off
+        ``value_and_grad`` never starts a compiler; an optimisation starts it at its second call).
     cache_dir : path, optional
         Where compiled libraries are cached (default ``$DYNOPT_CACHE_DIR`` or ``~/.cache/dynopt``).
     """
 
-    def __init__(self, *, compile: Optional[bool] = None, compile_after: float = 0.5, min_calls: int = 3,
+    def __init__(self, *, compile: Optional[bool] = None, compile_after: float = 0.0, min_calls: int = 2,
                  cache_dir=None):
         if compile is None:
             compile = os.environ.get(ENV_COMPILE, "1").strip() not in ("0", "false", "no", "off")
@@ -159,7 +161,7 @@ class Auto(GradientMethod):
         ch.calls += 1
         if not ch.settled:
             if ch.future is None:
-                if ch.calls > self.min_calls and ch.numpy_seconds >= self.compile_after:
+                if ch.calls >= self.min_calls and ch.numpy_seconds >= self.compile_after:
                     self._start_build(problem, ch)
             elif ch.future.done():
                 self._finish_build(problem, ch, W)
