@@ -239,7 +239,7 @@ class PathConstraint(_Constraint):
         super().__init__(g, lower, upper, n_state=n_state, n_control=n_control, steps=steps, name=name)
 
     def active_steps(self, T):
-        return _mask(self.name, self._steps, T, range(T), T - 1)
+        return _mask(self.name, self._steps, T + 1, range(T), T - 1)
 
 
 class StateConstraint(_Constraint):
