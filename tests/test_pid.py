@@ -84,7 +84,7 @@ import casadi as ca  # noqa: E402
 import dynopt  # noqa: E402
 from dynopt.control.lqr import c2d  # noqa: E402
 from dynopt.models import LinearPlant, Quadratic  # noqa: E402
-from dynopt.models.controllers import PID, PlantStateCost, pid_problem  # noqa: E402
+from dynopt.models.controllers import PID, ControllerStatePlant, PlantStateCost, TrackingCost, pid_problem  # noqa: E402
 
 # DC motor speed (CTMS "DC Motor Speed" values): J=0.01 kg m^2, b=0.1 N m s, K=0.01, R=1 ohm, L=0.5 H;
 # state (omega [rad/s], i [A]), input voltage [V]; sampled with a zero-order hold at 10 ms.
@@ -225,3 +225,32 @@ def test_dc_motor_example_pi_against_python_control(tmp_path):
         np.testing.assert_allclose(mine, info[key], rtol=1e-9, err_msg=key)
     # under saturation the anti-windup PI settles and the LQI without anti-windup overshoots more
     assert out["pi"].overshoot < out["lqi"].overshoot
+
+
+def test_pid_loop_with_a_load_disturbance_channel():
+    # X as named channels: the plant reads "load" (a torque step on the motor), the PI and the
+    # tracking cost read "reference"; the integrator removes the load's steady-state error
+    E = c2d(AC, np.array([[-1.0 / 0.01], [0.0]]), DT).Bd  # load torque [N m] on J
+    plant = LinearPlant(AD, np.hstack([BD]), E=E, channels=("load",))
+    pid = PID(2, 0, DT, u_limits=(-12, 12), anti_windup="clamping", channels=("reference",),
+              gains=dict(Kp=40.0, Ki=60.0))
+    loop = ControllerStatePlant(plant, pid.n_memory, channels=("load",))
+    cost = TrackingCost([1.0, 0.0, 0.0], DT, w_u=1e-4, channels=("reference",))
+    T = 700
+    load = np.where(np.arange(T) >= 300, 0.01, 0.0)
+    prob = dynopt.Problem(loop, pid, cost, horizon=T, x0=pid.initial_state(np.zeros((1, 2))),
+                          X={"load": load, "reference": np.ones(T)})
+    traj = prob.simulate()
+    w = traj.x[:, 0, 0]
+    assert abs(w[-1] - 1.0) < 1e-3 and w[300:360].min() < w[300] - 0.005  # pulled down, then recovered
+    # the same loop by hand (independent of the component code)
+    x, I, ys = np.zeros(2), 0.0, []
+    for t in range(T):
+        e = 1.0 - x[0]
+        P = 40.0 * e
+        u = min(max(P + I, -12.0), 12.0)
+        I = min(max(I + 60.0 * DT * e, min(-12.0 - P, 0.0)), max(12.0 - P, 0.0))
+        x = AD @ x + BD[:, 0] * u + E[:, 0] * load[t]
+        ys.append(x[0])
+    np.testing.assert_allclose(traj.x[1:, 0, 0], ys, rtol=1e-12, atol=1e-14)
+    assert dynopt.check_gradient(prob, prob.W0, casadi=False).max_rel_error() < 1e-5
