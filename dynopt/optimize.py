@@ -716,3 +716,6 @@ def _hard_stop(method: str, res, maxiter, nit) -> str:
     if method == "L-BFGS-B":
         return "limit" if int(res.status) == 1 else ""
     return "maxiter" if int(res.status) == 1 else ""
+
+
+optimize.Status = Status  # ``dynopt.optimize.Status.INTERRUPTED``: the package attribute is the function

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Dict
 
@@ -23,6 +25,49 @@ def write_new(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path``, failing with ``FileExistsError`` rather than overwriting."""
     with open(path, "xb") as fh:
         fh.write(data)
+
+
+def check_writable(directory, name: str = "out") -> Path:
+    """Make sure results can be written to ``directory`` *before* any work is done.
+
+    Creates ``directory`` (and its parents) if missing, then creates and removes a temporary
+    file in it.
+
+    Parameters
+    ----------
+    directory : path-like
+    name : str
+        The argument's name in error messages (e.g. ``"--out"``).
+
+    Returns
+    -------
+    Path
+        ``directory`` as a Path.
+
+    Raises
+    ------
+    TypeError
+        ``directory`` is not a path.
+    ValueError
+        ``directory`` exists and is not a directory.
+    PermissionError
+        It (or a parent) cannot be created, or no file can be written in it; the message
+        names the argument, the directory and the reason.
+    """
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(f"{name}: expected a directory path, got {type(directory).__name__} {directory!r}")
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{name}: expected a directory, got {str(directory)!r}, which exists and is not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".dynopt-write-check-", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise PermissionError(f"{name}: cannot write results to {str(directory)!r} ({type(exc).__name__}: "
+                              f"{exc.strerror or exc}); choose a writable directory before training") from exc
+    return directory
 
 
 def save_result(directory, stem: str, arrays: Dict[str, np.ndarray], metadata: dict) -> Dict[str, Path]:

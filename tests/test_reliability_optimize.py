@@ -136,14 +136,14 @@ def test_penalty_cannot_overflow_for_huge_objectives(method):
     # f0 + 1e4 |f0| overflowed to inf.  filterwarnings=error turns any overflow warning into a failure.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = dynopt.optimize(scalar(q=1e304, r=1e302), method=method)
+        res = dynopt.optimize(scalar(T=150, q=1e304, r=1e302), method=method)
     # at J ~ 1e304 the gradient is resolved to ~1e288 only: SciPy's absolute gtol=1e-5 cannot be met,
     # so a run may end in "precision loss", but then at a point dynopt's relative test calls stationary
     assert res.success or ("at a stationary point" in res.message and len(caught) == 1)
     assert not any("overflow" in str(w.message) for w in caught)
     assert res.diverged_evaluations >= 1
     assert res.x[0] == pytest.approx(K_OPT, rel=1e-4)
-    assert np.isfinite(res.fun) and res.fun == pytest.approx(scalar(q=1e304, r=1e302).value(res.x), rel=1e-12)
+    assert np.isfinite(res.fun) and res.fun == pytest.approx(scalar(T=150, q=1e304, r=1e302).value(res.x), rel=1e-12)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -160,7 +160,7 @@ def test_gradients_near_1e229_are_rescaled_not_sent_as_nan(method):
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("k0", [-0.099, 0.299])
 def test_recovers_next_to_a_diverging_region(method, k0):
-    res = dynopt.optimize(scalar(k0=k0), method=method)
+    res = dynopt.optimize(scalar(T=300, k0=k0), method=method)
     assert res.diverged_evaluations >= 1
     assert res.success and res.x[0] == pytest.approx(K_OPT, rel=1e-4)
 
