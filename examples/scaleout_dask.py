@@ -51,7 +51,9 @@ def main(address=None, B: int = 4000, horizon: int = 100, n_starts: int = 4, ser
     with distributed.Client(address) as client:
         ex = client.get_executor()
         prob, K_lqr = build(B, horizon)
-        prob = prob.replace(gradient=dynopt.Sharded(ex))  # one shard per worker thread
+        # one shard per worker thread; a shard that has not come back after 120 s (hung or lost
+        # worker) is resubmitted up to twice, then the run stops with dynopt.ExecutorFailure
+        prob = prob.replace(gradient=dynopt.Sharded(ex, timeout=120.0))
         res = dynopt.optimize(prob, options={"gtol": 1e-6})
         K = res.params["policy"]["K"]
         print(f"{B} scenarios on {len(client.nthreads())} workers: K = {K.ravel()}, J = {res.fun:.6f} "
@@ -59,7 +61,8 @@ def main(address=None, B: int = 4000, horizon: int = 100, n_starts: int = 4, ser
         print(f"LQR gain (no noise)      K = {K_lqr.ravel()}, relative gap {np.abs(K - K_lqr).max() / np.abs(K_lqr).max():.2e}")
 
         small, _ = build(200, horizon, seed=1)
-        runs = dynopt.multistart(small, n_starts, ex, seed=0, spread=0.5, options={"gtol": 1e-6})
+        # a run stuck for 10 minutes becomes a failed result; the other runs are kept
+        runs = dynopt.multistart(small, n_starts, ex, seed=0, spread=0.5, timeout=600.0, options={"gtol": 1e-6})
         print("multi-start (best first): " + ", ".join(f"start {r.start}: J={r.fun:.6f}" for r in runs))
 
         # The closed-loop position is an ARMA(2, 1) process whose AR polynomial is the characteristic
@@ -72,7 +75,7 @@ def main(address=None, B: int = 4000, horizon: int = 100, n_starts: int = 4, ser
                              X=rng.standard_normal((series_length, n_series, 2)), params={"policy": res.x})
         series = list(sim.simulate().x[1:, :, 0].T)
         from dynopt.models.econometrics import ARMA
-        fits = dynopt.map_fit(lambda y: ARMA(y, 2, 1, trend="n").fit(), series, ex)
+        fits = dynopt.map_fit(lambda y: ARMA(y, 2, 1, trend="n").fit(), series, ex, timeout=600.0)
         ar = np.array([f.values[:2] for f in fits])
         print(f"ARMA(2,1) fits of {len(fits)} closed-loop position series ({series_length} steps): "
               f"ar = {np.round(ar.mean(axis=0), 3)} +- {np.round(ar.std(axis=0) / np.sqrt(len(fits)), 3)}; "
