@@ -26,7 +26,7 @@ import pytest
 
 from dynopt.casadi import codegen
 from dynopt.casadi.codegen import UnsafeCacheError, cache_info, clear_cache, private_cache_dir
-from dynopt.casadi.compiled import CompiledBPTT, sweep_key
+from dynopt.casadi.compiled import DEFAULT_FLAGS, CompiledBPTT, sweep_key
 from dynopt.casadi.forms import batched_pair
 
 posix = pytest.mark.skipif(not hasattr(os, "geteuid"), reason="ownership and mode checks are POSIX-only")
@@ -55,7 +55,7 @@ open_loop, build_record = namespace["open_loop"], namespace["build_record"]
 
 
 def _key(problem):
-    return sweep_key(problem, chunk=None, compiler="gcc", flags=("-O2",))
+    return sweep_key(problem, chunk=None, compiler="gcc", flags=DEFAULT_FLAGS)
 
 
 def _plant(directory, problem, payload=b"\x7fELF planted by someone else"):
@@ -290,3 +290,15 @@ def test_cache_info_and_clear(tmp_path):
     assert clear_cache(root) == 4
     assert cache_info(root).entries == 0 and (root / "unrelated.txt").exists() and root.is_dir()
     assert cache_info(tmp_path / "absent").exists is False and clear_cache(tmp_path / "absent") == 0
+
+
+def test_native_builds_key_on_the_processor(monkeypatch):
+    from dynopt.casadi import codegen as cg
+
+    problem = open_loop(8)
+    base = sweep_key(problem, chunk=None, compiler="gcc", flags=DEFAULT_FLAGS)
+    portable = sweep_key(problem, chunk=None, compiler="gcc", flags=("-O3",))
+    monkeypatch.setattr(cg, "cpu_identity", lambda: "another-cpu")
+    assert sweep_key(problem, chunk=None, compiler="gcc", flags=DEFAULT_FLAGS) != base
+    assert sweep_key(problem, chunk=None, compiler="gcc", flags=("-O3",)) == portable
+

@@ -125,15 +125,33 @@ def compiler_identity(compiler: str) -> str:
     return f"{compiler}|{exe}|{_compiler_version(exe)}"
 
 
+@functools.lru_cache(maxsize=None)
+def cpu_identity() -> str:
+    """The processor's model and feature flags (``/proc/cpuinfo``; ``platform`` elsewhere): code built
+    with ``-march=native`` runs only where these match, so they are part of its cache key."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return f"{platform.machine()}|{platform.processor()}"
+    keep = sorted({ln.split(":", 1)[1].strip() for ln in lines
+                   if ln.split(":", 1)[0].strip() in ("model name", "flags", "Features", "CPU part")})
+    return platform.machine() + "|" + hashlib.sha256("\n".join(keep).encode()).hexdigest()[:16]
+
+
 def code_digest(compiler: str, flags: Sequence[str]) -> str:
     """SHA-256 (hex) of what generated code depends on besides the graph itself.
 
     dynopt's version, the source of every module in :data:`GRAPH_MODULES`, CasADi's version,
-    :func:`compiler_identity` and ``flags``.  Every cache key starts from it.
+    :func:`compiler_identity`, ``flags`` and, for ``-march=native`` builds, :func:`cpu_identity`.  Every cache key starts from it.
     """
     h = hashlib.sha256()
     h.update(repr((importlib.import_module("dynopt").__version__, ca.__version__, compiler_identity(compiler),
                    tuple(flags))).encode())
+    if any("native" in f for f in flags):
+        h.update(cpu_identity().encode())
     for name in GRAPH_MODULES:
         src = module_source(name)
         h.update(f"{name}:{len(src)}:".encode())
