@@ -25,7 +25,7 @@ import shutil
 import threading
 import time
 import weakref
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Optional
 
 import numpy as np
@@ -37,16 +37,25 @@ from .base import BPTT, Evaluation, GradientMethod
 ENV_COMPILE = "DYNOPT_COMPILE"
 """Environment variable: ``0`` keeps :class:`Auto` on the NumPy path."""
 
-_POOL: Optional[ThreadPoolExecutor] = None
-_POOL_LOCK = threading.Lock()
+_BUILD_LOCK = threading.Lock()  # one background build at a time (gcc is CPU-heavy)
 
 
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dynopt-compile")
-        return _POOL
+def _submit(fn) -> Future:
+    """Run ``fn`` in a daemon thread (never joined at exit: a script that ends does not wait for a
+    compiler) and return a Future of its result."""
+    fut: Future = Future()
+
+    def run():
+        if not fut.set_running_or_notify_cancel():
+            return
+        try:
+            with _BUILD_LOCK:
+                fut.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001 - delivered through the future
+            fut.set_exception(exc)
+
+    threading.Thread(target=run, name="dynopt-compile", daemon=True).start()
+    return fut
 
 
 class _Choice:
@@ -128,7 +137,7 @@ class Auto(GradientMethod):
             built = strategy.build(problem)
             return strategy, built
 
-        ch.future = _pool().submit(build)
+        ch.future = _submit(build)
 
     def _finish_build(self, problem, ch: _Choice, W) -> None:
         try:
