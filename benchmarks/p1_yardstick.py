@@ -109,3 +109,27 @@ def _run(w, th0, om0, T, grad):
         lt, lo = at, ao
     g = np.concatenate([gW1.ravel(), gb1, gW2.ravel(), gb2, gW3.ravel(), gb3])
     return J, g
+
+
+# ----------------------------------------------------------------------------- P2 (lqr-long)
+def p2_value_and_grad(K, A, Bm, X0, T, r=0.1):
+    """(J, dJ/dK) of P2 (``x+ = A x + B u``, ``u = -K x``, ``l = x'x + r u'u``, J the batch mean)
+    by a hand-written forward loop and adjoint loop: ``K`` (m, n), ``A`` (n, n), ``Bm`` (n, m),
+    ``X0`` (B, n).  The hand-written yardstick of the P2 row of ``bench_p1.py``."""
+    B = X0.shape[0]
+    x = X0.copy()
+    J = 0.0
+    xs, us = [], []
+    for _ in range(T):
+        u = -(x @ K.T)
+        J += np.sum(x * x) + r * np.sum(u * u)
+        xs.append(x)
+        us.append(u)
+        x = x @ A.T + u @ Bm.T
+    lam = np.zeros_like(X0)          # adjoint of x[t+1]
+    gK = np.zeros_like(K)
+    for x, u in zip(reversed(xs), reversed(us)):
+        ub = (2.0 * r / B) * u + lam @ Bm
+        gK -= ub.T @ x
+        lam = (2.0 / B) * x + lam @ A - ub @ K
+    return J / B, gK.ravel()

@@ -94,14 +94,14 @@ class Quadratic(StageCost):
         if x.shape[1] != self.n_state:
             raise _size_error("Q", self.n_state, "states", x.shape[1])
         dx = x if self._x0ref else x - self.x_ref
-        qx = dx * self._qd if self._qd is not None else dx @ self._Qs
+        qx = dx * self._qd if self._qd is not None else np.dot(dx, self._Qs)
         c = _rowdot(qx, dx)
         ru = None
         if self._Rs is not None:
             if u.shape[1] != self._m:
                 raise _size_error("R", self._m, "controls", u.shape[1])
             du = u if self._u0ref else u - self.u_ref
-            ru = du * self._rd if self._rd is not None else du @ self._Rs
+            ru = du * self._rd if self._rd is not None else np.dot(du, self._Rs)
             c += _rowdot(ru, du)
         return c, (qx, ru)
 
@@ -132,7 +132,7 @@ class QuadraticTerminal(TerminalCost):
         if x.shape[1] != self.n_state:
             raise _size_error("P", self.n_state, "states", x.shape[1])
         dx = x if self._x0ref else x - self.x_ref
-        px = dx * self._pd if self._pd is not None else dx @ self.P
+        px = dx * self._pd if self._pd is not None else np.dot(dx, self.P)
         return _rowdot(px, dx), px
 
     def vjp(self, px, c_bar):

@@ -24,6 +24,11 @@ from ._checks import exog, flag, integer, number, real_array
 from .linear import OuterSum
 
 
+_dot = np.dot
+"""2-D matrix products: ``np.dot`` calls BLAS with less per-call overhead than ``@`` on the
+small per-step matrices of a sweep (about 1 us against 2.5 us for (32, 8) x (8, 8))."""
+
+
 def _check_params(comp, params):
     params = np.asarray(params, dtype=np.float64)
     return check_shape(f"{type(comp).__name__} parameters", params, (comp.n_params,))
@@ -101,11 +106,11 @@ class LinearFeedback(Policy):
         b = _FeedbackBound()
         K = phi[:m * n].reshape(m, n)
         b.negK = -K
-        b.negKT = b.negK.T
+        b.negKT = np.ascontiguousarray(b.negK.T)
         off = m * n
         b.k0 = phi[off:off + m] if self.bias else None
         off += m if self.bias else 0
-        b.GT = phi[off:off + m * nX].reshape(m, nX).T if nX else None
+        b.GT = np.ascontiguousarray(phi[off:off + m * nX].reshape(m, nX).T) if nX else None
         b.grad = grad
         b.acc = OuterSum(1 + (nX > 0), colsum=self.bias) if (grad and defer) else None
         return b
@@ -113,16 +118,16 @@ class LinearFeedback(Policy):
     def forward(self, t, x, X, phi):
         if not isinstance(phi, _FeedbackBound):  # called outside an engine evaluation
             phi = self._bind(phi, True, False)
-        u = x @ phi.negKT
+        u = _dot(x, phi.negKT)
         if phi.k0 is not None:
             u += phi.k0
         if phi.GT is not None:
-            u += X @ phi.GT
+            u += _dot(X, phi.GT)
         return u, (x, X, phi)
 
     def vjp(self, ctx, u_bar):
         x, X, b = ctx
-        x_bar = u_bar @ b.negK
+        x_bar = _dot(u_bar, b.negK)
         if not b.grad:
             return x_bar, None
         rights = (x,) if b.GT is None else (x, X)
@@ -262,7 +267,7 @@ class MLPPolicy(Policy):
             W = phi[off:off + o * n].reshape(o, n)
             off += o * n
             b.Ws.append(W)
-            b.WTs.append(W.T)
+            b.WTs.append(np.ascontiguousarray(W.T))
             b.bs.append(phi[off:off + o])
             off += o
         b.grad = grad
@@ -289,11 +294,11 @@ class MLPPolicy(Policy):
         acts = [h]
         L = len(phi.Ws)
         for i in range(L - 1):
-            h = h @ phi.WTs[i]
+            h = _dot(h, phi.WTs[i])
             h += phi.bs[i]
             np.tanh(h, out=h)
             acts.append(h)
-        a = h @ phi.WTs[L - 1]
+        a = _dot(h, phi.WTs[L - 1])
         a += phi.bs[L - 1]
         if self.u_max is None:
             return a, (x, acts, phi, None)
@@ -323,7 +328,7 @@ class MLPPolicy(Policy):
                 o = offs[i]
                 phi_bar[o:o + W.size] = (g.T @ h).ravel()
                 phi_bar[o + W.size:o + W.size + W.shape[0]] = g.sum(axis=0)
-            g = g @ Ws[i]
+            g = _dot(g, Ws[i])
             if i > 0:
                 hh = h * h
                 np.subtract(1.0, hh, out=hh)
