@@ -379,17 +379,19 @@ def identify(plant: Plant, experiments: Sequence[Experiment], *, measure=None, n
     lo, hi = np.concatenate(lo_parts), np.concatenate(hi_parts)
 
     # ------------------------------------------------------------------ residual graph
-    z = ca.SX.sym("z", zoff)
-    p_expr = ca.SX(ca.DM(theta0))
-    p_list = [p_expr[i] for i in range(plant.n_params)]
-    for nm, o, size, tf, zo in tfs:
-        pe = tf.from_internal(z[zo:zo + size])
-        for j in range(size):
-            p_list[o + j] = pe[j]
-    p_of_z = ca.vertcat(*p_list) if p_list else ca.SX(0, 1)
+    z = ca.MX.sym("z", zoff)
+    free_at = {nm: (zo, tf) for nm, o, size, tf, zo in tfs}
+    pieces = []
+    for nm, (o, size, shape) in offsets.items():
+        if nm in free_at:
+            zo, tf = free_at[nm]
+            pieces.append(tf.from_internal(z[zo:zo + size]))
+        else:
+            pieces.append(ca.DM(theta0[o:o + size]))
+    p_of_z = ca.vertcat(*pieces) if pieces else ca.MX(0, 1)
 
     def x0_of_z(e):
-        return z[x0_slices[e]] if e in x0_slices else ca.SX(ca.DM(x0_start[e]))
+        return z[x0_slices[e]] if e in x0_slices else ca.MX(ca.DM(x0_start[e]))
 
     def nodes_of_z(e, j):
         return z[node_slices[(e, j)]]

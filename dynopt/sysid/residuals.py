@@ -51,8 +51,8 @@ class ResidualModel:
     outputs: ca.Function
     n_meas: int
     meas_index: np.ndarray
-    z: ca.SX = None
-    r_expr: ca.SX = None
+    z: ca.MX = None
+    r_expr: ca.MX = None
 
     def hessian(self, zv) -> np.ndarray:
         """Exact Hessian of ``0.5 |r|^2`` at ``zv``, ``(n_z, n_z)`` (built on first use)."""
@@ -61,39 +61,54 @@ class ResidualModel:
         return np.asarray(ca.densify(self._hess(zv)))
 
 
-def build_residuals(step: ca.Function, h: ca.Function, experiments, *, p_of_z, x0_of_z, nodes_of_z, z: ca.SX,
+def build_residuals(step: ca.Function, h: ca.Function, experiments, *, p_of_z, x0_of_z, nodes_of_z, z: ca.MX,
                     sigma: np.ndarray, error: str, shooting, continuity_weight: float) -> ResidualModel:
     """Build the residual graph (see the module docstring).
 
     ``p_of_z``: plant parameters as an expression of ``z``; ``x0_of_z(e)``: the initial state of
-    experiment e; ``nodes_of_z(e, k)``: the k-th shooting node of experiment e.
+    experiment e; ``nodes_of_z(e, k)``: the k-th shooting node of experiment e.  Each segment of
+    a record is one ``mapaccum`` of the one-step Function (a loop CasADi differentiates as a
+    whole: its forward sensitivities are one loop too), outputs one ``map`` of h.
     """
     meas, cont, idx, yhats = [], [], [], []
+    accs, maps = {}, {}
+
+    def acc(L):
+        if L not in accs:
+            accs[L] = step.mapaccum(f"sim{L}", L)
+        return accs[L]
+
+    def hmap(L):
+        if L not in maps:
+            maps[L] = h.map(f"h{L}", "serial", L, [], [])
+        return maps[L]
+
     for e, ex in enumerate(experiments):
         N = ex.N
-        u = ex.u if ex.u is not None else np.zeros((N, 0))
-        X = ex.X if ex.X is not None else np.zeros((N, 0))
-        cols: List = []
+        U = ca.DM(ex.u.T) if ex.u is not None else ca.DM.zeros(0, N)
+        X = ca.DM(ex.X.T) if ex.X is not None else ca.DM.zeros(0, N)
         if error == "simulation":
+            L = shooting or N
             x = x0_of_z(e)
-            cols.append(h(x))
-            node = 0
-            for i in range(N):
-                x = step(x, u[i], X[i], p_of_z)
-                if shooting and (i + 1) % shooting == 0 and i + 1 < N:
-                    s = nodes_of_z(e, node)
-                    cont.append(continuity_weight * (x - s))
-                    x = s
+            cols, node, s0 = [x], 0, 0
+            while s0 < N:
+                s1 = min(N, s0 + L)
+                xs = acc(s1 - s0)(x, U[:, s0:s1], X[:, s0:s1], ca.repmat(p_of_z, 1, s1 - s0))
+                if s1 < N:
+                    nd = nodes_of_z(e, node)
+                    cont.append(continuity_weight * (xs[:, -1] - nd))
+                    cols.append(xs[:, :-1])
+                    cols.append(nd)
+                    x = nd
                     node += 1
-                cols.append(h(x))
-        else:
-            cols.append(ca.DM.nan(h.size1_out(0), 1))
-            for i in range(N):
-                if ex.mask[i].all():
-                    cols.append(h(step(ca.DM(ex.y[i]), u[i], X[i], p_of_z)))
                 else:
-                    cols.append(ca.DM.nan(h.size1_out(0), 1))
-        Yhat = ca.horzcat(*cols)
+                    cols.append(xs)
+                s0 = s1
+            Yhat = hmap(N + 1)(ca.horzcat(*cols))
+        else:
+            Ymeas = ca.DM(np.nan_to_num(ex.y[:-1].T))
+            xh = step.map(f"pred{N}", "serial", N, [], [])(Ymeas, U, X, ca.repmat(p_of_z, 1, N))
+            Yhat = ca.horzcat(ca.DM.nan(h.size1_out(0), 1), hmap(N)(xh))
         yhats.append(Yhat)
         use = ex.mask.copy()
         if error == "prediction":
@@ -101,7 +116,7 @@ def build_residuals(step: ca.Function, h: ca.Function, experiments, *, p_of_z, x
             use[1:] &= ex.mask[:-1].all(axis=1, keepdims=True)
         ii, jj = np.nonzero(use)                     # sample-major order
         if ii.size:
-            lin = (ii * Yhat.size1() + jj).tolist()  # column-major index into Yhat (ny, N + 1)
+            lin = (ii * h.size1_out(0) + jj).tolist()  # column-major index into Yhat (ny, N + 1)
             meas.append((ca.DM(ex.y[ii, jj]) - ca.vec(Yhat)[lin]) / ca.DM(sigma[jj]))
             idx.append(np.column_stack([np.full(ii.size, e), ii, jj]))
     if not meas:
