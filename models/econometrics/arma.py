@@ -21,7 +21,7 @@ import numpy as np
 from scipy.signal import lfilter
 
 from .covariance import check_cov_type, complex_step_scores, cov_matrix
-from .data import (check_exog, check_full_rank, check_not_constant, check_order, check_series, forecast_index,
+from .data import (check_exog, check_full_rank, least_squares, check_not_constant, check_order, check_series, forecast_index,
                    label, series_info)
 from .filters import allpole, allpole_adjoint, lag_matrix
 from .kalman import ARMALayout, exact_loglike, innovations, steady_state_prediction
@@ -79,6 +79,25 @@ def css_sse_and_grad(layout: ARMALayout, y, exog, theta, *, grad=True):
     e, ctx = css_residuals(layout, y, exog, theta)
     S = float(e @ e)
     return S, (css_residuals_vjp(ctx, 2.0 * e) if grad else None), e
+
+
+def warm_inverse_hessian(res_css, optimizer, transformed, options):
+    """BFGS's initial inverse Hessian for the exact-likelihood fit from the CSS fit's final one (same
+    unconstrained coefficients, objective per observation) and 2 for ``log sigma2`` (the inverse
+    curvature of ``-llf / N`` there): the exact fit starts with the curvature CSS already learnt.
+    None where it does not apply (other optimiser, natural parameters, user options)."""
+    H = getattr(res_css, "hess_inv", None)
+    if optimizer != "BFGS" or not transformed or (options and "hess_inv0" in options) or not isinstance(H, np.ndarray):
+        return None
+    k = H.shape[0]
+    out = np.zeros((k + 1, k + 1))
+    out[:k, :k] = 0.5 * (H + H.T)
+    out[k, k] = 2.0
+    try:
+        np.linalg.cholesky(out)
+    except np.linalg.LinAlgError:
+        return None
+    return out
 
 
 class ARMA:
@@ -266,13 +285,15 @@ class ARMA:
     def _optimize(self, method, start, optimizer, transformed, options, u0=None):
         """Fit in this model's own scale: ``(values, scipy result or None)``."""
         N = len(self.y)
+        hess0 = None
         if start is None:
             start = self.start_params()
             if method == "mle":
-                css, _ = self._optimize("css", None, optimizer, transformed, options)
+                css, res_css = self._optimize("css", None, optimizer, transformed, options)
                 try:
                     self._transform(True).inverse(css)
                     start = css
+                    hess0 = warm_inverse_hessian(res_css, optimizer, transformed, options)
                 except ValueError:
                     pass
         if transformed:
@@ -298,6 +319,8 @@ class ARMA:
             llf, g = self.loglike_and_grad(par, "mle")
             return -llf, -g
 
+        if hess0 is not None:
+            options = dict(options or {}, hess_inv0=hess0)
         return minimize_transformed(objective, tr, start, method=optimizer, options=options, scale=N, u0=u0)
 
     def _multistart(self, method, values, res, starts, seed, optimizer, transformed, options):
@@ -413,7 +436,8 @@ class ARX:
         self._Z = np.concatenate([np.ones((len(self.y) - self.p, self.kc)), lag_matrix(self.y, self.p),
                                   self.exog[self.p:]], axis=1)
         self._y = self.y[self.p:]
-        check_full_rank(self._Z, self.param_names[:-1], name="y, exog")
+        self._ZtZ = self._Z.T @ self._Z
+        check_full_rank(self._Z, self.param_names[:-1], name="y, exog", G=self._ZtZ)
 
     def residuals(self, params):
         return self._y - self._Z @ np.asarray(params)[:-1]
@@ -445,10 +469,15 @@ class ARX:
         n, S = len(e), float(e @ e)
         k = len(params)
         H = np.empty((k, k))
-        H[:-1, :-1] = -self._Z.T @ self._Z / s2
+        H[:-1, :-1] = -self._gram() / s2
         H[:-1, -1] = H[-1, :-1] = -self._Z.T @ e / s2 ** 2
         H[-1, -1] = n / (2 * s2 ** 2) - S / s2 ** 3
         return H
+
+    def _gram(self):
+        if getattr(self, "_ZtZ", None) is None:
+            self._ZtZ = self._Z.T @ self._Z
+        return self._ZtZ
 
     def scores(self, params):
         """Analytic per-observation scores ``(N - p, k)``."""
@@ -478,7 +507,7 @@ class ARX:
         n = len(self._y)
         k = self._Z.shape[1]
         if solver == "ols":
-            est, res = np.linalg.lstsq(self._Z, self._y, rcond=None)[0], None
+            est, res = least_squares(self._Z, self._y, self._gram()), None
         else:
             start = np.zeros(k) if start_params is None else np.asarray(start_params, float)[:k]
 
@@ -499,7 +528,8 @@ class ARX:
         llf, g = self.loglike_and_grad(values)
         mask = np.zeros(k + 1, bool)
         mask[-1] = True
-        C = cov_matrix(cov_type, hessian=self.hessian(values), scores=self.scores(values), n_used=n, n_total=n,
+        C = cov_matrix(cov_type, hessian=self.hessian(values) if cov_type != "opg" else None,
+                       scores=self.scores(values) if cov_type in ("opg", "robust") else None, n_used=n, n_total=n,
                        df_k=k, df_correction=df_correction, var_mask=mask)
         return FitResult(self, list(self.param_names), values, float(llf), n, C, g,
                          label(self.info, e, self.p, "resid"), res, "css" if solver == "bfgs" else "ols",

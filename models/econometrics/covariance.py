@@ -94,7 +94,8 @@ def cov_matrix(cov_type, *, hessian=None, scores=None, n_used=None, n_total=None
         Variance parameters (left out of the df correction).
     """
     if cov_type == "none":
-        k = (hessian if hessian is not None else scores.T).shape[0]
+        k = (hessian if hessian is not None else scores.T).shape[0] if (hessian is not None or scores is not None) \
+            else len(var_mask)
         return np.full((k, k), np.nan)
     if cov_type == "opg":
         C = safe_inv(scores.T @ scores, "the outer product of gradients")

@@ -122,6 +122,23 @@ class GARCH:
         v = np.var(self.y)
         return np.concatenate([[np.mean(self.y)], np.zeros(self.p + self.q), [0.1 * v, 0.1, 0.8]])
 
+    def _grid_start(self, backcast):
+        """:meth:`start_params` with ``(alpha, beta)`` from the best point of a small grid of
+        persistence ``alpha + beta`` and ``alpha`` (``omega = var (1 - persistence)``), as arch does."""
+        base = self.start_params()
+        v = np.var(self.y)
+        best, out = -np.inf, base
+        for pers in (0.5, 0.8, 0.9, 0.95, 0.98):
+            for a in (0.01, 0.05, 0.1, 0.2):
+                if a >= pers:
+                    continue
+                cand = base.copy()
+                cand[self.n_mean:] = [v * (1 - pers), a, pers - a]
+                llf = self.loglike_and_grad(cand, backcast=backcast, grad=False)[0]
+                if llf > best:
+                    best, out = llf, cand
+        return out
+
     def loglikeobs(self, values, *, backcast=None):
         """Per-observation log-likelihood ``(N - p,)`` (complex-safe)."""
         values = np.asarray(values)
@@ -142,8 +159,8 @@ class GARCH:
         sd = float(np.std(self.y))
         m = self if sd == 1.0 else GARCH(self.y / sd, self.mean, self.p, self.q)
         D = np.concatenate([[sd], np.ones(self.p + self.q), [sd * sd, 1.0, 1.0]])
-        start = m.start_params() if start_params is None else np.asarray(start_params, float) / D
         bc = m._backcast(None)
+        start = m._grid_start(bc) if start_params is None else np.asarray(start_params, float) / D
         self.backcast = bc * sd * sd
         tr = Transform([("free", 1), ("ar", self.p), ("ma", self.q), ("var", 1), ("garch", 2)])
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import lfilter
 
-from .arma import ARMA, css_residuals, css_sse_and_grad
+from .arma import ARMA, css_residuals, css_sse_and_grad, warm_inverse_hessian
 from .covariance import check_cov_type, complex_step_scores, cov_matrix
 from .data import _numeric, check_exog, check_order, check_series, forecast_index, label, series_info
 from .results import (FitResult, forecast_frame, gaussian_interval, hessian_from_gradient, minimize_transformed,
@@ -225,13 +225,15 @@ class SARIMA:
                          cov_type=cov_type, df_correction=df_correction, std_resid=std)
 
     def _optimize(self, method, start, optimizer, options):
+        hess0 = None
         if start is None:
             start = self.start_params()
             if method == "mle":
-                css, _ = self._optimize("css", None, optimizer, options)
+                css, res_css = self._optimize("css", None, optimizer, options)
                 try:
                     self._transform(True).inverse(css)
                     start = css
+                    hess0 = warm_inverse_hessian(res_css, optimizer, True, options)
                 except ValueError:
                     pass
         if method == "css":
@@ -256,6 +258,8 @@ class SARIMA:
             llf, g = self.loglike_and_grad(par, "mle")
             return -llf, -g
 
+        if hess0 is not None:
+            options = dict(options or {}, hess_inv0=hess0)
         return minimize_transformed(objective, self._transform(True), start, method=optimizer, options=options,
                                     scale=len(self.w))
 

@@ -185,18 +185,19 @@ class LocalLevel:
         a0 = a1 = 0.0
         p00 = p01 = p11 = 0.0
         i00, i01, i11 = 1.0, 0.0, (1.0 if tr else 0.0)
-        prev, t_switch, run, last_nan = None, N, 0, self._last_nan
+        prev0 = prev1 = np.inf
+        t_switch, run, last_nan = N, 0, self._last_nan
         for t in range(N):
-            if steady and t >= last_nan and i00 == 0.0 and i01 == 0.0 and i11 == 0.0 and prev is not None:
-                d = max(abs((p00 - prev[0]).real), abs((p01 - prev[1]).real), abs((p11 - prev[2]).real))
-                if d <= STEADY_TOL * max(abs(p00.real), abs(p11.real)):
+            if steady and t >= last_nan and i00 == 0.0 and i11 == 0.0:
+                if abs((p00 - prev0).real) <= STEADY_TOL * abs(p00.real) and \
+                        abs((p11 - prev1).real) <= STEADY_TOL * (abs(p11.real) + abs(p00.real)):
                     run += 1
                     if run > m:
                         t_switch = t
                         break
                 else:
                     run = 0
-            prev = (p00, p01, p11)
+            prev0, prev1 = p00, p11
             yt = yl[t]
             if yt == yt:  # observed
                 vt = yt - a0

@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..linear import LinearPlant
 from .covariance import check_cov_type
-from .data import check_full_rank, check_multiseries, check_order, forecast_index, label, series_info
+from .data import check_full_rank, check_multiseries, least_squares, check_order, forecast_index, label, series_info
 from .results import FitResult, gaussian_interval, hessian_from_gradient, minimize_transformed, warn_not_converged
 from .transforms import Transform
 
@@ -95,8 +95,9 @@ class VAR:
         self.param_names = [f"{nm[j]}." + n for j in range(k) for n in
                             ["const"] + [f"L{i + 1}.{nm[m]}" for i in range(self.p) for m in range(k)]]
         self._Z = np.concatenate([self._ones] + list(self._hist), axis=1)
+        self._ZtZ = self._Z.T @ self._Z
         check_full_rank(self._Z, ["const"] + [f"L{i + 1}.{nm[m]}" for i in range(self.p) for m in range(k)],
-                        name="y")
+                        name="y", G=self._ZtZ)
 
     # coefficient layout: values (k * (1 + k p),) equation-major  <->  plant theta (A_1..A_p, B, E)
     def _to_theta(self, values):
@@ -138,7 +139,7 @@ class VAR:
 
     def ols(self):
         """Equation-by-equation least squares (the closed-form conditional MLE)."""
-        coef = np.linalg.lstsq(self._Z, self._target, rcond=None)[0]  # (1 + k p, k)
+        coef = least_squares(self._Z, self._target, self._ZtZ)  # (1 + k p, k)
         return coef.T.ravel()
 
     def loglikeobs(self, values, sigma=None):
@@ -199,7 +200,7 @@ class VAR:
         if cov_type == "none":
             C = np.full((len(values),) * 2, np.nan)
         elif hessian == "analytic":
-            C = np.kron(sig, np.linalg.inv(self._Z.T @ self._Z))
+            C = np.kron(sig, np.linalg.inv(self._ZtZ))
         else:
             C = np.linalg.inv(-hessian_from_gradient(lambda v: self.loglike_and_grad(v)[1], values))
             C = C * (n / (n - dfk) if df_correction else 1.0)
