@@ -6,7 +6,7 @@ Input:      u = torque [N m], |u| <= 5 N m (bounds of L-BFGS-B on the planned se
 Model:      pendulum m = 1 kg, l = 1 m, b = 0.1 N m s/rad, g = 9.81 m/s^2, RK4 dt = 0.05 s;
             plan of N = 30 steps (1.5 s), cost dt * sum (1 - cos theta) + 0.01 omega^2 + 0.01 u^2
 Plant:      the same pendulum with m = 1.2 kg and b = 0.15 N m s/rad (model mismatch)
-Run:        140 samples (7 s) from hanging down; --quick: 40 samples from 0.3 rad
+Run:        140 samples (7 s) from hanging down; --quick: 30 samples from 0.3 rad
 
 Run: python examples/mpc_pendulum.py [--quick]
 """
@@ -24,7 +24,7 @@ PLANT = dict(m=1.2, b=0.15)
 
 
 def main(quick: bool = False):
-    x0, steps = ([0.3, 0.0], 40) if quick else ([np.pi - 0.1, 0.0], 140)
+    x0, steps = ([0.3, 0.0], 30) if quick else ([np.pi - 0.1, 0.0], 140)
     model = Problem(Discretized(Pendulum(), RK4(DT)), OpenLoop(2, 1, N), SwingUpCost(DT, w_omega=0.01),
                     horizon=N, x0=x0)
     plant = Discretized(Pendulum(**PLANT), RK4(DT))

@@ -118,7 +118,7 @@ def test_mpc_pendulum_example_quick():
     res = ex.main(quick=True)
     assert res.success and np.all(np.abs(res.u) <= ex.U_MAX) and res.u_violation.max() == 0.0
     # balanced upright despite the model mismatch (wrapped to (-pi, pi])
-    assert np.abs((res.x[-10:, 0] + np.pi) % (2 * np.pi) - np.pi).max() < 0.05
+    assert np.abs((res.x[-10:, 0] + np.pi) % (2 * np.pi) - np.pi).max() < 0.1
     # the applied trajectory is the *plant's* (m = 1.2 kg, b = 0.15): an independent RK4 loop
     m, b, h = ex.PLANT["m"], ex.PLANT["b"], ex.DT
 
