@@ -25,7 +25,8 @@ class OuterSum:
     r"""Accumulates :math:`\sum_t L_t^T R^{(j)}_t` (and optionally :math:`\sum_t 1^T L_t`) over
     the steps of a backward sweep as one product over stacked rows.
 
-    A dual calls :meth:`add` once per step with ``L_t`` ``(B, p)`` and the right factors
+    ``width``, when given, is the widest factor's number of columns (sets the flush size at
+    once; otherwise from the first step).  A dual calls :meth:`add` once per step with ``L_t`` ``(B, p)`` and the right factors
     ``R^{(j)}_t`` ``(B, q_j)``; :meth:`take` returns the summed products (and column sums)
     and resets.  Once the stacked rows hold ``FLUSH_ELEMENTS`` entries of the widest factor the
     partial products are formed, so memory stays bounded whatever the horizon.  The result equals the per-step sum up to the order
@@ -34,12 +35,12 @@ class OuterSum:
 
     __slots__ = ("n_right", "colsum", "left", "rights", "rows", "limit", "prods", "sums")
 
-    def __init__(self, n_right: int, colsum: bool = False):
+    def __init__(self, n_right: int, colsum: bool = False, width: int = 0):
         self.n_right, self.colsum = n_right, colsum
         self.left: List[np.ndarray] = []
         self.rights: List[List[np.ndarray]] = [[] for _ in range(n_right)]
         self.rows = 0
-        self.limit = 0
+        self.limit = max(1, FLUSH_ELEMENTS // width) if width > 0 else 0
         self.prods: Optional[List[np.ndarray]] = None
         self.sums: Optional[np.ndarray] = None
 
@@ -51,6 +52,15 @@ class OuterSum:
         if not self.limit:
             width = max([L.shape[1]] + [r.shape[1] for r in R])
             self.limit = max(1, FLUSH_ELEMENTS // max(width, 1))
+        self.rows += L.shape[0]
+        if self.rows >= self.limit:
+            self._flush()
+
+    def add1(self, L, R) -> None:
+        """:meth:`add` with one right factor, for an accumulator built with ``width`` (the
+        per-step fast path: no argument packing)."""
+        self.left.append(L)
+        self.rights[0].append(R)
         self.rows += L.shape[0]
         if self.rows >= self.limit:
             self._flush()
@@ -93,7 +103,8 @@ class _LinearBound:
         self.ATs = [np.ascontiguousarray(A.T) for A in As]
         self.BT = np.ascontiguousarray(Bm.T)
         self.ET = None if Em is None else np.ascontiguousarray(Em.T)
-        self.acc = OuterSum(len(As) + 1 + (Em is not None)) if (grad and defer) else None
+        width = max(As[0].shape[0], Bm.shape[1], 0 if Em is None else Em.shape[1])
+        self.acc = OuterSum(len(As) + 1 + (Em is not None), width=width) if (grad and defer) else None
 
 
 class LinearPlant(Plant):

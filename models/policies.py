@@ -112,7 +112,7 @@ class LinearFeedback(Policy):
         off += m if self.bias else 0
         b.GT = np.ascontiguousarray(phi[off:off + m * nX].reshape(m, nX).T) if nX else None
         b.grad = grad
-        b.acc = OuterSum(1 + (nX > 0), colsum=self.bias) if (grad and defer) else None
+        b.acc = OuterSum(1 + (nX > 0), colsum=self.bias, width=max(m, n, nX)) if (grad and defer) else None
         return b
 
     def forward(self, t, x, X, phi):
@@ -130,9 +130,11 @@ class LinearFeedback(Policy):
         x_bar = _dot(u_bar, b.negK)
         if not b.grad:
             return x_bar, None
-        rights = (x,) if b.GT is None else (x, X)
         if b.acc is not None:
-            b.acc.add(u_bar, *rights)
+            if b.GT is None:
+                b.acc.add1(u_bar, x)
+            else:
+                b.acc.add(u_bar, x, X)
             return x_bar, None
         parts = [-(u_bar.T @ x).ravel()]
         if self.bias:
@@ -271,7 +273,7 @@ class MLPPolicy(Policy):
             b.bs.append(phi[off:off + o])
             off += o
         b.grad = grad
-        b.accs = [OuterSum(1, colsum=True) for _ in b.Ws] if (grad and defer) else None
+        b.accs = [OuterSum(1, colsum=True, width=max(W.shape)) for W in b.Ws] if (grad and defer) else None
         return b
 
     def _obs(self, x, X):
@@ -322,7 +324,7 @@ class MLPPolicy(Policy):
         for i in range(len(Ws) - 1, -1, -1):
             h = acts[i]
             if b.accs is not None:
-                b.accs[i].add(g, h)
+                b.accs[i].add1(g, h)
             elif phi_bar is not None:
                 W = Ws[i]
                 o = offs[i]
@@ -342,7 +344,7 @@ class MLPPolicy(Policy):
         for i0, i1, j0, j1 in self._plain_runs:
             x_bar[:, i0:i1] = g[:, j0:j1]
         for i, j in self._angle_cols:
-            x_bar[:, i] = obs[:, j] * g[:, j + 1] - obs[:, j + 1] * g[:, j]
+            np.subtract(obs[:, j] * g[:, j + 1], obs[:, j + 1] * g[:, j], out=x_bar[:, i])
         return x_bar, phi_bar
 
     def param_grad(self, bound):
