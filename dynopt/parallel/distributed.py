@@ -26,6 +26,16 @@ submitted again, at most ``retries`` times, then :class:`ExecutorFailure` is rai
 error raised *by the computation* (a diverging simulation, a bad argument) is not retried:
 it is raised on the driver as itself.  No sum is ever formed from an incomplete set of
 shards.
+
+Timeouts: when no task finishes for ``timeout`` seconds, the started, unfinished tasks count
+as stuck (a hung or silently lost worker) and are resubmitted within the same ``retries``
+budget, then fail with :class:`ExecutorFailure` naming the task and the timeout.  Defaults:
+600 s for the shards of one evaluation (:class:`Sharded`), 3600 s for whole runs and fits
+(:func:`~dynopt.multistart`, :func:`map_fit`); ``timeout=None`` waits forever.
+
+Modules: :mod:`.transport` (serialisation, worker caches), :mod:`.executors` (``run_tasks``,
+retries, timeouts), :mod:`.sharding` (``Sharded``), :mod:`.mapping` (``map_fit``); this module
+re-exports their names.
 """
 
 from __future__ import annotations
