@@ -24,6 +24,8 @@ from .parallel import ExecutorFailure, Sharded, map_fit, multistart, sharded_val
 from .casadi import (CasadiODE, CasadiPlant, CasadiPolicy, CasadiReference, CasadiStageCost, CasadiTerminalCost,
                      CompiledBPTT, CompilerNotFoundWarning, as_casadi)
 
+from .control import c2d, dlqr, finite_horizon_lqr, lqr, receding_horizon, step_metrics
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -34,4 +36,5 @@ __all__ = [
     "CheckpointedBPTT", "DiagnosticReport", "TruncatedBPTT", "diagnose", "truncation_error",
     "CasadiODE", "CasadiPlant", "CasadiPolicy", "CasadiReference", "CasadiStageCost", "CasadiTerminalCost",
     "CompiledBPTT", "CompilerNotFoundWarning", "as_casadi",
+    "c2d", "dlqr", "finite_horizon_lqr", "lqr", "receding_horizon", "step_metrics",
 ]
