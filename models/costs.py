@@ -151,6 +151,7 @@ class SwingUpCost(StageCost):
         self.w = (number("w_theta", w_theta), number("w_omega", w_omega), number("w_u", w_u))
         wt, ww, wu = self.w
         self._k = (self.dt * wt, self.dt * ww, self.dt * wu)
+        self._D = np.diag([0.0, 2.0 * self.dt * ww])   # x D = (0, 2 dt w_omega omega)
 
     def forward(self, t, x, u, X, p):
         if x.shape[1] != 2 or u.shape[1] != 1:
@@ -162,15 +163,12 @@ class SwingUpCost(StageCost):
 
     def vjp(self, ctx, c_bar):
         x, u = ctx
-        kt, kw, ku = self._k
-        x_bar = np.empty_like(x)
-        s = x_bar[:, 0]
-        np.sin(x[:, 0], out=s)
-        s *= c_bar
-        s *= kt
-        np.multiply(x[:, 1], c_bar, out=x_bar[:, 1])
-        x_bar[:, 1] *= 2.0 * kw
-        return x_bar, u * (c_bar * (2.0 * ku))[:, None], None
+        kt, _, ku = self._k
+        x_bar = np.dot(x, self._D)
+        np.multiply(np.sin(x[:, 0]), kt, out=x_bar[:, 0])
+        w = c_bar[:, None]
+        x_bar *= w
+        return x_bar, u * (w * (2.0 * ku)), None
 
 
 class FunctionCost(StageCost):
