@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
 from ..gradients.base import FiniteDifferences, GradientMethod
 from ..core.problem import Problem
 from ..core.types import Array
+from ..core.validation import as_real, check_flag, describe
 
 
 @dataclass
@@ -89,26 +90,50 @@ def check_gradient(problem: Problem, W=None, *, references: Optional[Dict[str, G
     W : (n_decision,) array, optional
         Default ``problem.W0``.
     references : dict of name -> GradientMethod, optional
-        Default: CasADi's reverse AD over the whole unrolled trajectory (when every component
+        Non-empty, names other than ``"checked"``.  Default: CasADi's reverse AD over the whole unrolled trajectory (when every component
         has a CasADi form) and central finite differences (``"fd"``).
     fd_step : float, optional
-        Step of the finite differences (default per entry, see :class:`FiniteDifferences`).
+        Step (> 0) of the default finite differences (default per entry, see
+        :class:`FiniteDifferences`); with ``references`` given, set it there instead.
     casadi : bool
-        Include the CasADi column when available.
+        Include the CasADi column when available (``True``/``False`` only).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a wrong argument, naming it.
 
     Returns
     -------
     GradientCheck
         ``str(result)`` prints the table; ``result.max_rel_error("fd")`` etc.
     """
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem: expected a dynopt.Problem, got {type(problem).__name__} {describe(problem)}")
     W = problem.check_W(problem.W0 if W is None else W)
+    casadi = check_flag("casadi", casadi)
+    if fd_step is not None:
+        fd_step = as_real("fd_step", fd_step, minimum=0.0, strict=True)
     if references is None:
         references = _references(problem, casadi, FiniteDifferences(fd_step))
+    else:
+        if fd_step is not None:
+            raise ValueError(f"fd_step: applies to the default references only; with references= given, set the "
+                             f"step on your FiniteDifferences(step=...), got fd_step={fd_step!r}")
+        if not isinstance(references, Mapping):
+            raise TypeError(f"references: expected a dict {{name: GradientMethod}}, got "
+                            f"{type(references).__name__} {describe(references)}")
+        if not references:
+            raise ValueError("references: expected at least one reference {name: GradientMethod}, got an empty dict")
+        for name, method in references.items():
+            if not isinstance(name, str) or name == "checked":
+                raise ValueError(f"references: expected names (str, not 'checked'), got {name!r}")
+            if not isinstance(method, GradientMethod):
+                raise TypeError(f"references[{name!r}]: expected a GradientMethod instance, got "
+                                f"{type(method).__name__} {describe(method)}")
     J, g = problem.value_and_grad(W)
     grads = {"checked": g}
     for name, method in references.items():
-        if not isinstance(method, GradientMethod):
-            raise TypeError(f"references[{name!r}]: expected a GradientMethod, got {type(method).__name__}")
         _, grads[name], _ = method.evaluate(problem, W)
     result = GradientCheck(J=J, method=repr(problem.gradient), gradients=grads)
     blocks = problem.sub_blocks()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import MappingProxyType
 from math import prod
-from typing import Dict, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -118,6 +118,10 @@ class Problem:
                  params: Optional[Dict[str, object]] = None, decision: Optional[Sequence[str]] = None,
                  objective: str = "min", gradient=None, shared: Optional[Dict[str, str]] = None):
         object.__setattr__(self, "_frozen", False)
+        if isinstance(params, Mapping) and not isinstance(params, dict):
+            params = dict(params)
+        if isinstance(shared, Mapping) and not isinstance(shared, dict):
+            shared = dict(shared)
         self._given = dict(plant=plant, policy=policy, cost=cost, terminal_cost=terminal_cost, horizon=horizon,
                            x0=x0, X=X, params=dict(params or {}) if isinstance(params, dict) else params,
                            decision=decision, objective=objective, gradient=gradient, shared=shared)
@@ -150,7 +154,7 @@ class Problem:
             raise ValueError("cost: expected a stage cost, a terminal cost or both; got neither")
         self.policy, self.cost, self.terminal_cost = policy, cost, terminal_cost
         self.horizon = T = check_int("horizon", horizon, minimum=1)
-        if objective not in ("min", "max"):
+        if not isinstance(objective, str) or objective not in ("min", "max"):
             raise ValueError(f"objective: expected 'min' or 'max', got {objective!r}")
         self.objective = objective
 
@@ -179,7 +183,7 @@ class Problem:
         if params is not None and not isinstance(params, dict):
             raise TypeError(f"params: expected a dict of blocks {list(BLOCKS[:4])}, got {type(params).__name__}")
         for name, value in (params or {}).items():
-            if name not in BLOCKS[:4]:
+            if not isinstance(name, str) or name not in BLOCKS[:4]:
                 raise ValueError(f"params: unknown block {name!r}; expected one of {list(BLOCKS[:4])} (x0 is its own argument)")
             size = self._values[name].size
             arr = as_float_array(f"params[{name!r}]", value).ravel().copy()
@@ -192,6 +196,9 @@ class Problem:
             decision = ("policy",)
         if isinstance(decision, str):
             decision = (decision,)
+        if isinstance(decision, (Mapping, set, frozenset)):
+            raise TypeError(f"decision: expected an ordered sequence of block names from {list(BLOCKS)} (its order is "
+                            f"the layout of W), got a {type(decision).__name__} {decision!r}")
         try:
             decision = tuple(decision)
         except TypeError:
@@ -199,6 +206,9 @@ class Problem:
         if not decision:
             raise ValueError(f"decision: expected at least one block from {list(BLOCKS)}, got an empty sequence")
         for name in decision:
+            if not isinstance(name, str):
+                raise TypeError(f"decision: expected block names (str) from {list(BLOCKS)}, got {name!r} "
+                                f"({type(name).__name__})")
             if name not in BLOCKS:
                 raise ValueError(f"decision: unknown block {name!r}; expected a subset of {list(BLOCKS)}")
             if self._values[name].size == 0:
@@ -206,9 +216,13 @@ class Problem:
         if len(set(decision)) != len(decision):
             raise ValueError(f"decision: blocks repeat in {decision}")
 
+        if shared is not None and not isinstance(shared, dict):
+            raise TypeError(f"shared: expected a dict {{block: source}} of blocks from {list(BLOCKS[:4])}, "
+                            f"got {type(shared).__name__} {shared!r}")
         shared = dict(shared or {})
         for blk, src in shared.items():
-            if blk not in BLOCKS[:4] or src not in BLOCKS[:4] or blk == src:
+            if (not isinstance(blk, str) or not isinstance(src, str) or blk not in BLOCKS[:4]
+                    or src not in BLOCKS[:4] or blk == src):
                 raise ValueError(f"shared: expected {{block: source}} with two different blocks of {list(BLOCKS[:4])}, "
                                  f"got {{{blk!r}: {src!r}}}")
             if self._components[blk] is None or self._components[src] is None:
@@ -236,6 +250,9 @@ class Problem:
             if _DEFAULT_GRADIENT is None:
                 raise RuntimeError("no default gradient strategy registered: import dynopt (not dynopt.core alone)")
             gradient = _DEFAULT_GRADIENT()
+        if isinstance(gradient, type):
+            raise TypeError(f"gradient: expected a GradientMethod instance such as BPTT(), got the class "
+                            f"{gradient.__name__}; call it: {gradient.__name__}()")
         if not (callable(getattr(gradient, "evaluate", None)) and callable(getattr(gradient, "value_and_grad", None))):
             raise TypeError(f"gradient: expected a dynopt GradientMethod such as BPTT(), got {gradient!r}")
         self.gradient = gradient
