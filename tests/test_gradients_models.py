@@ -141,3 +141,22 @@ def test_rk4_dual_is_exact_for_the_discrete_map(rng):
     prob = Problem(Discretized(Pendulum(), RK4(0.4)), LinearFeedback(2, 1, K0=[[4.0, 1.0]]), SwingUpCost(0.4),
                    horizon=30, x0=_x0(rng, 3, 2), params={"policy": [4.0, 1.0]}, decision=("policy", "plant"))
     assert dynopt.check_gradient(prob, casadi=False).max_rel_error("fd") < FD_RTOL
+
+
+def test_feedback_reading_a_reference_channel_reaches_deadbeat_tracking():
+    """u = -K x + G r with r a named X channel (issue 12 item 5): for x+ = a x + b u and the
+    tracking cost sum_t (r - x_t)^2 with r constant per scenario and x0 != r, the unique
+    optimum is deadbeat, K* = a / b and G* = 1 / b (x_1 = r, then x_t = r), with
+    J* = mean_b (r_b - x0_b)^2 (the t = 0 term).  Closed form vs BFGS on dynopt's gradient."""
+    from dynopt.models import TrackingCost
+    a, b, T = 0.9, 0.5, 20
+    r = np.array([1.0, -0.5, 2.0])
+    x0 = np.array([[0.0], [0.3], [1.0]])
+    prob = Problem(LinearPlant([[a]], [[b]]), LinearFeedback(1, 1, channels=("ref",)),
+                   TrackingCost([1.0], 1.0, channels=("ref",)), horizon=T, x0=x0,
+                   X={"ref": np.broadcast_to(r[None, :, None], (T, 3, 1))}, gradient=dynopt.BPTT())
+    assert prob.policy.param_spec == (("K", (1, 1)), ("G", (1, 1)))
+    res = dynopt.optimize(prob, method="BFGS", options={"gtol": 1e-9, "maxiter": 500})
+    K, G = res.x
+    assert K == pytest.approx(a / b, rel=1e-6) and G == pytest.approx(1 / b, rel=1e-6)
+    assert res.fun == pytest.approx(np.mean((r - x0[:, 0]) ** 2), rel=1e-9)

@@ -6,7 +6,7 @@ what was given; nothing is reinterpreted silently.  One plain regression test pe
 import numpy as np
 import pytest
 
-from dynopt import RK4, Discretized, Problem
+from dynopt import BPTT, RK4, Discretized, Problem
 from dynopt.models import (CartPole, DoubleIntegrator, FunctionCost, LinearFeedback, LinearPlant, MLPPolicy, OpenLoop,
                            Pendulum, Quadratic, QuadraticTerminal, SwingUpCost, double_integrator)
 
@@ -121,7 +121,7 @@ def test_mlp_value_agrees_with_value_and_grad_at_the_same_w():
     r = np.random.default_rng(0)
     pol = MLPPolicy(2, 1, hidden=(3,), angles=(0,), channels=("ref",))
     prob = Problem(Discretized(Pendulum(), RK4(0.05)), pol, SwingUpCost(0.05), horizon=6,
-                   x0=r.standard_normal((3, 2)), X={"ref": r.standard_normal((6, 3, 1))})
+                   x0=r.standard_normal((3, 2)), X={"ref": r.standard_normal((6, 3, 1))}, gradient=BPTT())
     for _ in range(3):
         assert prob.value(prob.W0) == prob.value_and_grad(prob.W0)[0]
 
