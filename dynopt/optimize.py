@@ -157,6 +157,10 @@ def check_options(method: str, options, tol) -> dict:
     if unknown:
         raise ValueError(f"options: {unknown} are not options of {method}; expected some of {sorted(known)}")
     out = dict(options)
+    for key in ("eps", "finite_diff_rel_step"):
+        if key in out:
+            raise ValueError(f"options[{key!r}]: a finite-difference step, not used: dynopt passes SciPy exact "
+                             f"gradients (jac=True); got {out[key]!r}, remove it")
     for key in ("gtol", "ftol", "xrtol"):
         if key in out:
             out[key] = _number(f"options[{key!r}]", out[key], minimum=0.0)

@@ -56,6 +56,7 @@ def pendulum(T=30, B=3, gradient=None):
     ({"maxiter": True}, TypeError, ["options['maxiter']", "integer", "True"]),
     ({"maxcor": 0}, ValueError, ["options['maxcor']", ">= 1", "0"]),
     ({"gtoll": 1e-6}, ValueError, ["gtoll", "not options of L-BFGS-B", "maxcor"]),
+    ({"eps": 1e-8}, ValueError, ["options['eps']", "not used", "exact gradients", "1e-08"]),
     ([("maxiter", 3)], TypeError, ["options", "dict", "list"]),
     ("maxiter=3", TypeError, ["options", "dict", "str"]),
 ])
@@ -294,3 +295,47 @@ def test_ctrl_c_returns_the_best_point_so_far(tmp_path):
     assert data["nit"] >= 3 and data["hist"] == data["nit"] + 1
     assert data["fun"] == pytest.approx(data["J_at_x"], rel=1e-12) == pytest.approx(data["traj"], rel=1e-12)
     assert data["first"] == pytest.approx(data["J0"], rel=1e-12) and data["fun"] < data["J0"]
+
+
+def test_progress_on_a_terminal_is_a_tqdm_bar(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    with pytest.warns(RuntimeWarning):
+        dynopt.optimize(pendulum(gradient=dynopt.BPTT()), method="L-BFGS-B", options={"maxiter": 3}, progress=True)
+    err = capsys.readouterr().err
+    assert "dynopt L-BFGS-B [BPTT]" in err and "\r" in err and "3/3" in err
+
+
+# ----------------------------------------------------------------------------- property test (issue 16)
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True, allow_infinity=True),
+                    st.text(max_size=3), st.lists(st.floats(-1, 1), max_size=2))
+_keys = st.sampled_from(["maxiter", "gtol", "ftol", "maxcor", "maxls", "maxfun", "norm", "c1", "c2", "xrtol",
+                         "eps", "bogus"])
+
+
+@settings(max_examples=80, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(method=st.sampled_from(METHODS), options=st.one_of(st.none(), st.dictionaries(_keys, _values, max_size=2),
+                                                          st.lists(st.integers(), max_size=1)),
+       tol=_values, bounds=st.one_of(st.none(), st.tuples(_values, _values), st.lists(st.tuples(_values, _values),
+                                                                                      max_size=2)))
+def test_optimize_arguments_property(method, options, tol, bounds):
+    """Every call either runs (finite result that agrees with value() at x, and never success=True
+    with a projected gradient above the stationarity test) or raises ValueError/TypeError naming
+    the argument at fault."""
+    prob = scalar(T=5, k0=0.05)
+    if isinstance(bounds, tuple):
+        bounds = {"policy": bounds}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = dynopt.optimize(prob, method=method, options=options, tol=tol, bounds=bounds)
+    except (ValueError, TypeError) as exc:
+        msg = str(exc)
+        assert any(name in msg for name in ("options", "tol", "bounds")), msg
+        return
+    assert np.isfinite(res.fun) and res.fun == pytest.approx(prob.value(res.x), rel=1e-12)
+    if res.success:
+        gtol = (options or {}).get("gtol", tol if tol is not None else 1e-5)
+        assert res.projected_gradient <= max(gtol, 1e-3 * abs(res.fun))
