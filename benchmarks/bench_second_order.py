@@ -12,6 +12,10 @@ Prints, in one run (OPENBLAS_NUM_THREADS=1, garbage collector off while timing):
 3. A torque-limited pendulum swing-up (open loop, |u| <= 2.5 N m, T = 80, RK4): L-BFGS-B against
    trust-constr with bounds and exact ``hessp``.
 
+Gradients come from ``CompiledBPTT`` (dynopt's sweeps as one CasADi loop: the fastest path at
+B = 1, and fixed, so that no background compilation lands inside a timed run), built before timing,
+as is the Hessian-vector-product Function.
+
 Usage: ``python benchmarks/bench_second_order.py [--quick]``
 """
 
@@ -127,7 +131,8 @@ def bench_tracking(quick):
     T = 200
     problem = dynopt.Problem(double_integrator(0.05), OpenLoop(2, 1, horizon=T),
                              Quadratic([1.0, 0.01], [1e-5], x_ref=[1.0, 0.0]),
-                             QuadraticTerminal([100.0, 10.0], x_ref=[1.0, 0.0]), horizon=T, x0=[0.0, 0.0])
+                             QuadraticTerminal([100.0, 10.0], x_ref=[1.0, 0.0]), horizon=T, x0=[0.0, 0.0],
+                             gradient=dynopt.CompiledBPTT())
     print(f"2. Ill-conditioned tracking (double integrator, T={T}, {problem.n_decision} controls, R = 1e-5)")
     t_l, f_l = run(problem, "L-BFGS-B", options=dict(maxiter=3000 if quick else 30000, maxfun=60000, gtol=1e-8,
                                                      ftol=1e-15))
@@ -145,7 +150,7 @@ def bench_swingup(quick):
     U0 = 0.5 * np.sin(np.linspace(0, 3 * np.pi, T))
     problem = dynopt.Problem(dynopt.Discretized(Pendulum(), dynopt.RK4(dt)), OpenLoop(2, 1, horizon=T, U0=U0),
                              SwingUpCost(dt), QuadraticTerminal([10.0, 1.0], x_ref=[np.pi, 0.0]), horizon=T,
-                             x0=[0.0, 0.0])
+                             x0=[0.0, 0.0], gradient=dynopt.CompiledBPTT())
     bounds = scipy.optimize.Bounds(-umax * np.ones(T), umax * np.ones(T))
     print(f"3. Bounded pendulum swing-up (open loop, T={T}, |u| <= {umax})")
     run(problem, "L-BFGS-B", bounds=bounds, options=dict(maxiter=2000 if quick else 20000, gtol=1e-8, ftol=1e-15))

@@ -209,3 +209,19 @@ def test_one_exact_newton_step_solves_the_lq_problem():
     step = -np.linalg.solve(hessian(problem, W), g)
     # the closed form's rounding: cond(H) ~ 5e2 times eps times |U|
     np.testing.assert_allclose(W + step, U_ref, rtol=0, atol=1e-10 * np.abs(U_ref).max())
+
+
+def test_example_newton_vs_lbfgs_reaches_a_kkt_point():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "examples" / "newton_vs_lbfgs.py"
+    spec = importlib.util.spec_from_file_location("newton_vs_lbfgs", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    runs = mod.main(quick=True)
+    r = runs["trust-constr"]
+    assert r.success and r.count["hessp"] > 0
+    assert np.all(np.abs(r.x) <= mod.UMAX)
+    problem = mod.swingup_problem()
+    # first-order optimality with bounds, from dynopt's gradient (independent of the products)
+    assert mod.projected_gradient_norm(problem, r.x) < 1e-5

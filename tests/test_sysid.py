@@ -220,3 +220,18 @@ def test_bad_input():
         identify(plant, Experiment(Y1[:, :1], x0=[9.0, 4.0]), measure=[0], error="prediction")
     with pytest.raises(ValueError, match=r"experiments\[0\].x0: expected an initial state"):
         identify(plant, Experiment(Y1[:, :1]), measure=[0])
+
+
+def test_example_identify_lotka_volterra():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "examples" / "identify_lotka_volterra.py"
+    spec = importlib.util.spec_from_file_location("identify_lotka_volterra", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.main()
+    assert res.success and res.covariance.dof is None          # noise_std given: absolute covariance
+    lo, hi = res.covariance.ci(0.001)[:4].T                      # 99.9% intervals hold the truth
+    truth = np.array(list(mod.TRUE.values()))
+    assert np.all((lo <= truth) & (truth <= hi))
+    assert res.covariance.kind == "gauss-newton (delta method)"

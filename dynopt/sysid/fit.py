@@ -413,8 +413,8 @@ def identify(plant: Plant, experiments: Sequence[Experiment], *, measure=None, n
         key = zv.tobytes()
         if key not in memo:
             memo.clear()
-            r, J = model.rj(zv)
-            memo[key] = (np.asarray(r).ravel(), np.asarray(ca.densify(J)))
+            r, J = model.rj.call([zv])
+            memo[key] = (r.full().ravel(), J.full())
         return memo[key]
 
     t1 = time.perf_counter()

@@ -124,7 +124,7 @@ def build_residuals(step: ca.Function, h: ca.Function, experiments, *, p_of_z, x
                          "measured samples)")
     r = ca.vertcat(*meas, *cont)
     Jr = ca.jacobian(r, z)
-    rj = ca.Function("sysid_rj", [z], [r, Jr])
+    rj = ca.Function("sysid_rj", [z], [r, ca.densify(Jr)])
     rf = ca.Function("sysid_r", [z], [r])
     outputs = ca.Function("sysid_outputs", [z], yhats)
     n_meas = sum(int(mi.size1()) for mi in meas)

@@ -24,10 +24,13 @@ class Transform:
         self.name, self.to_internal, self.from_internal = name, to_internal, from_internal
 
     def derivative(self, z: np.ndarray) -> np.ndarray:
-        """``dp/dz`` elementwise at ``z``, by CasADi."""
-        s = ca.SX.sym("z", z.size)
-        f = ca.Function("dg", [s], [ca.diag(ca.jacobian(self.from_internal(s), s))])
-        return np.asarray(f(z.astype(float))).ravel()
+        """``dp/dz`` elementwise at ``z``, by CasADi (elementwise: the diagonal of the Jacobian)."""
+        z = np.asarray(z, float).ravel()
+        cache = self.__dict__.setdefault("_dg", {})
+        if z.size not in cache:
+            s = ca.SX.sym("z", z.size)
+            cache[z.size] = ca.Function("dg", [s], [ca.densify(ca.diag(ca.jacobian(self.from_internal(s), s)))])
+        return cache[z.size](z).full().ravel()
 
     def __repr__(self):
         return f"Transform({self.name!r})"
