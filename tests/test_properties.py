@@ -1,0 +1,269 @@
+"""Property-based tests (issue 16) on every public entry point.
+
+The property: every call either succeeds with finite, correctly shaped results that agree
+between ``value``, ``value_and_grad``, ``simulate`` and ``problem.gradient.evaluate`` (and with
+an independent reference: a hand-written NumPy simulation, central finite differences, or
+statsmodels), or raises ``ValueError``/``TypeError`` (or a dynopt subclass) whose message names
+the argument.  Never another exception type, never a silent reinterpretation: each generated
+call knows which of its arguments were given junk (a numeric string, a bool where a number is
+meant, a complex number, a datetime, an object array, a ragged list, NaN, a wrong size), and a
+call with junk must be refused naming one of them, while a call without junk must succeed.
+
+Derandomized and bounded (``max_examples`` small) so that the module takes seconds.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import dynopt
+from dynopt import BPTT, RK4, Discretized, Euler, Problem
+
+SETTINGS = dict(derandomize=True, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                       HealthCheck.filter_too_much])
+
+
+# ----------------------------------------------------------------------------- junk
+def _object_array():
+    a = np.empty(2, dtype=object)
+    a[0], a[1] = 1.0, "2"
+    return a
+
+
+JUNK_SCALARS = [
+    "0.1", "1", b"1", "abc", True, False, np.True_, 1 + 0j, 0.5j, np.complex128(1.0), None,
+    np.datetime64("2020-01-01"), datetime.datetime(2020, 1, 1), datetime.timedelta(1), {"a": 1}, {1.0},
+    object(), float("nan"), float("inf"), -float("inf"),
+]
+"""Values that are never a finite real number."""
+
+
+def junk_array(shape):
+    """Junk of every kind for an argument that wants a real array of ``shape``."""
+    size = int(np.prod(shape)) if shape else 1
+    ok = np.zeros(shape)
+    return st.sampled_from([
+        np.full(shape, "1"),                       # numeric strings
+        ok.astype(bool),                           # bools
+        ok + 1j,                                   # complex
+        np.full(shape, np.datetime64("2020-01-01")),  # datetimes
+        np.full(shape, np.nan),                    # NaN
+        np.full(shape, np.inf),                    # inf
+        np.zeros((size + 1,)) if size else np.zeros(3),  # wrong size
+        [[0.0, 1.0], [2.0]],                       # ragged
+        _object_array(),                           # objects
+        "0.5", None, True, 1j,
+    ])
+
+
+def junk_scalar():
+    return st.sampled_from(JUNK_SCALARS)
+
+
+def refused_or_ok(call, bad, *, diverge_ok: bool = False):
+    """Run ``call()``; ``bad`` is the set of argument names given junk.
+
+    A call with junk must raise ValueError/TypeError whose message names one of ``bad``; a
+    call without junk must succeed.  Any other exception propagates and fails the test.
+    Returns the result, or None when refused.
+    """
+    try:
+        result = call()
+    except (ValueError, TypeError) as exc:
+        assert bad, f"a valid call was refused: {type(exc).__name__}: {exc}"
+        msg = str(exc)
+        assert any(name in msg for name in bad), f"message names none of {sorted(bad)}: {msg!r}"
+        return None
+    except dynopt.SimulationDivergedError:
+        if diverge_ok:
+            return None
+        raise
+    assert not bad, f"junk for {sorted(bad)} was accepted silently"
+    return result
+
+
+def consistent(problem, W=None, *, rtol=1e-9):
+    """``value``, ``value_and_grad``, ``simulate`` and ``gradient.evaluate`` agree, results are
+    finite and correctly shaped, and the gradient matches a central finite difference along a
+    fixed direction.  Returns the trajectory, or None when the simulation diverged (then every
+    entry point must say so)."""
+    W = problem.W0 if W is None else W
+    try:
+        J1 = problem.value(W)
+    except dynopt.SimulationDivergedError:
+        for f in (problem.value_and_grad, problem.simulate):
+            with pytest.raises(dynopt.SimulationDivergedError):
+                f(W)
+        return None
+    J2, g = problem.value_and_grad(W)
+    tr = problem.simulate(W)
+    ev = problem.gradient.evaluate(problem, W)
+    T, B, n, m = problem.horizon, problem.B, problem.plant.n_state, problem.plant.n_control
+    assert np.shape(g) == (problem.n_decision,) and np.all(np.isfinite(g))
+    assert tr.x.shape == (T + 1, B, n) and tr.u.shape == (T, B, m) and tr.stage_cost.shape == (T, B)
+    assert np.all(np.isfinite(tr.x)) and np.all(np.isfinite(tr.u)) and np.isfinite(J1)
+    scale = 1.0 + abs(J1)
+    for J in (J2, tr.objective, ev[0]):
+        assert abs(J - J1) <= rtol * scale, (J, J1)
+    np.testing.assert_allclose(ev[1], g, rtol=1e-9, atol=1e-9 * (1 + np.abs(g).max()))
+    # the objective from the trajectory's parts (mean over scenarios of summed costs)
+    per = tr.stage_cost.sum(axis=0) + (0.0 if tr.terminal_cost is None else tr.terminal_cost)
+    assert abs(per.mean() - J1) <= 1e-9 * scale
+    # independent reference: central finite difference of value() along a fixed direction
+    d = np.cos(np.arange(problem.n_decision) + 0.3)
+    d /= np.linalg.norm(d)
+    h = 1e-6 * max(1.0, float(np.abs(W).max()))
+    fd = (problem.value(W + h * d) - problem.value(W - h * d)) / (2 * h)
+    assert abs(fd - g @ d) <= 1e-5 * (1.0 + np.abs(g).sum() + abs(J1)), (fd, g @ d)
+    return tr
+
+
+# ----------------------------------------------------------------------------- Problem
+N, M, NX = 2, 1, 1
+
+
+def _linear_parts(bias):
+    from dynopt.models import LinearFeedback, LinearPlant, Quadratic, QuadraticTerminal
+    A = np.array([[0.9, 0.2], [-0.1, 0.8]])
+    Bm = np.array([[0.0], [0.5]])
+    E = np.array([[0.3], [0.0]])
+    plant = LinearPlant(A, Bm, E, channels=("d",))
+    policy = LinearFeedback(N, M, bias=bias, K0=[[0.4, 0.1]])
+    cost = Quadratic([1.0, 0.5], [0.2])
+    term = QuadraticTerminal([[2.0, 0.1], [0.1, 1.0]])
+    return plant, policy, cost, term
+
+
+def _reference_J(problem, W):
+    """J by a plain NumPy loop from the problem's unpacked blocks (independent of the sweeps)."""
+    blocks = problem.unpack(W)
+    plant, policy = problem.plant, problem.policy
+    P = plant.unflatten(blocks["plant"])
+    K = policy.unflatten(blocks["policy"])
+    x = np.asarray(blocks["x0"], dtype=float).reshape(problem.B, N)
+    d = problem.exog("plant")  # (T, B, 1)
+    J = np.zeros(problem.B)
+    Q, R = np.diag([1.0, 0.5]), np.array([[0.2]])
+    Pt = np.array([[2.0, 0.1], [0.1, 1.0]])
+    for t in range(problem.horizon):
+        u = -x @ K["K"].T + (K["k0"] if "k0" in K else 0.0)
+        J += np.einsum("bi,ij,bj->b", x, Q, x) + np.einsum("bi,ij,bj->b", u, R, u)
+        x = x @ P["A1"].T + u @ P["B"].T + d[t] @ P["E"].T
+    J += np.einsum("bi,ij,bj->b", x, Pt, x)
+    return J.mean()
+
+
+@st.composite
+def problem_args(draw):
+    """Arguments of a linear Problem, each either valid or junk; returns (kwargs, bad names)."""
+    T = draw(st.integers(1, 4))
+    B = draw(st.integers(1, 3))
+    bias = draw(st.booleans())
+    bad = set()
+    kw = {}
+    finite = st.floats(-1.0, 1.0, allow_nan=False, allow_infinity=False)
+
+    pick = draw(st.integers(0, 9))
+    if pick == 0:
+        kw["horizon"] = draw(st.sampled_from([0, -1, 2.0, "3", True, None, 1.5, np.float64(2)]))
+        bad.add("horizon")
+    else:
+        kw["horizon"] = draw(st.sampled_from([T, np.int64(T), np.int32(T)]))
+    x0 = np.array(draw(st.lists(finite, min_size=B * N, max_size=B * N))).reshape(B, N)
+    if pick == 1:
+        kw["x0"] = draw(st.one_of(junk_array((B, N)), st.sampled_from([np.zeros((0, N)), np.zeros((B, N + 1)),
+                                                                         np.zeros((1, B, N + 1))])))
+        bad.add("x0")
+    else:
+        kw["x0"] = draw(st.sampled_from([x0, x0.tolist(), x0[0] if B == 1 else x0]))
+    d = np.array(draw(st.lists(finite, min_size=T, max_size=T)))
+    form = draw(st.sampled_from(["1d", "2d", "3d"]))
+    dval = {"1d": d, "2d": d[:, None], "3d": np.repeat(d[:, None, None], B, axis=1)}[form]
+    if pick == 2:
+        kw["X"] = draw(st.sampled_from([
+            {"d": np.zeros(T + 1)}, {"e": d}, {"d": np.full(T, "1")}, {"d": d.astype(bool)}, {"d": d + 1j},
+            {"d": np.full(T, np.nan)}, np.zeros((T, 1)), {1: d}, {"d": [[0.0], [1.0, 2.0]]}, None,
+            {"d": np.zeros((T, B + 1, 1))}]))
+        bad.add("X")
+    else:
+        kw["X"] = {"d": dval}
+    params = {}
+    if draw(st.booleans()):
+        params["policy"] = np.array(draw(st.lists(finite, min_size=N * M + bias, max_size=N * M + bias)))
+    if pick == 3:
+        params = draw(st.sampled_from([5, [1.0], "policy", {"policy": "0.1"}, {"policy": [True] * (N * M + bias)},
+                                       {"policy": np.zeros(N * M + bias) + 1j}, {"x0": np.zeros(N)},
+                                       {"policy": np.zeros(7)}, {"plicy": np.zeros(2)}, {"policy": None}]))
+        bad.add("params")
+    if params or draw(st.booleans()):
+        kw["params"] = params
+    if pick == 4:
+        kw["decision"] = draw(st.sampled_from([(), "gains", ("policy", "policy"), {"policy"}, {"policy": 1},
+                                               (1,), ("cost", "x0"), 5, [None], ("policy", np.str_("x0x"))]))
+        bad.add("decision")
+    else:
+        dec = draw(st.sampled_from([None, "policy", ("policy",), ["policy", "x0"], ("x0",), ("plant", "policy")]))
+        if dec is not None:
+            kw["decision"] = dec
+    if pick == 5:
+        kw["shared"] = draw(st.sampled_from([5, ["cost"], {"cost": "plant"}, {"cost": "cost"}, {"policy": "x0"},
+                                             {1: "plant"}]))
+        bad.add("shared")
+    if pick == 6:
+        kw["objective"] = draw(st.sampled_from(["maximise", None, 1, ["min"], np.array(["min"]), True]))
+        bad.add("objective")
+    if pick == 7:
+        kw["gradient"] = draw(st.sampled_from([5, "bptt", BPTT, object()]))
+        bad.add("gradient")
+    return kw, bad, bias
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(problem_args())
+def test_problem_arguments(args):
+    kw, bad, bias = args
+    plant, policy, cost, term = _linear_parts(bias)
+    prob = refused_or_ok(lambda: Problem(plant, policy, cost, term, **kw), bad)
+    if prob is None:
+        return
+    W = prob.W0 + 0.05 * np.sin(np.arange(prob.n_decision))
+    consistent(prob, W)
+    assert abs(prob.value(W) - _reference_J(prob, W)) <= 1e-10 * (1 + abs(prob.value(W)))
+    # replace() with the same junk as a fresh construction, and a valid replacement still agrees
+    again = prob.replace(horizon=prob.horizon)
+    assert again.value(W) == prob.value(W)
+
+
+@st.composite
+def W_and_pack_args(draw):
+    bad = set()
+    pick = draw(st.integers(0, 3))
+    W = np.array(draw(st.lists(st.floats(-1, 1), min_size=N * M + N, max_size=N * M + N)))
+    if pick == 0:
+        W = draw(junk_array((N * M + N,)))
+        bad.add("W")
+    return W, bad, pick
+
+
+@settings(max_examples=30, **SETTINGS)
+@given(W_and_pack_args())
+def test_W_pack_check_W(args):
+    W, bad, pick = args
+    plant, policy, cost, term = _linear_parts(False)
+    prob = Problem(plant, policy, cost, term, horizon=3, x0=np.ones(N), X={"d": np.zeros(3)},
+                   decision=("policy", "x0"))
+    for entry in (prob.check_W, prob.value, prob.value_and_grad, prob.simulate, prob.unpack):
+        refused_or_ok(lambda: entry(W), bad)
+    if not bad:
+        consistent(prob, W)
+        assert abs(prob.value(W) - _reference_J(prob, W)) <= 1e-10 * (1 + abs(prob.value(W)))
+        Wp = refused_or_ok(lambda: prob.pack(policy=W[:N * M], x0=W[N * M:]), set())
+        np.testing.assert_array_equal(Wp, W)
+    else:
+        refused_or_ok(lambda: prob.pack(policy=W), {"policy"})
