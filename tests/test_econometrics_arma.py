@@ -276,7 +276,9 @@ def test_simulate_and_refit_recovers_parameters():
 def test_bad_data_errors_name_the_argument():
     co2 = sm.datasets.co2.load_pandas().data["co2"].to_numpy()  # the weekly series has gaps (NaN)
     with pytest.raises(ValueError, match=r"y: expected finite values .*NaN"):
-        ARMA(co2, 1, 1)
+        AR(co2, 1)  # (ARMA's exact likelihood accepts NaN as missing observations)
+    with pytest.raises(ValueError, match=r"y: expected finite values .*inf"):
+        ARMA(np.r_[co2[:50], np.inf], 1, 1)
     with pytest.raises(ValueError, match=r"y: expected at least 10 observations for an ARMA\(3, 1\) model with 6 "
                                          r"parameters"):
         ARMA([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.5], 3, 1)
@@ -529,3 +531,23 @@ def test_compiled_kalman_equals_the_bptt_filter(p, q, kx, N, ma, rng):
     llf, g = m.loglike_and_grad(theta)
     assert llf == pytest.approx(ref, rel=1e-12)
     np.testing.assert_allclose(g, gref, rtol=1e-9, atol=1e-12 * np.abs(gref).max())
+
+
+def test_missing_observations_are_skipped_by_the_exact_likelihood():
+    """NaN in y: the Kalman filter predicts through it (statsmodels ARIMA does the same)."""
+    y = sunspots().copy()
+    y[[5, 50, 51, 200, 305]] = np.nan
+    m = ARMA(y, 2, 1)
+    mod = sm.tsa.arima.ARIMA(y, order=(2, 0, 1), trend="c")
+    theta = np.array([49.7, 1.3, -0.6, -0.1, 250.0])
+    assert m.loglike(theta) == pytest.approx(mod.loglike(theta), rel=1e-12)
+    assert m.loglikeobs(theta).sum() == pytest.approx(mod.loglike(theta), rel=1e-12)
+    res = m.fit("mle")
+    _, ref = sm_arima_tight(y, (2, 0, 1), "c", start=res.values)
+    assert res.llf >= ref.llf - 1e-9 * abs(ref.llf) and res.nobs == 304
+    np.testing.assert_allclose(res.bse, mod.smooth(res.values, cov_type="approx").bse, rtol=1e-4)
+    fc = res.forecast(3)
+    np.testing.assert_allclose(fc["se"], mod.smooth(res.values).get_forecast(3).se_mean, rtol=1e-9)
+    assert np.isnan(res.resid[50]) and len(res.std_resid) == 304
+    with pytest.raises(ValueError, match=r"method: 'css' needs a complete series; y has 5 missing"):
+        m.fit("css")

@@ -24,9 +24,9 @@ from .covariance import check_cov_type, complex_step_scores, cov_matrix
 from .data import (check_exog, check_full_rank, least_squares, check_not_constant, check_order, check_series, forecast_index,
                    label, series_info)
 from .filters import allpole, allpole_adjoint, lag_matrix
-from .kalman import ARMALayout, exact_loglike, innovations, steady_state_prediction
+from .kalman import ARMALayout, exact_loglike, steady_state_prediction
 from .kalman_compiled import HEAD, exact_loglike_compiled
-from .loglikeobs import arma_exact_obs, css_obs
+from .loglikeobs import arma_exact_obs, arma_final_prediction, css_obs
 from .results import (FitResult, forecast_frame, gaussian_interval, hessian_from_gradient, minimize_transformed,
                       warn_not_converged, warn_better_start)
 from .transforms import Transform
@@ -106,7 +106,9 @@ class ARMA:
     Parameters
     ----------
     y : (N,) array or pandas Series
-        The series (finite real values; a Series' index labels residuals and forecasts).
+        The series (real values; a Series' index labels residuals and forecasts).  NaN marks a
+        missing observation: the exact likelihood skips it (the Kalman filter predicts through
+        it); ``method="css"`` needs a complete series.
     p, q : int
         AR and MA orders.
     trend : {"c", "n"}
@@ -131,13 +133,14 @@ class ARMA:
         self.trend = _check_trend(trend)
         self.info = series_info(y)
         self.name = f"ARMA({self.p}, {self.q})"
-        y = check_series(y, min_length=1, what=self.name)
+        y = check_series(y, min_length=1, what=self.name, allow_nan=True)
         self.exog = check_exog(exog, len(y))
         kc = 1 if trend == "c" else 0
         need = 2 * self.p + self.q + self.exog.shape[1] + kc + 2
         self.y = check_series(y, min_length=need, what=f"an {self.name} model with {need - self.p - 1} parameters "
-                              f"(more observations than parameters after the first p = {self.p})")
+                              f"(more observations than parameters after the first p = {self.p})", allow_nan=True)
         check_not_constant(self.y)
+        self.missing = np.isnan(self.y)
         self.layout = ARMALayout(self.p, self.q, self.exog.shape[1], self.trend)
         if self.exog.shape[1]:
             self.name += " + exog"
@@ -212,9 +215,10 @@ class ARMA:
     def start_params(self):
         """Mean (and regression) by least squares, ARMA coefficients zero, sigma2 the residual variance."""
         L = self.layout
-        Z = np.concatenate([np.ones((len(self.y), L.kc)), self.exog], axis=1)
-        coef = np.linalg.lstsq(Z, self.y, rcond=None)[0] if Z.shape[1] else np.zeros(0)
-        resid = self.y - Z @ coef
+        ok = ~np.isnan(self.y)
+        Z = np.concatenate([np.ones((len(self.y), L.kc)), self.exog], axis=1)[ok]
+        coef = np.linalg.lstsq(Z, self.y[ok], rcond=None)[0] if Z.shape[1] else np.zeros(0)
+        resid = self.y[ok] - Z @ coef
         return np.concatenate([coef, np.zeros(self.p + self.q), [np.mean(resid ** 2)]])
 
     def _scale_vector(self, s):
@@ -260,7 +264,12 @@ class ARMA:
         if cov_type == "r-css" and method != "css":
             raise ValueError(f"cov_type: 'r-css' is R's convention for method='css', got method={method!r}")
         starts = check_order("starts", starts, 1)
-        s = float(np.std(self.y))
+        if self.missing.any() and method == "css":
+            raise ValueError(f"method: 'css' needs a complete series; y has {int(self.missing.sum())} missing "
+                             f"observations (NaN); use method='mle', whose Kalman filter skips them")
+        if self.missing.any() and not self.compiled:
+            raise ValueError("y: missing observations need the compiled Kalman filter (ARMA.compiled = True)")
+        s = float(np.nanstd(self.y))
         m = self if s == 1.0 else ARMA(self.y / s, self.p, self.q, trend=self.trend, exog=self.exog)
         D = self._scale_vector(s)
         start = None if start_params is None else self._check_params(start_params) / D
@@ -274,7 +283,8 @@ class ARMA:
             resid_s, std, nobs, offset = e, e / np.sqrt(values_s[-1]), len(e), self.p
         else:
             _, v, F = arma_exact_obs(m.layout, m.y, m.exog, values_s)
-            resid_s, std, nobs, offset = v, v / np.sqrt(F), len(m.y), 0
+            ok = ~np.isnan(v)
+            resid_s, std, nobs, offset = v, (v / np.sqrt(F))[ok], int(ok.sum()), 0
         C = m._covariance(values_s, method, cov_type, df_correction, nobs)
         values = values_s * D
         out = FitResult(self, list(self.param_names), values, float(llf_s - nobs * np.log(s)), nobs,
@@ -288,7 +298,7 @@ class ARMA:
         hess0 = None
         if start is None:
             start = self.start_params()
-            if method == "mle":
+            if method == "mle" and not self.missing.any():
                 css, res_css = self._optimize("css", None, optimizer, transformed, options)
                 try:
                     self._transform(True).inverse(css)
@@ -374,7 +384,7 @@ class ARMA:
         T, R, s2 = L.matrices(theta)
         mu, beta, phi, th, _ = L.split(theta)
         if result.method == "mle":
-            _, _, a, P = innovations(L, self.y, self.exog, theta)
+            a, P = arma_final_prediction(L, self.y, self.exog, theta)
         else:
             yt = self.y - mu - self.exog @ beta
             e = np.concatenate([np.zeros(self.p), np.asarray(result.resid, dtype=np.float64)])
@@ -427,8 +437,9 @@ class ARX:
         self.name = f"AR({self.p})" if not self.kx else f"ARX({self.p}, {self.kx} regressors)"
         need = 2 * self.p + self.kc + self.kx + 2
         self.y = check_series(y, min_length=need, what=f"an {self.name} model with {need - self.p - 1} parameters "
-                              f"(more observations than parameters after the first p = {self.p})")
+                              f"(more observations than parameters after the first p = {self.p})", allow_nan=True)
         check_not_constant(self.y)
+        self.missing = np.isnan(self.y)
         xnames = [str(c) for c in exog.columns] if hasattr(exog, "columns") else [f"x{j + 1}" for j in range(self.kx)]
         self.param_names = (["const"] if self.kc else []) + [f"ar.L{i + 1}" for i in range(self.p)] + \
             xnames + ["sigma2"]

@@ -36,7 +36,7 @@ def _refuse_dtype(name, dtype, where=""):
                         f"pass the numeric values (dates belong in the index)")
 
 
-def _numeric(name, value):
+def _numeric(name, value, allow_nan=False):
     if value is None:
         raise TypeError(f"{name}: expected a numeric array, got None")
     if isinstance(value, (str, bytes)):
@@ -63,7 +63,7 @@ def _numeric(name, value):
         arr = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name}: expected a numeric array, got {type(value).__name__} ({exc})") from None
-    bad = ~np.isfinite(arr)
+    bad = ~np.isfinite(arr) & ~(np.isnan(arr) if allow_nan else False)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(f"{name}: expected finite values (no NaN or inf), got {arr[idx]} at index {idx}; "
@@ -124,24 +124,34 @@ def label(info: SeriesInfo, values, start: int = 0, name=None):
     return pd.Series(values, index=idx, name=name)
 
 
-def check_series(y, *, min_length, what="the lag order", name="y"):
+def check_series(y, *, min_length, what="the lag order", name="y", allow_nan=False):
     """A univariate series ``(N,)``; ``(N, 1)`` is accepted and flattened.
 
-    ``min_length``: the shortest usable length (e.g. more observations than parameters).
+    ``min_length``: the shortest usable length (e.g. more observations than parameters);
+    ``allow_nan``: NaN marks a missing observation (counted out of the length).
     """
-    arr = _numeric(name, y)
+    dt = getattr(y, "dtype", None)
+    if allow_nan and hasattr(y, "to_numpy") and not hasattr(y, "columns") and dt is not None and \
+            not isinstance(dt, np.dtype) and str(dt).lower().startswith(("int", "uint", "float")):
+        try:  # pandas nullable Int64/Float64: <NA> -> NaN
+            y = y.to_numpy(dtype=float, na_value=np.nan)
+        except (TypeError, ValueError):
+            pass
+    arr = _numeric(name, y, allow_nan)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
         raise ValueError(f"{name}: expected a 1-d series of shape (N,), got shape {arr.shape}")
-    if arr.shape[0] < min_length:
-        raise ValueError(f"{name}: expected at least {min_length} observations for {what}, got {arr.shape[0]}")
+    n = int(np.sum(~np.isnan(arr))) if allow_nan else arr.shape[0]
+    if n < min_length:
+        raise ValueError(f"{name}: expected at least {min_length} observations for {what}, got {n}")
     return arr
 
 
 def check_not_constant(y, name="y"):
     """``ValueError`` for a constant series (no variance to model)."""
-    if np.ptp(y) == 0:
+    y = np.asarray(y)[~np.isnan(y)]
+    if y.size and np.ptp(y) == 0:
         raise ValueError(f"{name}: the series is constant (every value {float(y.flat[0])!r}); its innovation variance "
                          f"would be 0 and the likelihood unbounded; expected a series that varies")
 

@@ -8,7 +8,8 @@ Lyapunov equation, exactly as :func:`.kalman.exact_loglike`.  Same value and gra
 rounding (tested), without a Python step per observation: the fix for short series, where the
 per-step Python Kalman filter dominated.
 
-``M = min(N, head)``; when ``P_M`` has not reached the steady state (a nearly non-invertible MA
+Missing observations (NaN in ``y``) skip the update and add no likelihood term; the head is
+lengthened to cover the last of them.  ``M = min(N, head)``; when ``P_M`` has not reached the steady state (a nearly non-invertible MA
 part) the function returns None and the caller doubles ``head`` (``M = N`` always succeeds).
 Compiled functions are cached per ``(r, k_exog, M)`` for the process; heads of up to
 ``EXPAND_MAX / (r + r^2)`` steps are expanded to SX (fastest per call), longer ones stay MX.
@@ -33,7 +34,8 @@ def _head_function(r, kx, M):
     import casadi as ca
     ns = r + r * r
     x = ca.SX.sym("x", ns)           # (a, vec P) row-major
-    obs = ca.SX.sym("obs", 1 + kx)   # y_t, x_t
+    obs = ca.SX.sym("obs", 2 + kx)   # y_t (0 where missing), x_t, observed flag
+    seen = obs[1 + kx]
     par = ca.SX.sym("par", 1 + kx + r * r + r + 1)  # mu, beta, T (row-major), R, s2
     mu, beta = par[0], par[1:1 + kx]
     T = ca.reshape(par[1 + kx:1 + kx + r * r], r, r).T
@@ -41,17 +43,17 @@ def _head_function(r, kx, M):
     s2 = par[-1]
     a = x[:r]
     P = ca.reshape(x[r:], r, r).T
-    yt = obs[0] - mu - (ca.dot(obs[1:], beta) if kx else 0)
-    v = yt - a[0]
+    yt = obs[0] - mu - (ca.dot(obs[1:1 + kx], beta) if kx else 0)
+    v = seen * (yt - a[0])  # a missing observation: no update, no likelihood term
     F = P[0, 0]
     g = T @ P[:, 0]
     a1 = T @ a + g * (v / F)
-    P1 = T @ P @ T.T + s2 * (R @ R.T) - (g @ g.T) / F
-    cost = 0.5 * (np.log(2 * np.pi) + ca.log(F) + v * v / F)
+    P1 = T @ P @ T.T + s2 * (R @ R.T) - seen * (g @ g.T) / F
+    cost = seen * 0.5 * (np.log(2 * np.pi) + ca.log(F) + v * v / F)
     step = ca.Function("kstep", [x, obs, par], [ca.vertcat(a1, ca.reshape(P1.T, r * r, 1)), cost])
     acc = step.mapaccum("khead", M, [0], [0])
     x0 = ca.MX.sym("x0", ns)
-    Y = ca.MX.sym("Y", 1 + kx, M)
+    Y = ca.MX.sym("Y", 2 + kx, M)
     pm = ca.MX.sym("p", par.shape[0])
     xb = ca.MX.sym("xb", ns)
     Xs, C = acc(x0, Y, pm)
@@ -80,10 +82,16 @@ def exact_loglike_compiled(layout, y, exog, theta, *, grad=True, head=HEAD):
     if not s2 > 0 or (layout.p and np.max(np.abs(np.linalg.eigvals(T))) >= 1.0):
         return -np.inf, (np.zeros_like(theta) if grad else None)
     M = min(N, head)
+    missing = np.isnan(y)
+    if missing.any():  # the head covers every missing observation
+        last = int(np.nonzero(missing)[0][-1]) + 1
+        while M < min(N, last + 1):
+            M *= 2
+        M = min(N, M)
     fval, fgrad = _head_function(r, kx, M)
     P0 = stationary_covariance(T, R, s2)
     x0 = np.concatenate([np.zeros(r), P0.ravel()])
-    Y = np.concatenate([y[:M, None], exog[:M]], axis=1).T
+    Y = np.concatenate([np.where(missing[:M], 0.0, y[:M])[:, None], exog[:M], (~missing[:M])[:, None]], axis=1).T
     par = np.concatenate([[mu], beta, T.ravel(), R, [s2]])
     J, xM = fval(x0, Y, par)
     J, xM = float(J), _dense(xM)

@@ -30,7 +30,8 @@ def _matrices(layout, theta):
 
 def arma_exact_obs(layout, y, exog, theta):
     """``(llf_t (N,), v_t (N,), F_t (N,))``: exact-likelihood contributions, innovations and their
-    variances of a regression with ARMA errors (:mod:`.kalman`'s form), complex-safe."""
+    variances of a regression with ARMA errors (:mod:`.kalman`'s form), complex-safe.  A missing
+    ``y_t`` (NaN) has ``llf_t = 0`` and ``v_t = NaN``."""
     theta = np.asarray(theta)
     mu, beta, phi, th, s2, T, R = _matrices(layout, theta)
     r, N = layout.r, len(y)
@@ -42,12 +43,19 @@ def arma_exact_obs(layout, y, exog, theta):
     v = np.empty(N, dtype=theta.dtype)
     F = np.empty(N, dtype=theta.dtype)
     m = N
+    missing = np.isnan(y)
+    last = int(np.nonzero(missing)[0][-1]) + 1 if missing.any() else 0
     for t in range(N):
-        if t >= 1 and np.abs((P - Q).real).max() <= tol:
+        if t >= max(1, last) and np.abs((P - Q).real).max() <= tol:
             m = t
             break
-        v[t] = yt[t] - a[0]
         F[t] = P[0, 0]
+        if missing[t]:  # no update; v and the likelihood term are NaN / 0
+            v[t] = np.nan
+            a = T @ a
+            P = T @ P @ T.T + Q
+            continue
+        v[t] = yt[t] - a[0]
         g = T @ P[:, 0]
         a = T @ a + g * (v[t] / F[t])
         P = T @ P @ T.T + Q - np.outer(g, g) / F[t]
@@ -60,8 +68,34 @@ def arma_exact_obs(layout, y, exog, theta):
         w[:nz] -= a[:nz]
         v[m:] = allpole(np.concatenate([[1.0], th]), w)
         F[m:] = s2
-    llf = -0.5 * (LOG2PI + np.log(F) + v * v / F)
+    llf = np.where(np.isnan(v.real), 0.0, -0.5 * (LOG2PI + np.log(F) + v * v / F))
     return llf, v, F
+
+
+def arma_final_prediction(layout, y, exog, theta):
+    """``(a_N (r,), P_N (r, r))``: the one-step prediction after the sample (for forecasts),
+    missing observations allowed."""
+    from .kalman import steady_state_prediction
+    theta = np.asarray(theta, dtype=np.float64)
+    mu, beta, phi, th, s2, T, R = _matrices(layout, theta)
+    _, v, F = arma_exact_obs(layout, y, exog, theta)
+    Q = s2 * np.outer(R, R)
+    P = np.linalg.solve(np.eye(layout.r ** 2) - np.kron(T, T), Q.ravel()).reshape(layout.r, layout.r)
+    a = np.zeros(layout.r)
+    yt = y - mu - exog @ beta
+    tol = STEADY_TOL * np.abs(Q).max()
+    missing = np.isnan(y)
+    last = int(np.nonzero(missing)[0][-1]) + 1 if missing.any() else 0
+    for t in range(len(y)):
+        if t >= max(1, last) and np.abs(P - Q).max() <= tol:
+            return steady_state_prediction(phi, th, yt, v, layout.r), Q
+        if missing[t]:
+            a, P = T @ a, T @ P @ T.T + Q
+            continue
+        g = T @ P[:, 0]
+        a = T @ a + g * (v[t] / F[t])
+        P = T @ P @ T.T + Q - np.outer(g, g) / F[t]
+    return a, P
 
 
 def css_obs(e, s2):
