@@ -89,3 +89,16 @@ def test_bad_input():
         LocalLevel(np.full(30, 2.0))
     with pytest.raises(TypeError, match=r"trend: expected True or False"):
         LocalLevel(nile(), trend="yes")
+
+
+def test_example_fit_local_level_nile_runs(capsys):
+    import runpy
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "examples" / "fit_local_level_nile.py"
+    level, arima = runpy.run_path(str(path), run_name="example")["main"]()
+    out = capsys.readouterr().out
+    assert "1971" in out and "2009Q4" in out and "sigma2.level" in out and "Covariance Type:" in out
+    y = nile()
+    y[[40, 41]] = np.nan
+    assert level.llf == pytest.approx(uc(y, "llevel").loglike(level.values), rel=1e-12)
+    assert level.nobs == 98 and arima.converged and level.converged

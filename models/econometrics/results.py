@@ -204,8 +204,8 @@ class FitResult:
         sample = ["0", f"- {self.nobs}"]
         idx = getattr(info, "index", None)
         if idx is not None and len(idx):
-            def fmt(v):
-                return v.strftime("%Y-%m-%d") if hasattr(v, "strftime") else str(v)
+            def fmt(v):  # Periods as themselves (1871, 1959Q1), timestamps as dates
+                return v.strftime("%Y-%m-%d") if hasattr(v, "strftime") and not hasattr(v, "freqstr") else str(v)
             sample = [fmt(idx[0]), f"- {fmt(idx[-1])}"]
         elif info is not None:
             sample = ["0", f"- {len(getattr(self.model, 'y', []))}"]
