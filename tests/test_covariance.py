@@ -87,8 +87,12 @@ def test_blocks_and_errors():
         covariance(problem, W, loss="sse")
     with pytest.raises(ValueError, match="kind: expected one of"):
         covariance(problem, W, kind="opg")
-    with pytest.raises(TypeError, match="jacobian: kind='gauss-newton' needs"):
-        covariance(problem, W, kind="gauss-newton")
+    # Gauss-Newton of a linear least-squares problem: the cost is quadratic in the data map, so
+    # the generalized Gauss-Newton matrix is 2 Z'Z, the same covariance as the Hessian
+    gn = covariance(problem, W, kind="gauss-newton", loss="sse", nobs=30)
+    np.testing.assert_allclose(gn.se, c.se, rtol=1e-10)
+    with pytest.raises(ValueError, match=r"jacobian: expected shape \(nobs, 3\)"):
+        covariance(problem, W, kind="gauss-newton", jacobian=np.ones((30, 2)))
     # a collinear design: the error names the unidentified direction
     Zc = np.column_stack([Z[:, :2], Z[:, 1]])
     pc = _regression_problem(y, Zc, "sse")

@@ -225,3 +225,36 @@ def test_example_newton_vs_lbfgs_reaches_a_kkt_point():
     problem = mod.swingup_problem()
     # first-order optimality with bounds, from dynopt's gradient (independent of the products)
     assert mod.projected_gradient_norm(problem, r.x) < 1e-5
+
+
+def test_gauss_newton_products():
+    """G = Jphi' (d2 Jc) Jphi against the trajectory Jacobian by central differences of simulate()
+    (quadratic costs: d2 Jc = 2 Q, 2 R, 2 P per step; FD error ~1e-9 relative, bar 1e-6); on an
+    open-loop LQ problem G is the exact Hessian (no curvature in the dynamics)."""
+    from dynopt.gradients.hessian import gauss_newton_hessp
+    r = np.random.default_rng(2)
+    Q, R, P = np.diag([1.0, 0.3]), np.array([[0.05]]), np.diag([2.0, 1.0])
+    problem = Problem(Discretized(Pendulum(), RK4(0.05)), MLPPolicy(2, 1, (3,), u_max=2.0, seed=4),
+                      Quadratic(Q, R, x_ref=[0.5, 0.0]), QuadraticTerminal(P), horizon=12,
+                      x0=r.uniform(-1, 1, (2, 2)), decision=("policy", "plant", "x0"))
+    W = problem.W0 + 0.05 * r.standard_normal(problem.n_decision)
+    n = problem.n_decision
+    G = np.column_stack([gauss_newton_hessp(problem, W, e) for e in np.eye(n)])
+    h = 1e-6
+    Jx, Ju = [], []
+    for i in range(n):
+        e = np.zeros(n)
+        e[i] = h
+        tp, tm = problem.simulate(W + e), problem.simulate(W - e)
+        Jx.append((tp.x - tm.x) / (2 * h))
+        Ju.append((tp.u - tm.u) / (2 * h))
+    Jx, Ju = np.stack(Jx, -1), np.stack(Ju, -1)          # (T+1, B, n, nW), (T, B, m, nW)
+    B, T = problem.B, problem.horizon
+    Gref = (2 * np.einsum("tbiw,ij,tbjv->wv", Jx[:T], Q, Jx[:T]) + 2 * np.einsum("tbiw,ij,tbjv->wv", Ju, R, Ju)
+            + 2 * np.einsum("biw,ij,bjv->wv", Jx[T], P, Jx[T])) / B
+    np.testing.assert_allclose(G, Gref, rtol=0, atol=1e-6 * np.abs(Gref).max())
+    assert np.linalg.eigvalsh(0.5 * (G + G.T)).min() > -1e-12 * np.abs(G).max()
+    lq, _, _ = _lq()
+    v = r.standard_normal(lq.n_decision)
+    np.testing.assert_allclose(gauss_newton_hessp(lq, lq.W0, v), hessp(lq, lq.W0, v), rtol=0,
+                               atol=1e-12 * np.abs(hessp(lq, lq.W0, v)).max())

@@ -8,7 +8,8 @@ Three estimators of the covariance of a minimiser :math:`\hat W` of a fit criter
     the exact gradient for NumPy-only components).
 ``"gauss-newton"``
     :math:`\Sigma = \sigma^2 (J_r^T J_r)^{-1}` from the Jacobian :math:`J_r` of the residuals of
-    a least-squares fit (:mod:`dynopt.sysid` passes its exact one).
+    a least-squares fit (:mod:`dynopt.sysid` passes its exact one), or for a Problem the
+    generalized Gauss-Newton matrix (:func:`dynopt.gradients.hessian.gauss_newton_hessp`).
 ``"sandwich"``
     :math:`\Sigma = H^{-1} \big(\sum_b s_b s_b^T\big) H^{-1}` with :math:`s_b` the gradient of
     scenario (experiment, series) b's contribution: robust to a misstated likelihood
@@ -228,7 +229,9 @@ def covariance(problem, W, *, kind: str = "hessian", loss: str = "nll", nobs: Op
     method : {"auto", "casadi", "fd"}
         How Hessian-vector products are taken (see :func:`dynopt.gradients.hessian.hessp`).
     jacobian : (nobs, n_decision) array, optional
-        Residual Jacobian for ``kind="gauss-newton"`` (dynopt's objective alone does not give it).
+        Residual Jacobian for ``kind="gauss-newton"``; without it the Gauss-Newton matrix is
+        built from :func:`dynopt.gradients.hessian.gauss_newton_hessp` (the costs' curvature
+        along the trajectory's Jacobian; needs CasADi forms).
 
     Returns
     -------
@@ -251,10 +254,15 @@ def covariance(problem, W, *, kind: str = "hessian", loss: str = "nll", nobs: Op
         if nobs is None:
             raise TypeError("nobs: loss='sse' needs the number of residuals to estimate the noise variance, got None")
         sigma2 = B * problem.value(W) / dof
+    if kind == "gauss-newton" and jacobian is None:
+        from ..gradients.hessian import gauss_newton_hessp
+        G = np.column_stack([gauss_newton_hessp(problem, W, e) for e in np.eye(p)])
+        Htot = B * 0.5 * (G + G.T)
+        if loss == "sse":
+            Htot = Htot / (2.0 * sigma2)
+        cov = covariance_matrix("hessian", hessian=Htot, names=names)
+        return Covariance(W.copy(), cov, names, kind, dof, blocks)
     if kind == "gauss-newton":
-        if jacobian is None:
-            raise TypeError("jacobian: kind='gauss-newton' needs the residual Jacobian (nobs, n_decision); "
-                            "dynopt.sysid.identify computes it exactly, or use kind='hessian'")
         Jr = np.asarray(jacobian, float)
         if Jr.ndim != 2 or Jr.shape[1] != p:
             raise ValueError(f"jacobian: expected shape (nobs, {p}), got {Jr.shape}")

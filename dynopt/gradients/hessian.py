@@ -38,7 +38,7 @@ import numpy as np
 from ..core.types import Array
 
 __all__ = ["HessianFallbackWarning", "HVP", "hessp", "value_grad_hessp", "hessian", "hessp_function",
-           "exact_hessp_supported"]
+           "exact_hessp_supported", "gauss_newton_hessp"]
 
 METHODS = ("auto", "casadi", "fd")
 
@@ -210,6 +210,119 @@ def _fd(problem, W, v):
     gp = problem.value_and_grad(W + h * v)[1]
     gm = problem.value_and_grad(W - h * v)[1]
     return J, g, (gp - gm) / (2.0 * h)
+
+
+# ----------------------------------------------------------------------------------------- Gauss-Newton
+class _GaussNewton:
+    r"""Generalized Gauss-Newton products ``G v = Jphi^T (d2 Jc) Jphi v``.
+
+    ``Jphi`` is the Jacobian of the trajectory map W -> (states, controls, terminal state, cost
+    parameters) and ``d2 Jc`` the Hessian of the summed costs in those variables (block diagonal
+    over steps): the exact Hessian without the dynamics' and policy's own curvature.  Forward
+    mode of the compiled forward sweep, the cost Hessian by forward over reverse, then reverse
+    mode of the forward sweep.
+    """
+
+    def __init__(self, problem):
+        import casadi as ca
+
+        from ..casadi.compiled import build_sweeps
+        from ..casadi.forms import batched_forward, problem_forms
+        built = build_sweeps(problem)
+        V = built.value                 # (H0, X, theta, phi, pc, pt) -> (J, xT, Hs, U, C, cT)
+        forms = problem_forms(problem)
+        T, B = problem.horizon, problem.B
+        n, k = problem.plant.n_state, problem.plant.lags
+        m = problem.plant.n_control
+        post = problem.cost is not None and getattr(problem.cost, "timing", "pre") == "post"
+        ins = [ca.MX.sym(V.name_in(i), V.size1_in(i), V.size2_in(i)) for i in range(V.n_in())]
+        outs = V(*ins)
+        seeds = [ca.MX.sym("d_" + V.name_in(i), V.size1_in(i), V.size2_in(i)) for i in range(V.n_in())]
+        seeds[1] = ca.MX(V.size1_in(1), V.size2_in(1))
+        sens = V.forward(1)(*ins, *outs, *seeds)
+        dxT, dHs, dU = sens[1], sens[2], sens[3]
+        # the cost as a function of (states, controls, terminal state, cost parameters)
+        nX_f = forms["plant"].function.size1_in(k + 1)
+        nX_p = forms["policy"].function.size1_in(1)
+        xs, us, xT = ca.MX.sym("xs", n, T * B), ca.MX.sym("us", m, T * B), ca.MX.sym("xT", n, B)
+        pc, pt = ca.MX.sym("pc", ins[4].size1()), ca.MX.sym("pt", ins[5].size1())
+        Jc = 0
+        if forms["cost"] is not None:
+            wc = forms["cost"].function.size1_in(2)
+            xin = ca.horzcat(xs[:, B:], xT) if post else xs
+            Jc = Jc + ca.sum2(batched_forward(forms["cost"], T * B, [3])(xin, us, ins[1][nX_f + nX_p:nX_f + nX_p + wc, :],
+                                                                        pc))
+        if forms["terminal"] is not None:
+            Jc = Jc + ca.sum2(batched_forward(forms["terminal"], B, [1])(xT, pt))
+        Jc = Jc / B
+        zs = [xs, us, xT, pc, pt]
+        cf = ca.Function("jc", zs + [ins[1]], [Jc])
+        cz = [ca.MX.sym("z" + str(i), z.size1(), z.size2()) for i, z in enumerate(zs)]
+        dz = [ca.MX.sym("dz" + str(i), z.size1(), z.size2()) for i, z in enumerate(zs)]
+        cval = cf(*cz, ins[1])
+        bars = cf.reverse(1)(*cz, ins[1], cval, 1.0)[:5]           # gradient in (xs, us, xT, pc, pt)
+        gfun = ca.Function("gc", cz + [ins[1]], bars)
+        gout = gfun(*cz, ins[1])
+        hv = gfun.forward(1)(*cz, ins[1], *gout, *dz, ca.MX(ins[1].size1(), ins[1].size2()))
+        hfun = ca.Function("hc", cz + dz + [ins[1]], hv)          # (d2 Jc) dz, forward over reverse
+        # evaluated on the trajectory, along its tangent (dHs[:n] are the states' tangents)
+        w = hfun(outs[2][:n, :], outs[3], outs[1], ins[4], ins[5], dHs[:n, :], dU, dxT, seeds[4], seeds[5], ins[1])
+        wx, wu, wT, wpc, wpt = w
+        out_seeds = [ca.MX(1, 1), wT, ca.vertcat(wx, ca.MX(n * (k - 1), T * B)), wu, ca.MX(1, T * B), ca.MX(1, B)]
+        adj = V.reverse(1)(*ins, *outs, *out_seeds)
+        # adjoints of (H0, X, theta, phi, pc, pt); the cost's own parameters enter directly too
+        res = [adj[2], adj[3], adj[4] + wpc, adj[5] + wpt, adj[0]]
+        named = [s for i, s in enumerate(seeds) if i != 1]
+        F = ca.Function("dynopt_ggn", ins + named, [ca.densify(r) for r in res])
+        if _expand_size(problem) <= EXPAND_LIMIT:
+            try:
+                F = F.expand()
+            except RuntimeError:
+                pass
+        self.function = F
+        self.lock = threading.Lock()
+
+    def __call__(self, problem, W, v):
+        from ..casadi.compiled import _inputs
+        ins = _inputs(problem, W)
+        ins = [ins[0].T, ins[1].T] + list(ins[2:])
+        seeds = _tangent_inputs(problem, v)
+        with self.lock:
+            res = self.function.call(ins + seeds)
+        return _assemble(problem, [r.full() for r in res])
+
+
+_GGN: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def gauss_newton_hessp(problem, W, v) -> Array:
+    r"""Generalized Gauss-Newton product ``G(W) v``, ``(n_decision,)``.
+
+    .. math:: G = J_\phi^T \, \nabla^2 J_c \, J_\phi
+
+    with :math:`J_\phi` the Jacobian of the simulated trajectory (states, controls, terminal
+    state; cost parameters pass through) with respect to W and :math:`\nabla^2 J_c` the
+    Hessian of the costs in those variables.  For a least-squares objective whose residuals are
+    linear in the trajectory (tracking, quadratic costs, ``(y - C x)^2`` fits) this is the
+    Gauss-Newton matrix ``2 J_r^T J_r``; in general it is the exact Hessian without the
+    dynamics' and the policy's second derivatives: positive semidefinite when the costs are
+    convex, so CG-based Newton methods never meet negative curvature.  Needs a CasADi form for
+    every component.
+    """
+    W = problem.check_W(W)
+    v = _check_v(problem, v)
+    if not exact_hessp_supported(problem):
+        raise TypeError("problem: Gauss-Newton products need a CasADi form for every component "
+                        "(dynopt.casadi.reference.supports(problem) is False)")
+    with _BUILD_LOCK:
+        try:
+            g = _GGN[problem]
+        except KeyError:
+            g = _GGN[problem] = _GaussNewton(problem)
+    out = g(problem, W, v)
+    if not np.isfinite(out).all():
+        raise FloatingPointError("gauss_newton_hessp: non-finite product at this W; the simulation diverges here")
+    return out
 
 
 # ----------------------------------------------------------------------------------------- public
