@@ -123,7 +123,9 @@ def _linear_feedback_form(pol: LinearFeedback) -> CasadiForm:
     return CasadiForm("policy", build(SX, 1), batched=lambda B: build(ca.MX, B))
 
 
-def _open_loop_form(pol: OpenLoop) -> CasadiForm:
+def _open_loop_form(pol: OpenLoop):
+    if pol.n_exog:   # u = U[t] + G X[t]: G is not in the per-step slice a form reads
+        return None
     m = pol.n_control
     x, X, p = SX.sym("x", pol.n_state), SX.sym("X", 0), SX.sym("p", m)
     return CasadiForm("policy", ca.Function("open_loop", [x, X, p], [p], ["x", "X", "p"], ["u"]), step_slice=m)

@@ -365,14 +365,14 @@ class MLPPolicy(Policy):
 
 
 class _OpenLoopBound:
-    __slots__ = ("U", "grad")
+    __slots__ = ("U", "GT", "grad", "acc")
 
-    def __init__(self, U, grad):
-        self.U, self.grad = U, grad
+    def __init__(self, U, GT, grad, acc):
+        self.U, self.GT, self.grad, self.acc = U, GT, grad, acc
 
 
 class OpenLoop(Policy):
-    r"""An open-loop control sequence ``u[t] = U[t]``, the same for every scenario.
+    r"""An open-loop control sequence ``u[t] = U[t]`` (``+ G X[t]`` when it reads X).
 
     Parameters
     ----------
@@ -382,18 +382,29 @@ class OpenLoop(Policy):
     U0 : (T, m) array, optional
         Initial sequence (``(T,)`` accepted when m = 1, and the flat row-major ``(T m,)``);
         default zeros.
+    n_exog : int, optional, keyword-only
+        Number of exogenous columns read (default: one per channel).
+    channels : sequence of str, optional, keyword-only
+        Named X channels read (e.g. a reference): ``u[t] = U[t] + G r[t]`` with a
+        feedforward gain ``G`` (m, nX), so the same sequence serves every reference.  Such
+        a policy has no CasADi form (NumPy sweeps only).
 
-    The policy block is ``U`` of shape (T, m), row-major; bounds on it (L-BFGS-B) are control
-    limits.
+    The policy block is ``U`` of shape (T, m), row-major (then ``G`` (m, nX) row-major when
+    the policy reads X); bounds on ``U`` (L-BFGS-B) are control limits.  Without X every
+    scenario gets the same control.
     """
 
-    def __init__(self, n_state: int, n_control: int, horizon: int, U0=None):
+    def __init__(self, n_state: int, n_control: int, horizon: int, U0=None, *,
+                 n_exog: Optional[int] = None, channels: Optional[Sequence[str]] = None):
         self.n_state = integer("n_state", n_state, minimum=1)
         self.n_control = integer("n_control", n_control, minimum=1)
         self.horizon = integer("horizon", horizon, minimum=1)
-        T, m = self.horizon, self.n_control
-        self.param_spec = (("U", (T, m)),)
-        self._np = T * m
+        self.n_exog, names = exog(n_exog, channels)
+        if names is not None:
+            self.channels = names
+        T, m, nX = self.horizon, self.n_control, self.n_exog
+        self.param_spec = (("U", (T, m)),) + ((("G", (m, nX)),) if nX else ())
+        self._np = T * m + m * nX
         self._U0 = None
         if U0 is not None:
             U = real_array("U0", U0)
@@ -407,23 +418,58 @@ class OpenLoop(Policy):
         return self._np
 
     def default_params(self):
-        return np.zeros(self._np) if self._U0 is None else self._U0.copy()
+        p = np.zeros(self._np)
+        if self._U0 is not None:
+            p[:self._U0.size] = self._U0
+        return p
 
     def bind(self, params, *, grad: bool):
         """View the sequence as (T, m) once per evaluation; ``grad=False`` skips its adjoint."""
-        return _OpenLoopBound(_check_params(self, params).reshape(self.horizon, self.n_control), bool(grad))
+        return self._bind(params, bool(grad), grad != "per_step")
+
+    def _bind(self, phi, grad, defer):
+        phi = _check_params(self, phi)
+        T, m, nX = self.horizon, self.n_control, self.n_exog
+        U = phi[:T * m].reshape(T, m)
+        GT = np.ascontiguousarray(phi[T * m:].reshape(m, nX).T) if nX else None
+        acc = OuterSum(1, width=max(m, nX)) if (nX and grad and defer) else None
+        return _OpenLoopBound(U, GT, grad, acc)
 
     def forward(self, t, x, X, phi):
         if not isinstance(phi, _OpenLoopBound):  # called outside an engine evaluation
-            phi = _OpenLoopBound(_check_params(self, phi).reshape(self.horizon, self.n_control), True)
-        return np.broadcast_to(phi.U[t], (x.shape[0], self.n_control)), (t, phi.grad)
+            phi = self._bind(phi, True, False)
+        if phi.GT is None:
+            return np.broadcast_to(phi.U[t], (x.shape[0], self.n_control)), (t, None, phi)
+        u = _dot(X, phi.GT)
+        u += phi.U[t]
+        return u, (t, X, phi)
 
     def vjp(self, ctx, u_bar):
-        t, grad = ctx
-        if not grad:
+        t, X, b = ctx
+        if not b.grad:
             return None, None
         m = self.n_control
-        return None, SliceGrad(slice(t * m, (t + 1) * m), u_bar.sum(axis=0))
+        gU = u_bar.sum(axis=0)
+        if b.GT is None:
+            return None, SliceGrad(slice(t * m, (t + 1) * m), gU)
+        if b.acc is not None:
+            b.acc.add1(u_bar, X)
+            return None, SliceGrad(slice(t * m, (t + 1) * m), gU)
+        g = np.zeros(self._np)
+        g[t * m:(t + 1) * m] = gU
+        g[self.horizon * m:] = np.dot(u_bar.T, X).ravel()
+        return None, g
+
+    def param_grad(self, bound):
+        if not isinstance(bound, _OpenLoopBound) or bound.acc is None:
+            return None
+        prods, _ = bound.acc.take()
+        if prods is None:
+            return None
+        g = np.zeros(self._np)
+        g[self.horizon * self.n_control:] = prods[0].ravel()
+        return g
 
     def __repr__(self):
-        return f"OpenLoop(n={self.n_state}, m={self.n_control}, horizon={self.horizon})"
+        extra = f", n_exog={self.n_exog}" if self.n_exog else ""
+        return f"OpenLoop(n={self.n_state}, m={self.n_control}, horizon={self.horizon}{extra})"

@@ -82,6 +82,15 @@ MODELS = {
         Quadratic(np.eye(2), [0.1]), horizon=T, x0=_x0(7, 3, 2), X=_channels(3, {"ref": 1, "ff": 1}), decision=d),
 }
 
+# models without a CasADi form: checked against the unfused duals, the other strategies and FD
+NUMPY_ONLY = {
+    "linear-openloop-reference-feedforward": lambda d: Problem(
+        LinearPlant(0.9 * np.eye(2) + 0.05, [[0.0], [1.0]]),
+        OpenLoop(2, 1, T, U0=np.sin(np.arange(T)), channels=("ref",)),
+        Quadratic(np.eye(2), [0.1]), QuadraticTerminal(np.eye(2)), horizon=T, x0=_x0(8, 3, 2),
+        X=_channels(3, {"ref": 1}), params={"policy": np.r_[np.sin(np.arange(T)), 0.7]}, decision=d),
+}
+
 DECISIONS = {
     "all": ("policy", "plant", "x0"),
     "plant-fixed": ("policy", "x0"),
@@ -209,3 +218,18 @@ def test_per_step_binding_defers_nothing():
         g_b = pol.vjp(pol.forward(0, x, None, b)[1], ub)[1]
         g_raw = pol.vjp(pol.forward(0, x, None, pol.default_params())[1], ub)[1]
         assert np.array_equal(g_b, g_raw) and pol.param_grad(b) is None
+
+
+@pytest.mark.parametrize("decision", sorted(DECISIONS))
+@pytest.mark.parametrize("name", sorted(NUMPY_ONLY))
+def test_numpy_only_models_match_unfused_duals_strategies_and_fd(name, decision):
+    prob = NUMPY_ONLY[name](DECISIONS[decision]).replace(gradient=BPTT())
+    assert not dynopt.casadi.reference.supports(prob)
+    W = prob.W0 + 0.01 * np.random.default_rng(0).standard_normal(prob.n_decision)
+    J, g = prob.value_and_grad(W)
+    J0, g0 = _no_bind(NUMPY_ONLY[name](DECISIONS[decision])).replace(gradient=BPTT()).value_and_grad(W)
+    assert J0 == pytest.approx(J, rel=1e-14) and _rel(g, g0) < SAME_RTOL
+    for method in (CheckpointedBPTT(budget=3), TruncatedBPTT(h=T)):
+        assert _rel(prob.replace(gradient=method).value_and_grad(W)[1], g) < SAME_RTOL, repr(method)
+    report = dynopt.check_gradient(prob, W, casadi=False)
+    assert report.max_rel_error("fd") < FD_RTOL, str(report)
