@@ -61,28 +61,57 @@ class ResidualModel:
         return np.asarray(ca.densify(self._hess(zv)))
 
 
+def _sensitivity_step(step: ca.Function, nz: int) -> ca.Function:
+    """``(x, S, u, X, p, P) -> (x+, S+)`` with ``S+ = f_x S + f_p P``: the step and its forward
+    sensitivity equation for ``nz`` directions (S = dx/dz, P = dp/dz)."""
+    Sym = ca.SX if step.is_a("SXFunction") else ca.MX
+    n, m, nX, npar = (step.size1_in(i) for i in range(4))
+    x, u, X, p = Sym.sym("x", n), Sym.sym("u", m), Sym.sym("X", nX), Sym.sym("p", npar)
+    S, P = Sym.sym("S", n, nz), Sym.sym("P", npar, nz)
+    xn = step(x, u, X, p)
+    Sn = ca.mtimes(ca.jacobian(xn, x), S) + ca.mtimes(ca.jacobian(xn, p), P)
+    return ca.Function("sens_step", [x, S, u, X, p, P], [xn, Sn])
+
+
+def _output_sensitivity(h: ca.Function, nz: int) -> ca.Function:
+    """``(x, S) -> (h(x), h_x S)``."""
+    x = ca.SX.sym("x", h.size1_in(0))
+    S = ca.SX.sym("S", h.size1_in(0), nz)
+    y = h(x)
+    return ca.Function("h_sens", [x, S], [y, ca.mtimes(ca.jacobian(y, x), S)])
+
+
 def build_residuals(step: ca.Function, h: ca.Function, experiments, *, p_of_z, x0_of_z, nodes_of_z, z: ca.MX,
-                    sigma: np.ndarray, error: str, shooting, continuity_weight: float) -> ResidualModel:
+                    sigma: np.ndarray, error: str, shooting, continuity_weight: float,
+                    jacobian: str = "sensitivities") -> ResidualModel:
     """Build the residual graph (see the module docstring).
 
     ``p_of_z``: plant parameters as an expression of ``z``; ``x0_of_z(e)``: the initial state of
     experiment e; ``nodes_of_z(e, k)``: the k-th shooting node of experiment e.  Each segment of
-    a record is one ``mapaccum`` of the one-step Function (a loop CasADi differentiates as a
-    whole: its forward sensitivities are one loop too), outputs one ``map`` of h.
+    a record is one ``mapaccum`` of the one-step Function augmented with its forward
+    sensitivity equation ``S[i+1] = f_x S[i] + f_p dp/dz`` (``jacobian="sensitivities"``: one
+    scalar loop carrying the state and its nz sensitivities), outputs one ``map`` of h and h_x.
+    ``jacobian="casadi"`` asks CasADi for the Jacobian of the residual graph instead (the same
+    numbers, for cross-checks).
     """
-    meas, cont, idx, yhats = [], [], [], []
-    accs, maps = {}, {}
+    nz = z.size1()
+    ny = h.size1_out(0)
+    meas, cont, idx, yhats, mjac, cjac = [], [], [], [], [], []
+    cache = {}
 
-    def acc(L):
-        if L not in accs:
-            accs[L] = step.mapaccum(f"sim{L}", L)
-        return accs[L]
+    def fn(kind, L):
+        key = (kind, L)
+        if key not in cache:
+            if kind == "acc":
+                cache[key] = sstep.mapaccum(f"sim{L}", L, 2)
+            elif kind == "hmap":
+                cache[key] = hs.map(f"h{L}", "serial", L, [], [])
+            else:
+                cache[key] = sstep.map(f"pred{L}", "serial", L, [], [])
+        return cache[key]
 
-    def hmap(L):
-        if L not in maps:
-            maps[L] = h.map(f"h{L}", "serial", L, [], [])
-        return maps[L]
-
+    sstep, hs = _sensitivity_step(step, nz), _output_sensitivity(h, nz)
+    Pz = ca.jacobian(p_of_z, z)
     for e, ex in enumerate(experiments):
         N = ex.N
         U = ca.DM(ex.u.T) if ex.u is not None else ca.DM.zeros(0, N)
@@ -90,25 +119,33 @@ def build_residuals(step: ca.Function, h: ca.Function, experiments, *, p_of_z, x
         if error == "simulation":
             L = shooting or N
             x = x0_of_z(e)
-            cols, node, s0 = [x], 0, 0
+            Sx = ca.jacobian(x, z)
+            xcols, scols, node, s0 = [x], [Sx], 0, 0
             while s0 < N:
                 s1 = min(N, s0 + L)
-                xs = acc(s1 - s0)(x, U[:, s0:s1], X[:, s0:s1], ca.repmat(p_of_z, 1, s1 - s0))
+                w = s1 - s0
+                xs, Ss = fn("acc", w)(x, Sx, U[:, s0:s1], X[:, s0:s1], ca.repmat(p_of_z, 1, w), ca.repmat(Pz, 1, w))
                 if s1 < N:
                     nd = nodes_of_z(e, node)
+                    Snd = ca.jacobian(nd, z)
                     cont.append(continuity_weight * (xs[:, -1] - nd))
-                    cols.append(xs[:, :-1])
-                    cols.append(nd)
-                    x = nd
+                    cjac.append(continuity_weight * (Ss[:, (w - 1) * nz:] - Snd))
+                    xcols += [xs[:, :-1], nd]
+                    scols += [Ss[:, :(w - 1) * nz], Snd]
+                    x, Sx = nd, Snd
                     node += 1
                 else:
-                    cols.append(xs)
+                    xcols.append(xs)
+                    scols.append(Ss)
                 s0 = s1
-            Yhat = hmap(N + 1)(ca.horzcat(*cols))
+            Yhat, dY = fn("hmap", N + 1)(ca.horzcat(*xcols), ca.horzcat(*scols))
         else:
             Ymeas = ca.DM(np.nan_to_num(ex.y[:-1].T))
-            xh = step.map(f"pred{N}", "serial", N, [], [])(Ymeas, U, X, ca.repmat(p_of_z, 1, N))
-            Yhat = ca.horzcat(ca.DM.nan(h.size1_out(0), 1), hmap(N)(xh))
+            xh, Sh = fn("pred", N)(Ymeas, ca.DM.zeros(Ymeas.size1(), N * nz), U, X, ca.repmat(p_of_z, 1, N),
+                                   ca.repmat(Pz, 1, N))
+            Yp, dYp = fn("hmap", N)(xh, Sh)
+            Yhat = ca.horzcat(ca.DM.nan(ny, 1), Yp)
+            dY = ca.horzcat(ca.DM.zeros(ny, nz), dYp)
         yhats.append(Yhat)
         use = ex.mask.copy()
         if error == "prediction":
@@ -116,14 +153,24 @@ def build_residuals(step: ca.Function, h: ca.Function, experiments, *, p_of_z, x
             use[1:] &= ex.mask[:-1].all(axis=1, keepdims=True)
         ii, jj = np.nonzero(use)                     # sample-major order
         if ii.size:
-            lin = (ii * h.size1_out(0) + jj).tolist()  # column-major index into Yhat (ny, N + 1)
+            lin = (ii * ny + jj).tolist()            # column-major index into Yhat (ny, N + 1)
             meas.append((ca.DM(ex.y[ii, jj]) - ca.vec(Yhat)[lin]) / ca.DM(sigma[jj]))
+            # dY (ny, (N + 1) nz): entry (j, i nz + c) at linear index j + ny (i nz + c)
+            base = jj + ny * ii * nz
+            flat = (base[None, :] + ny * np.arange(nz)[:, None]).ravel().tolist()   # c-major: reshape below
+            rows = ca.reshape(ca.vec(dY)[flat], ii.size, nz)
+            mjac.append(-rows / ca.repmat(ca.DM(sigma[jj]), 1, nz))
             idx.append(np.column_stack([np.full(ii.size, e), ii, jj]))
     if not meas:
         raise ValueError("experiments: no residual can be formed (prediction error needs consecutive fully "
                          "measured samples)")
     r = ca.vertcat(*meas, *cont)
-    Jr = ca.jacobian(r, z)
+    if jacobian == "sensitivities":
+        Jr = ca.vertcat(*mjac, *cjac)
+    elif jacobian == "casadi":
+        Jr = ca.jacobian(r, z)
+    else:
+        raise ValueError(f"jacobian: expected 'sensitivities' or 'casadi', got {jacobian!r}")
     rj = ca.Function("sysid_rj", [z], [r, ca.densify(Jr)])
     rf = ca.Function("sysid_r", [z], [r])
     outputs = ca.Function("sysid_outputs", [z], yhats)
