@@ -24,7 +24,7 @@ def _weight(name, M, what):
     M = real_array(name, M)
     if M.ndim == 0:
         raise ValueError(f"{name}: expected the ({what}) weight as a (k, k) matrix or its diagonal (k,), "
-                         f"got the scalar {float(M)!r} (write [{float(M)!r}] for one {what[2:] if what.startswith('k ') else 'entry'})")
+                         f"got the scalar {float(M)!r} (write [{float(M)!r}] for a 1 x 1 weight)")
     if M.ndim == 1:
         if M.size == 0:
             raise ValueError(f"{name}: expected at least one weight, got an empty array")
@@ -36,6 +36,43 @@ def _weight(name, M, what):
     M = 0.5 * (M + M.T)
     d = np.diag(M)
     return M, (d.copy() if np.count_nonzero(M - np.diag(d)) == 0 else None)
+
+
+class _WeightOp:
+    """``v -> v (scale M)`` for (B, k) rows by the cheapest exact route: the rows themselves
+    (identity), one scalar product (a multiple of the identity), an element-wise product
+    (diagonal), or a matrix product (picklable, unlike a closure)."""
+
+    __slots__ = ("kind", "a")
+
+    def __init__(self, M, d, scale):
+        if d is not None:
+            ds = scale * d
+            if np.all(ds == ds[0]):
+                self.a = float(ds[0])
+                self.kind = "identity" if self.a == 1.0 else "scalar"
+            else:
+                self.kind, self.a = "diagonal", ds
+        else:
+            self.kind, self.a = "matrix", scale * M
+
+    def __getstate__(self):
+        return (self.kind, self.a)
+
+    def __setstate__(self, state):
+        self.kind, self.a = state
+
+    def __call__(self, v):
+        kind = self.kind
+        if kind == "identity":
+            return v
+        if kind == "matrix":
+            return np.dot(v, self.a)
+        return v * self.a
+
+
+def _apply(M, d, scale):
+    return _WeightOp(M, d, scale)
 
 
 def _ref(name, value, size, what):
@@ -69,7 +106,8 @@ class Quadratic(StageCost):
         Real and finite, e.g. the time step ``dt`` [s] to approximate an integral cost (a
         negative scale turns the cost into a utility).
 
-    Diagonal weights use element-wise products; ``scale`` is folded into the weights once.
+    Weights that are a multiple of the identity cost one scalar product (none for the identity),
+    diagonal ones an element-wise product; ``scale`` is folded into the weights once.
     """
 
     def __init__(self, Q, R=None, x_ref=None, u_ref=None, scale: float = 1.0):
@@ -85,23 +123,21 @@ class Quadratic(StageCost):
         self.scale = number("scale", scale)
         self.n_state, self._m = n, m
         s = self.scale
-        self._qd = None if qd is None else s * qd
-        self._Qs = s * self.Q
-        self._rd = None if rd is None else s * rd
-        self._Rs = None if self.R is None else s * self.R
+        self._qop = _apply(self.Q, qd, s)
+        self._rop = None if self.R is None else _apply(self.R, rd, s)
 
     def forward(self, t, x, u, X, p):
         if x.shape[1] != self.n_state:
             raise _size_error("Q", self.n_state, "states", x.shape[1])
         dx = x if self._x0ref else x - self.x_ref
-        qx = dx * self._qd if self._qd is not None else np.dot(dx, self._Qs)
+        qx = self._qop(dx)
         c = _rowdot(qx, dx)
         ru = None
-        if self._Rs is not None:
+        if self._rop is not None:
             if u.shape[1] != self._m:
                 raise _size_error("R", self._m, "controls", u.shape[1])
             du = u if self._u0ref else u - self.u_ref
-            ru = du * self._rd if self._rd is not None else np.dot(du, self._Rs)
+            ru = self._rop(du)
             c += _rowdot(ru, du)
         return c, (qx, ru)
 
@@ -123,7 +159,8 @@ class QuadraticTerminal(TerminalCost):
     """
 
     def __init__(self, P, x_ref=None):
-        self.P, self._pd = _weight("P", P, "n x n state")
+        self.P, pd = _weight("P", P, "n x n state")
+        self._pop = _apply(self.P, pd, 1.0)
         n = self.P.shape[0]
         self.n_state = n
         self.x_ref, self._x0ref = _ref("x_ref", x_ref, n, "the terminal setpoint, n = P's size")
@@ -132,7 +169,7 @@ class QuadraticTerminal(TerminalCost):
         if x.shape[1] != self.n_state:
             raise _size_error("P", self.n_state, "states", x.shape[1])
         dx = x if self._x0ref else x - self.x_ref
-        px = dx * self._pd if self._pd is not None else np.dot(dx, self.P)
+        px = self._pop(dx)
         return _rowdot(px, dx), px
 
     def vjp(self, px, c_bar):
