@@ -218,3 +218,13 @@ def test_var_constant_or_collinear_series_is_refused():
         VAR(np.column_stack([Y[:, :2], np.full(len(Y), 1.5)]), 1)
     with pytest.raises(ValueError, match=r"y: the regressors are collinear .*'L1.y3'"):
         VAR(np.column_stack([Y[:, :2], Y[:, 0] - 2 * Y[:, 1]]), 1)
+
+
+def test_var_dataframe_with_non_numeric_column_is_refused():
+    d = sm.datasets.macrodata.load_pandas().data[["realgdp", "realcons"]].copy()
+    d["quarter"] = "Q" + d.index.astype(str)
+    with pytest.raises(TypeError, match=r"y: expected numeric columns, got column 'quarter'"):
+        VAR(d, 1)
+    res = VAR(np.log(d[["realgdp", "realcons"]]).diff().dropna(), 1).fit()
+    text = res.summary()
+    assert "realgdp, realcons" in text and "Covariance Type: nonrobust (df-corrected)" in text
