@@ -211,6 +211,7 @@ def test_one_exact_newton_step_solves_the_lq_problem():
     np.testing.assert_allclose(W + step, U_ref, rtol=0, atol=1e-10 * np.abs(U_ref).max())
 
 
+@pytest.mark.slow
 def test_example_newton_vs_lbfgs_reaches_a_kkt_point():
     import importlib.util
     from pathlib import Path
