@@ -3,7 +3,7 @@ user functions."""
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 
