@@ -365,8 +365,10 @@ def value_grad_hessp(problem, W, v, *, method: str = "auto") -> HVP:
                           HessianFallbackWarning, stacklevel=3)
         J, g, Hv = _fd(problem, W, v)
     if not (np.isfinite(J) and np.isfinite(g).all() and np.isfinite(Hv).all()):
-        raise FloatingPointError(f"hessp: non-finite J, gradient or H v at this W (J={J}); the simulation "
-                                 f"diverges here, check problem.value(W)")
+        if not np.isfinite(J):
+            problem.value(W)          # raises SimulationDivergedError naming the step and component
+        raise FloatingPointError(f"hessp: non-finite gradient or H v at this W (J={J}): the simulation's "
+                                 f"derivatives overflow here")
     return HVP(float(J), np.asarray(g, float), np.asarray(Hv, float))
 
 
