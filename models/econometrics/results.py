@@ -67,6 +67,8 @@ def minimize_transformed(objective: Callable, transform, start, *, method="BFGS"
     if method == "L-BFGS-B":
         opts = {"gtol": 1e-10, "ftol": 1e-15, "maxiter": 5000}
     opts.update(options or {})
+    if opts.get("hess_inv0", 0) is None:
+        del opts["hess_inv0"]
     res = scipy.optimize.minimize(fun, u0, jac=True, method=method, options=opts)
     return transform(res.x), res
 
