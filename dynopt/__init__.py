@@ -22,7 +22,7 @@ from .analysis import DiagnosticReport, GradientCheck, check_gradient, diagnose
 from .optimize import OptimizeResult, optimize
 from .parallel import ExecutorFailure, Sharded, map_fit, multistart, sharded_value_and_grad
 from .casadi import (CasadiODE, CasadiPlant, CasadiPolicy, CasadiReference, CasadiStageCost, CasadiTerminalCost,
-                     CompiledBPTT, CompilerNotFoundWarning, as_casadi)
+                     CompiledBPTT, CompilerNotFoundWarning, UnsafeCacheError, as_casadi)
 
 from .control import c2d, dlqr, finite_horizon_lqr, lqr, receding_horizon, step_metrics
 
@@ -35,6 +35,6 @@ __all__ = [
     "ExecutorFailure", "Sharded", "map_fit", "multistart", "sharded_value_and_grad",
     "CheckpointedBPTT", "DiagnosticReport", "TruncatedBPTT", "diagnose", "truncation_error",
     "CasadiODE", "CasadiPlant", "CasadiPolicy", "CasadiReference", "CasadiStageCost", "CasadiTerminalCost",
-    "CompiledBPTT", "CompilerNotFoundWarning", "as_casadi",
+    "CompiledBPTT", "CompilerNotFoundWarning", "UnsafeCacheError", "as_casadi",
     "c2d", "dlqr", "finite_horizon_lqr", "lqr", "receding_horizon", "step_metrics",
 ]

@@ -9,7 +9,7 @@
 * :mod:`dynopt.casadi.codegen`: C generation, the on-disk cache, :class:`CompilerNotFoundWarning`.
 """
 
-from .codegen import CompilerNotFoundWarning
+from .codegen import CompilerNotFoundWarning, UnsafeCacheError
 from .compiled import CompiledBPTT
 from .components import (CasadiODE, CasadiPlant, CasadiPolicy, CasadiStageCost, CasadiTerminalCost,
                                 as_casadi)
@@ -17,5 +17,5 @@ from .forms import CasadiForm, casadi_form, register_casadi_form
 from .reference import CasadiReference
 
 __all__ = ["CasadiForm", "CasadiODE", "CasadiPlant", "CasadiPolicy", "CasadiReference", "CasadiStageCost",
-           "CasadiTerminalCost", "CompiledBPTT", "CompilerNotFoundWarning", "as_casadi", "casadi_form",
+           "CasadiTerminalCost", "CompiledBPTT", "CompilerNotFoundWarning", "UnsafeCacheError", "as_casadi", "casadi_form",
            "register_casadi_form"]
