@@ -266,3 +266,19 @@ def test_sensitivity_jacobian_equals_casadi_jacobian(case, monkeypatch):
     np.testing.assert_array_equal(np.asarray(r1), np.asarray(r2))
     J1, J2 = np.asarray(J1), np.asarray(J2)
     np.testing.assert_allclose(J1, J2, rtol=0, atol=1e-12 * np.abs(J2).max())
+
+
+def test_example_identify_two_tanks():
+    """Partial measurement (lower level) with inputs: the truth inside 99.9% intervals, and the
+    weighted residual sum near its expectation nobs - p (chi-square, sd sqrt(2 nobs) ~ 23)."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "examples" / "identify_two_tanks.py"
+    spec = importlib.util.spec_from_file_location("identify_two_tanks", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.main()
+    lo, hi = res.covariance.ci(0.001).T
+    truth = np.array(list(mod.TRUE.values()))
+    assert np.all((lo <= truth) & (truth <= hi))
+    assert abs(res.rss - (res.nobs - 3)) < 4 * np.sqrt(2 * res.nobs)
