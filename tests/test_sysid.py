@@ -282,3 +282,29 @@ def test_example_identify_two_tanks():
     truth = np.array(list(mod.TRUE.values()))
     assert np.all((lo <= truth) & (truth <= hi))
     assert abs(res.rss - (res.nobs - 3)) < 4 * np.sqrt(2 * res.nobs)
+
+
+def test_bounds_active_match_least_squares():
+    """An upper bound below the truth (a <= 0.95) is active; natural-unit bounds and bounds mapped
+    through the log-parametrisation reach the bounded least_squares solution."""
+    Y1, _ = lv_data()
+    ex = Experiment(Y1, x0=[10.0, 5.0])
+    plain = identify(lv_plant(), ex, params=START, bounds=dict(a=(0.1, 0.95)),
+                     options=dict(xtol=1e-12, ftol=1e-12, gtol=1e-12))
+    logp = identify(lv_plant(), ex, params=START, positive=["a", "b", "c", "d"], bounds=dict(a=(None, 0.95)),
+                    options=dict(xtol=1e-12, ftol=1e-12, gtol=1e-12))
+
+    def resid(th):
+        R = Y1 - np_sim(th, [10.0, 5.0], 150)
+        return R[~np.isnan(R)]
+
+    ref = scipy.optimize.least_squares(resid, [0.8, 0.3, 0.9, 0.25], jac="3-point",
+                                       bounds=([0.1, -np.inf, -np.inf, -np.inf], [0.95, np.inf, np.inf, np.inf]),
+                                       xtol=1e-12, ftol=1e-12, gtol=1e-12)
+    assert abs(ref.x[0] - 0.95) < 1e-9
+    np.testing.assert_allclose(plain.estimates, ref.x, rtol=1e-5)
+    np.testing.assert_allclose(logp.estimates, ref.x, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"params\['a'\]: start value \[0.8\] outside its bounds"):
+        identify(lv_plant(), ex, params=START, bounds=dict(a=(0.9, 1.0)))
+    with pytest.raises(ValueError, match=r"bounds\['a'\]: expected lo < hi"):
+        identify(lv_plant(), ex, params=START, bounds=dict(a=(1.0, 0.5)))
