@@ -160,8 +160,8 @@ class SARIMA:
         """``(llf, d llf / d params)`` (chain rule through :meth:`expand`)."""
         params = self._check_params(params)
         llf, gf = self.inner.loglike_and_grad(self.expand(params), method, grad=grad)
-        if not grad:
-            return llf, None
+        if not grad or not (self.P or self.Q):  # no seasonal ARMA terms: expand is the identity
+            return llf, gf
         return llf, complex_step_jacobian(self.expand, params).T @ gf
 
     def loglike(self, params, method="mle"):
@@ -242,8 +242,10 @@ class SARIMA:
             def objective(par):
                 full = self.expand(np.append(par, 1.0))
                 S, dS, _ = css_sse_and_grad(self.inner.layout, self.inner.y, self.inner.exog, full)
-                J = complex_step_jacobian(lambda z: self.expand(np.append(z, 1.0))[:-1], par)
-                return 0.5 * n * np.log(S / n), 0.5 * n * (J.T @ dS[:-1]) / S
+                if self.P or self.Q:
+                    dS = np.append(complex_step_jacobian(lambda z: self.expand(np.append(z, 1.0))[:-1], par).T
+                                   @ dS[:-1], 0.0)
+                return 0.5 * n * np.log(S / n), 0.5 * n * dS[:-1] / S
 
             if len(start) == 1:
                 est, res = np.zeros(0), None
