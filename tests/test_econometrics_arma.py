@@ -551,3 +551,15 @@ def test_missing_observations_are_skipped_by_the_exact_likelihood():
     assert np.isnan(res.resid[50]) and len(res.std_resid) == 304
     with pytest.raises(ValueError, match=r"method: 'css' needs a complete series; y has 5 missing"):
         m.fit("css")
+
+
+def test_ar9_closed_form_equals_bfgs_through_the_linear_plant_dual():
+    """AR(9) by least squares against the same conditional likelihood maximised by BFGS on the
+    gradient of dynopt's LinearPlant dual (a one-series VAR(9), Sigma concentrated out)."""
+    from dynopt.models.econometrics import VAR
+    y = sunspots()
+    ols = AR(y, 9).fit()
+    bptt = VAR(y[:, None], 9).fit(start="zeros", options={"gtol": 1e-10})
+    np.testing.assert_allclose(bptt.values, ols.values[:-1], rtol=1e-6, atol=1e-8)
+    assert bptt.llf == pytest.approx(ols.llf, rel=1e-12)
+    assert bptt.sigma_u_mle[0, 0] == pytest.approx(ols.values[-1], rel=1e-8)
