@@ -339,3 +339,27 @@ def test_optimize_arguments_property(method, options, tol, bounds):
     if res.success:
         gtol = (options or {}).get("gtol", tol if tol is not None else 1e-5)
         assert res.projected_gradient <= max(gtol, 1e-3 * abs(res.fun))
+
+
+@pytest.mark.slow
+def test_default_ftol_false_success_is_caught_then_restarted():
+    """A natural case (default options): L-BFGS-B stops on its relative-reduction test with a
+    projected gradient ~6e-3 at J ~ 3.13 (twice the 1e-3 |J| test); one restart finishes it."""
+    r = np.random.default_rng(2)
+    x0 = np.stack([r.uniform(-np.pi, np.pi, 3), r.uniform(-1, 1, 3)], 1)
+    prob = Problem(dynopt.Discretized(Pendulum(), dynopt.RK4(0.05)), MLPPolicy(2, 1, (4,), u_max=2.0, angles=(0,),
+                   seed=2), SwingUpCost(0.05), horizon=30, x0=x0, gradient=dynopt.BPTT())
+    with pytest.warns(RuntimeWarning, match="RELATIVE REDUCTION OF F.*not stationary"):
+        stalled = dynopt.optimize(prob, method="L-BFGS-B", restarts=0)
+    assert stalled.status == Status.NOT_STATIONARY and stalled.projected_gradient > 1e-3 * stalled.fun
+    # central differences (h = 1e-5) agree with the exact gradient to ~1e-4 absolute on this problem
+    fd = _central(prob.value, stalled.x, 1e-5)
+    assert stalled.projected_gradient == pytest.approx(np.abs(fd).max(), abs=3e-4)
+    done = dynopt.optimize(prob, method="L-BFGS-B")  # restarts=1 by default; no warning
+    assert done.success and done.restarts == 1 and done.projected_gradient <= 1e-3 * done.fun
+    assert done.fun <= stalled.fun
+    assert np.abs(_central(prob.value, done.x, 1e-5)).max() <= 1e-3 * done.fun + 3e-4
+
+
+def _central(f, x, h):
+    return np.array([(f(x + h * e) - f(x - h * e)) / (2 * h) for e in np.eye(len(x))])
