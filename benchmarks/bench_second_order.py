@@ -109,20 +109,24 @@ class Counted:
 
 
 def fastest_gradient(problem):
-    """The problem with the faster of BPTT and CompiledBPTT (median of 15 gradients at W0)."""
+    """The problem with the faster of BPTT and CompiledBPTT (median of 15 gradients near W0)."""
     best = None
     for strategy in (dynopt.BPTT(), dynopt.CompiledBPTT()):
         p = problem.replace(gradient=strategy)
         p.value_and_grad(p.W0)
         ts = []
-        for _ in range(15):
+        for i in range(15):
+            W = p.W0 + 1e-6 * (i + 1)          # distinct points: no memoised result
             t0 = time.perf_counter()
-            p.value_and_grad(p.W0)
+            p.value_and_grad(W)
             ts.append(time.perf_counter() - t0)
         t = float(np.median(ts))
         if best is None or t < best[0]:
+            other = best[0] if best is not None else np.inf
             best = (t, p, strategy)
-    print(f"   gradient: {best[2]!r}, {best[0] * 1e3:.2f} ms")
+        else:
+            other = t
+    print(f"   gradient: {best[2]!r}, {best[0] * 1e3:.2f} ms (the other: {other * 1e3:.2f} ms)")
     return best[1]
 
 
