@@ -102,3 +102,25 @@ def test_blocks_and_errors():
         c.ci(1.5)
     Jr = Z
     np.testing.assert_allclose(covariance_matrix("gauss-newton", jacobian=Jr, scale=2.0), 2 * np.linalg.inv(Z.T @ Z))
+
+
+def test_x0_block_hessian_and_sandwich_closed_form():
+    """Initial states in the decision: B J = sum_b [(y_b - z_b beta)^2 + (x0_b - 1)^2], so the x0
+    block of the Hessian is 2 I (se = 1/sqrt 2) and the sandwich se of x0_b is |x0_b - 1|."""
+    r = np.random.default_rng(0)
+    n = 6
+    Z = np.column_stack([np.ones(n), r.standard_normal(n)])
+    y = Z @ [1.0, 2.0] + 0.1 * r.standard_normal(n)
+    X = np.concatenate([y[:, None], Z], axis=1)[None]
+    cost = dynopt.CasadiStageCost(lambda x, u, X, p: (X[0] - ca.dot(X[1:], p["beta"])) ** 2 + (x[0] - 1) ** 2,
+                                  n_state=1, n_exog=3, params=dict(beta=np.zeros(2)))
+    x0 = 1 + 0.1 * np.arange(n)[:, None]
+    problem = dynopt.Problem(dynopt.CasadiPlant(lambda x, u, p: x, n_state=1), None, cost, horizon=1, x0=x0, X=X,
+                             decision=("cost", "x0"))
+    W = problem.pack(cost=np.linalg.lstsq(Z, y, rcond=None)[0], x0=x0)
+    c = covariance(problem, W)
+    assert c.names[2:4] == ("x0[0,0]", "x0[1,0]")
+    np.testing.assert_allclose(c.block("x0").se, np.full(n, np.sqrt(0.5)), rtol=1e-12)
+    np.testing.assert_allclose(c.block("cost").se, np.sqrt(np.diag(np.linalg.inv(2 * Z.T @ Z))), rtol=1e-10)
+    s = covariance(problem, W, kind="sandwich")
+    np.testing.assert_allclose(s.block("x0").se, np.abs(x0.ravel() - 1), rtol=1e-10, atol=1e-14)
