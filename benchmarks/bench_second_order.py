@@ -130,6 +130,16 @@ def fastest_gradient(problem):
     return best[1]
 
 
+def projected_gradient(problem, x, bounds):
+    """Largest gradient entry not pushing against an active bound (first-order optimality)."""
+    g = problem.value_and_grad(x)[1]
+    if bounds is None:
+        return float(np.abs(g).max())
+    tol = 1e-4 * np.maximum(1.0, np.abs(bounds.ub))     # trust-constr stops ~1e-4 inside active bounds
+    free = ~(((x <= bounds.lb + tol) & (g > 0)) | ((x >= bounds.ub - tol) & (g < 0)))
+    return float(np.abs(g[free]).max(initial=0.0))
+
+
 def run(problem, method, **kw):
     c = Counted(problem)
     hessp(problem, problem.W0, np.ones(problem.n_decision))   # build the product Function outside the timing
@@ -140,13 +150,14 @@ def run(problem, method, **kw):
     try:
         res = scipy.optimize.minimize(c.fg, problem.W0, jac=True, hessp=None if method == "L-BFGS-B" else c.hp,
                                       method=method, **kw)
-        msg, nit, fun, ok = res.message, res.nit, res.fun, res.success
+        msg, nit, fun, ok, x = res.message, res.nit, res.fun, res.success, res.x
     except ValueError as exc:      # scipy's trlib can hand a NaN direction on very ill-conditioned problems
-        msg, nit, fun, ok = f"failed: {exc}", -1, np.nan, False
+        msg, nit, fun, ok, x = f"failed: {exc}", -1, np.nan, False, None
     el = time.perf_counter() - t0
     gc.enable()
+    pg = np.nan if x is None else projected_gradient(problem, x, kw.get("bounds"))
     print(f"   {method:13s} nit {nit:6d}  gradients {c.grads:6d}  Hv {c.hvps:5d}  time {el:8.3f} s  "
-          f"J {fun:.10g}  {'ok' if ok else 'NOT converged: ' + str(msg)[:60]}")
+          f"J {fun:.10g}  |proj grad| {pg:.1e}  {'scipy: success' if ok else 'NOT converged: ' + str(msg)[:60]}")
     return el, fun
 
 
