@@ -438,7 +438,7 @@ def _strategy_name(problem: Problem) -> str:
 def optimize(problem: Problem, W0=None, *, method: str = "BFGS", bounds=None,
              callback: Optional[Callable] = None, options: Optional[dict] = None, tol: Optional[float] = None,
              progress=False, max_grad_norm: Optional[float] = None, restarts: int = 1,
-             stationarity_tol: float = STATIONARITY_RTOL) -> OptimizeResult:
+             stationarity_tol: float = STATIONARITY_RTOL, on_interrupt: str = "return") -> OptimizeResult:
     """Optimise the decision vector W of ``problem`` with ``scipy.optimize.minimize``.
 
     Every distinct W costs one forward and one backward sweep (``jac=True``); results of
@@ -479,6 +479,11 @@ def optimize(problem: Problem, W0=None, *, method: str = "BFGS", bounds=None,
         Relative stationarity test applied at the end: the largest entry of the projected
         gradient must be at most ``stationarity_tol * |J|`` at the end (or at most the
         requested ``gtol``, default 1e-5).
+    on_interrupt : {"return", "raise"}
+        What Ctrl-C (KeyboardInterrupt) does: return the best point so far as a result with
+        ``status=Status.INTERRUPTED``, or re-raise KeyboardInterrupt carrying that result as
+        its ``.result`` attribute (for loops of optimizations, e.g. receding-horizon control,
+        that must stop as a whole).
 
     Returns
     -------
@@ -510,6 +515,8 @@ def optimize(problem: Problem, W0=None, *, method: str = "BFGS", bounds=None,
     if max_grad_norm is not None:
         max_grad_norm = _number("max_grad_norm", max_grad_norm, minimum=0.0, strict=True)
     restarts = _integer("restarts", restarts, 0)
+    if on_interrupt not in ("return", "raise"):
+        raise ValueError(f"on_interrupt: expected 'return' or 'raise', got {on_interrupt!r}")
     stationarity_tol = _number("stationarity_tol", stationarity_tol, minimum=0.0)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
@@ -671,9 +678,14 @@ def optimize(problem: Problem, W0=None, *, method: str = "BFGS", bounds=None,
                f"evaluated so far (J={sign * f_b:.6g})")
         if bar is not None:
             bar.close(msg)
-        return finish(x_b, f_b, g_b, traj, success=False, status=Status.INTERRUPTED, message=msg,
-                      nit=len(history) - 1, nfev=max(ev.calls, 1), njev=max(ev.calls, 1), history=history, gnorms=gnorms,
-                      pg=pg, n_restarts=n_restarts, interrupted=True, warn=False)
+        out = finish(x_b, f_b, g_b, traj, success=False, status=Status.INTERRUPTED, message=msg,
+                     nit=len(history) - 1, nfev=max(ev.calls, 1), njev=max(ev.calls, 1), history=history,
+                     gnorms=gnorms, pg=pg, n_restarts=n_restarts, interrupted=True, warn=False)
+        if on_interrupt == "raise":
+            exc = KeyboardInterrupt(msg)
+            exc.result = out
+            raise exc
+        return out
 
     message = str(res.message)
     success = bool(res.success)

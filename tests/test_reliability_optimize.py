@@ -263,21 +263,28 @@ CHILD = textwrap.dedent("""
     def tell(info):
         if info.nit == 3:
             print("READY", flush=True)
-    res = dynopt.optimize(prob, options={"maxiter": 100000, "gtol": 0.0}, callback=tell)
+    mode = sys.argv[1]
+    try:
+        res = dynopt.optimize(prob, options={"maxiter": 100000, "gtol": 0.0}, callback=tell, on_interrupt=mode)
+        raised = False
+    except KeyboardInterrupt as exc:
+        res, raised = exc.result, True
     print(json.dumps({"status": int(res.status), "status_name": str(res.status), "message": res.message,
                       "success": bool(res.success), "nit": res.nit, "fun": res.fun, "J_at_x": prob.value(res.x),
                       "J0": prob.value(prob.W0), "hist": len(res.cost_history), "first": res.cost_history[0],
-                      "traj": float(res.trajectory.objective), "interrupted": res.interrupted}), flush=True)
+                      "traj": float(res.trajectory.objective), "interrupted": res.interrupted,
+                      "raised": raised}), flush=True)
 """)
 
 
-def test_ctrl_c_returns_the_best_point_so_far(tmp_path):
+@pytest.mark.parametrize("mode", ["return", "raise"])
+def test_ctrl_c_returns_the_best_point_so_far(tmp_path, mode):
     import json
     import signal
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, str(script), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
     try:
         line = proc.stdout.readline()  # blocks until 3 iterations are done
@@ -295,6 +302,7 @@ def test_ctrl_c_returns_the_best_point_so_far(tmp_path):
     assert data["nit"] >= 3 and data["hist"] == data["nit"] + 1
     assert data["fun"] == pytest.approx(data["J_at_x"], rel=1e-12) == pytest.approx(data["traj"], rel=1e-12)
     assert data["first"] == pytest.approx(data["J0"], rel=1e-12) and data["fun"] < data["J0"]
+    assert data["raised"] == (mode == "raise")  # "raise": KeyboardInterrupt carrying the result as .result
 
 
 def test_progress_on_a_terminal_is_a_tqdm_bar(capsys, monkeypatch):
