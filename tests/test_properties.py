@@ -277,19 +277,21 @@ OMIT = object()
 
 @st.composite
 def fuzz(draw, spec):
-    """Keyword arguments from ``spec = {name: (valid strategy, junk strategy)}``: at most one
-    argument gets junk.  Returns ``(kwargs, bad)``."""
-    names = list(spec)
-    pick = draw(st.integers(0, 2 * len(names) - 1))  # >= len(names): all valid (about half the calls)
-    kw, bad = {}, set()
-    for i, name in enumerate(names):
-        valid, junk = spec[name]
-        value = draw(junk) if i == pick else draw(valid)
-        if i == pick:
-            bad.add(name)
-        if value is not OMIT:
-            kw[name] = value
-    return kw, bad
+    """From ``spec = {name: (valid strategy, junk strategy)}``: one valid value and one junk
+    value per argument.  :func:`calls` turns them into the all-valid call and one call per
+    argument with only that argument replaced by its junk (so every argument's junk is tried
+    in every example)."""
+    return ({name: draw(valid) for name, (valid, _) in spec.items()},
+            {name: draw(junk) for name, (_, junk) in spec.items()})
+
+
+def calls(args):
+    """``(kwargs, bad)`` pairs: the valid call, then one per argument given junk."""
+    valid, junk = args
+    keep = lambda kw: {k: v for k, v in kw.items() if v is not OMIT}  # noqa: E731
+    yield keep(valid), set()
+    for name, value in junk.items():
+        yield keep({**valid, name: value}), {name}
 
 
 def pos(lo=0.1, hi=3.0):
@@ -303,6 +305,8 @@ def opt(strategy):
 NUM_JUNK = junk_scalar()
 POS_JUNK = st.one_of(junk_scalar(), st.sampled_from([0.0, -1.0, np.array([1.0, 2.0])]))
 INT_JUNK = st.sampled_from([0, -1, 1.0, 2.5, "2", True, np.True_, None, 1j, np.float64(2)])
+INT0_JUNK = st.sampled_from([-1, 1.0, 2.5, "2", True, np.True_, None, 1j, np.float64(2)])
+"""Junk for a count that may be 0."""
 FLAG_JUNK = st.sampled_from(["no", "yes", 0, 1, None, 1.0, "True", np.array([True, False])])
 CHANNEL_JUNK = st.sampled_from(["ref", [1], [], [""], ["a", "a"], 5, [None]])
 
@@ -451,7 +455,7 @@ PID_SPEC = dict(
 SPECS.update({
     "FunctionCost": (dict(value=(st.just(_fc_value), st.sampled_from([None, 5, "f"])),
                           grad=(st.just(_fc_grad), st.sampled_from([None, 5, "g"])),
-                          n_exog=(opt(st.just(0)), INT_JUNK)),
+                          n_exog=(opt(st.just(0)), INT0_JUNK)),
                      lambda c: _problem_with(cost=c)),
     "PID": (PID_SPEC, _pid_build),
 })
@@ -470,14 +474,14 @@ INTEGRATOR_DT_ARRAY = pytest.mark.xfail(
 @pytest.mark.parametrize("name", [pytest.param("RK4", marks=INTEGRATOR_DT_ARRAY),
                                   pytest.param("Euler", marks=INTEGRATOR_DT_ARRAY)])
 def test_integrator_constructors(name):
-    @settings(max_examples=15, **SETTINGS)
+    @settings(max_examples=8, **SETTINGS)
     @given(fuzz(dict(dt=(pos(0.01, 0.1), POS_JUNK), substeps=(opt(st.integers(1, 3)), INT_JUNK))))
     def prop(args):
-        kw, bad = args
-        dt = kw.pop("dt")
         from dynopt.models import Pendulum
-        refused_or_ok(lambda: consistent(_pendulum_problem(Pendulum(), integrator=_integ(name)(dt, **kw))) or True,
-                      bad)
+        for kw, bad in calls(args):
+            dt = kw.pop("dt")
+            refused_or_ok(lambda: consistent(_pendulum_problem(Pendulum(), integrator=_integ(name)(dt, **kw)))
+                          or True, bad)
 
     prop()
 
@@ -493,13 +497,13 @@ def test_component_constructors(name):
     spec, build = SPECS[name]
     ctor = _ctor(name)
 
-    @settings(max_examples=25, **SETTINGS)
+    @settings(max_examples=8, **SETTINGS)
     @given(fuzz(spec))
     def prop(args):
-        kw, bad = args
-        # a weight sized for another plant is a valid component on its own: it must then be
-        # refused when the problem is built or first evaluated, still naming the argument
-        refused_or_ok(lambda: consistent(build(ctor(**kw))) or True, bad)
+        for kw, bad in calls(args):
+            # a weight sized for another plant is a valid component on its own: it must then be
+            # refused when the problem is built or first evaluated, still naming the argument
+            refused_or_ok(lambda: consistent(build(ctor(**kw))) or True, bad)
 
     prop()
 
@@ -543,12 +547,12 @@ CA_COMMON = dict(sym=(opt(st.sampled_from(["SX", "MX"])), st.sampled_from(["DM",
 def _casadi_specs():
     return {
         "CasadiPlant": (dict(f=(st.just(_cplant), st.sampled_from([5, None, "f"])),
-                             n_state=(st.just(2), INT_JUNK), n_control=(st.just(1), INT_JUNK),
+                             n_state=(st.just(2), INT_JUNK), n_control=(st.just(1), INT0_JUNK),
                              params=(st.sampled_from([{"k": 1.0}, {"k": np.float32(0.5)}, {"k": 2}]),
                                      CA_PARAM_JUNK), **CA_COMMON),
                         lambda c: _problem_with(plant=c)),
         "CasadiODE": (dict(f=(st.just(_code), st.sampled_from([5, None])),
-                           n_state=(st.just(2), INT_JUNK), n_control=(st.just(1), INT_JUNK),
+                           n_state=(st.just(2), INT_JUNK), n_control=(st.just(1), INT0_JUNK),
                            params=(st.sampled_from([{"k": 1.0}, {"k": 9.81}]), CA_PARAM_JUNK), **CA_COMMON),
                       lambda c: _problem_with(plant=Discretized(c, RK4(0.05)))),
         "CasadiPolicy": (dict(f=(st.just(_cpolicy), st.sampled_from([5, None])),
@@ -559,7 +563,7 @@ def _casadi_specs():
                               **CA_COMMON),
                          lambda c: _problem_with(policy=c)),
         "CasadiStageCost": (dict(f=(st.just(_cstage), st.sampled_from([5, None])),
-                                 n_state=(st.just(2), INT_JUNK), n_control=(st.just(1), INT_JUNK),
+                                 n_state=(st.just(2), INT_JUNK), n_control=(st.just(1), INT0_JUNK),
                                  params=(st.sampled_from([{"r": 0.1}, {"r": 1}]),
                                          st.sampled_from([{"r": "0.1"}, {"r": False}, {"r": 0.1j}, {"r": None}])),
                                  **CA_COMMON),
@@ -583,13 +587,88 @@ def test_casadi_constructors(name):
     spec, build = _casadi_specs()[name]
     ctor = getattr(dynopt, name)
 
-    @settings(max_examples=15, **SETTINGS)
+    @settings(max_examples=5, **SETTINGS)
     @given(fuzz(spec))
     def prop(args):
-        kw, bad = args
-        f = kw.pop("f")
-        if "f" in bad:  # the CasADi layer names the function by its role ("plant: expected a callable ...")
-            bad = bad | {ROLES[name]}
-        refused_or_ok(lambda: consistent(build(ctor(f, **kw))) or True, bad)
+        for kw, bad in calls(args):
+            f = kw.pop("f")
+            if "f" in bad:  # the CasADi layer names the function by its role ("plant: expected a callable ...")
+                bad = bad | {ROLES[name]}
+            refused_or_ok(lambda: consistent(build(ctor(f, **kw))) or True, bad)
 
     prop()
+
+
+# ----------------------------------------------------------------------------- optimize
+def _opt_problem():
+    plant, policy, cost, term = _linear_parts(False)
+    return Problem(plant, policy, cost, term, horizon=3, x0=[[1.0, 0.0], [0.0, 1.0]], X={"d": [0.1, 0.0, -0.1]})
+
+
+@st.composite
+def optimize_args(draw):
+    """``(valid kwargs, junk per argument)`` for dynopt.optimize on a 2-parameter problem."""
+    valid = {"method": draw(st.sampled_from(["BFGS", "CG", "L-BFGS-B"]))}
+    if valid["method"] == "L-BFGS-B":
+        valid["bounds"] = draw(st.sampled_from([
+            None, {"policy": (-0.5, 2.0)}, {"policy": (None, 1.0)}, [(-1.0, 1.0), (None, None)],
+            scipy_bounds(-1.0, 1.0), scipy_bounds([-1.0, -np.inf], [0.5, np.inf]), {"policy": (np.zeros(2), None)}]))
+    valid["options"] = draw(st.sampled_from([None, {"maxiter": 200}, {"gtol": 1e-9}, {}]))
+    valid["tol"] = draw(st.sampled_from([None, 1e-10, np.float64(1e-9), 0]))
+    valid["callback"] = draw(st.sampled_from([None, lambda r: None, lambda r: False]))
+    junk = {
+        "method": draw(st.sampled_from(["Nelder-Mead", "newton", 5, None, "", ["BFGS"], b"BFGS"])),
+        "bounds": draw(st.sampled_from([
+            {"policy": (2.0, -2.0)}, {"plicy": (-1, 1)}, [(-1.0, 1.0)], [(-1, 1), (np.nan, 1)], "abc", 5,
+            [("-1", "1"), (-1, 1)], [(True, 2), (-1, 1)], [(-1j, 1j), (-1, 1)], {"policy": (-1, 1, 2)},
+            scipy_bounds([1.0, 0.0], [0.0, 1.0]), [(np.inf, np.inf), (-1, 1)], {"policy": ([-1, -1, -1], 1)}])),
+        "options": draw(st.sampled_from([
+            {"gtol": np.nan}, {"gtol": np.inf}, {"gtol": -1.0}, {"maxiter": 0.5}, {"maxiter": True},
+            {"maxiter": "10"}, {"foo": 1}, [("maxiter", 5)], "maxiter=5", {"gtol": 1j}])),
+        "tol": draw(st.sampled_from([np.nan, -1.0, "1e-6", True, 1j, [1e-6], np.inf])),
+        "callback": draw(st.sampled_from([5, "print", [print]])),
+    }
+    return valid, junk
+
+
+def _optimize_calls(args):
+    for kw, bad in calls(args):
+        if "bounds" in bad:
+            kw["method"] = "L-BFGS-B"  # bounds are for L-BFGS-B: its junk is tested there
+        yield kw, bad
+
+
+def scipy_bounds(lo, hi):
+    import scipy.optimize
+    return scipy.optimize.Bounds(lo, hi)
+
+
+@settings(max_examples=12, **SETTINGS)
+@given(optimize_args())
+def test_optimize_arguments(args):
+    for kw, bad in _optimize_calls(args):
+        _check_optimize(kw, bad)
+
+
+def _check_optimize(kw, bad):
+    import scipy.optimize
+    import warnings
+    prob = _opt_problem()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a run that did not succeed warns; checked below
+        res = refused_or_ok(lambda: dynopt.optimize(prob, **kw), bad)
+    if res is None:
+        return
+    x = np.asarray(res.x)
+    assert x.shape == (prob.n_decision,) and np.all(np.isfinite(x)) and np.isfinite(res.fun)
+    assert abs(prob.value(x) - res.fun) <= 1e-10 * (1 + abs(res.fun))  # fun is J at x, as stated
+    assert res.fun <= prob.value(prob.W0) + 1e-12
+    import importlib
+    bounds = importlib.import_module("dynopt.optimize").expand_bounds(prob, kw.get("bounds"))
+    if bounds is not None:
+        assert np.all(x >= bounds.lb - 1e-12) and np.all(x <= bounds.ub + 1e-12)
+    # independent reference: SciPy on the same J and gradient, run to a tight tolerance
+    ref = scipy.optimize.minimize(prob.value_and_grad, prob.W0, jac=True, method=kw["method"], bounds=bounds,
+                                  options={"gtol": 1e-10, "maxiter": 2000})
+    if res.success:
+        assert res.fun <= ref.fun + 1e-6 * (1 + abs(ref.fun))
