@@ -13,7 +13,7 @@ import pytest
 import scipy.optimize
 
 import casadi as ca
-from dynopt import RK4, Discretized, Euler, Problem, StageCost
+from dynopt import RK4, Discretized, Problem, StageCost
 from dynopt.casadi.compiled import _inputs
 from dynopt.casadi.components import CasadiPlant, CasadiPolicy, CasadiStageCost
 from dynopt.casadi.reference import build_unrolled

@@ -38,7 +38,7 @@ from __future__ import annotations
 import threading
 import warnings
 import weakref
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple
 
 import numpy as np
 

@@ -18,7 +18,6 @@ sensitivities) when the decision is small.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List
 
 import casadi as ca
 import numpy as np
