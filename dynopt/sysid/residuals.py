@@ -11,8 +11,9 @@ For experiment e with samples ``i = 0..N_e`` and outputs ``j``:
   ``w_c (x_end - s)`` is appended per node (a continuity penalty: ``w_c`` large ties the segments).
 
 Only measured entries give residuals (the mask selects them when the graph is built).  The
-Jacobian is CasADi's ``jacobian`` of the whole graph, which runs forward mode (forward
-sensitivities) when the decision is small.
+Jacobian comes from the forward sensitivity equations ``S[i+1] = f_x S[i] + f_p dp/dz`` carried
+through the same loop as the states (one pass gives r and dr/dz; cheap when the decision is
+small), and h_x S for the outputs.
 """
 
 from __future__ import annotations
