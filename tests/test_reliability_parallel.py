@@ -228,3 +228,56 @@ def test_hung_worker_process_ends_in_a_clear_failure(tmp_path):
     (failure,) = data["failure"]
     assert failure.startswith("ExecutorFailure: map_fit(fit): task 1 of 4 did not finish within timeout=2 s")
     assert 2.0 <= data["took"] < 60
+
+
+# ----------------------------------------------------------------------------- Ctrl-C in a multi-start
+MULTI_CHILD = textwrap.dedent("""
+    import json, sys, numpy as np, dynopt
+    from concurrent.futures import ThreadPoolExecutor
+    from dynopt.models import MLPPolicy, Pendulum, SwingUpCost
+    r = np.random.default_rng(2)
+    x0 = np.stack([r.uniform(-np.pi, np.pi, 4), r.uniform(-1, 1, 4)], 1)
+    prob = dynopt.Problem(dynopt.Discretized(Pendulum(), dynopt.RK4(0.05)), MLPPolicy(2, 1, (8,), u_max=2.0,
+                          angles=(0,)), SwingUpCost(0.05), horizon=60, x0=x0, gradient=dynopt.BPTT())
+    starts = [prob.W0, prob.W0 + 0.1, prob.W0 - 0.1]
+    seen = {"runs": 0}
+    def tell(info):
+        if info.nit == 1:
+            seen["runs"] += 1
+        if seen["runs"] == 2 and info.nit == 3:
+            print("READY", flush=True)
+    # run 0 stops after 5 iterations (its callback); run 1 is interrupted after its 3rd; run 2 never starts
+    def stop_first(info):
+        tell(info)
+        return seen["runs"] == 1 and info.nit >= 5
+    out = dynopt.multistart(prob, starts, callback=stop_first, options={"maxiter": 100000, "gtol": 0.0})
+    print(json.dumps([{"start": int(r.start), "status": int(r.status), "fun": float(r.fun), "nit": int(r.nit),
+                       "J_at_x": float(prob.value(r.x)) if np.isfinite(r.fun) else None,
+                       "J0": float(prob.value(r.W0))} for r in out]), flush=True)
+""")
+
+
+def test_ctrl_c_during_a_local_multistart_keeps_the_finished_runs(tmp_path):
+    import signal
+    script = tmp_path / "child.py"
+    script.write_text(MULTI_CHILD)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-W", "ignore::RuntimeWarning", str(script)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == "READY", proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    runs = {r["start"]: r for r in json.loads(out.strip().splitlines()[-1])}
+    interrupted = int(dynopt.optimize.Status.INTERRUPTED)
+    assert runs[0]["status"] == 99 and runs[0]["nit"] == 5        # stopped by its callback, kept
+    assert runs[1]["status"] == interrupted and runs[1]["nit"] >= 3  # its best point so far, kept
+    assert runs[1]["fun"] == pytest.approx(runs[1]["J_at_x"], rel=1e-12) and runs[1]["fun"] < runs[1]["J0"]
+    assert runs[2]["status"] == interrupted and np.isnan(runs[2]["fun"])  # never started
+    assert runs[0]["fun"] == pytest.approx(runs[0]["J_at_x"], rel=1e-12)

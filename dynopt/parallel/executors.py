@@ -170,6 +170,9 @@ def run_tasks(executor: Optional[cf.Executor], fn: Callable, args_list: Sequence
     ExecutorFailure
         A task's future failed or timed out more than ``retries`` times, or the executor
         refused work.
+    KeyboardInterrupt
+        Ctrl-C while waiting: pending tasks are cancelled and the exception carries
+        ``partial``, the results so far (``None`` for unfinished tasks).
     """
     retries = check_int("retries", retries, minimum=0)
     if errors not in ("raise", "return"):
@@ -282,6 +285,9 @@ def run_tasks(executor: Optional[cf.Executor], fn: Callable, args_list: Sequence
                         value.reraise(f"{what} (task {i} of {n})")
                     value = value.exc if value.exc is not None else RuntimeError(f"{value.type_name}: {value.message}")
                 settle(i, value)
+    except KeyboardInterrupt as exc:  # Ctrl-C: what finished travels with the exception
+        exc.partial = [results[i] if i in finished else None for i in range(n)]
+        raise
     finally:
         for fut in live:
             fut.cancel()

@@ -9,10 +9,11 @@ from typing import List, Optional
 
 import numpy as np
 
-from .executors import DEFAULT_RETRIES, DEFAULT_TIMEOUT, ExecutorFailure, as_executor, run_tasks
+from .executors import DEFAULT_RETRIES, DEFAULT_TIMEOUT, ExecutorFailure, as_executor, check_timeout, run_tasks
 from .sharding import local_copy
 from .transport import _Payload
-from ..optimize import OptimizeResult, optimize
+from ..core.validation import check_int
+from ..optimize import OptimizeResult, Status, optimize
 from ..core.problem import Problem
 
 __all__ = ["multistart"]
@@ -44,6 +45,15 @@ def _lost_run(index: int, W0, failure: ExecutorFailure) -> OptimizeResult:
     res = OptimizeResult(x=np.array(W0, dtype=np.float64), fun=np.nan, success=False, status=-1,
                          message=f"ExecutorFailure: {failure}", nit=0)
     res.error = res.message
+    res.start, res.W0, res.warnings = index, np.array(W0, dtype=np.float64), []
+    return res
+
+
+def _not_run(index: int, W0) -> OptimizeResult:
+    """The place of a run that Ctrl-C stopped before it finished (or started)."""
+    res = OptimizeResult(x=np.array(W0, dtype=np.float64), fun=np.nan, success=False, status=Status.INTERRUPTED,
+                         message="interrupted (KeyboardInterrupt) before this run finished", nit=0)
+    res.interrupted = True
     res.start, res.W0, res.warnings = index, np.array(W0, dtype=np.float64), []
     return res
 
@@ -109,6 +119,10 @@ def multistart(problem: Problem, starts, executor=None, *, method: str = "BFGS",
     result also carries ``start`` (its index in ``starts``), ``W0`` and ``warnings`` (the
     messages of warnings raised during the run); a run that raised has ``success=False``,
     ``fun=nan`` and ``error``.  Warns once (``RuntimeWarning``) if some runs did not succeed.
+
+    Ctrl-C (KeyboardInterrupt) does not lose finished runs: the list is returned with the runs
+    that finished, the interrupted run at its best point (in this process) and every other run
+    as ``status=Status.INTERRUPTED``, ``fun=nan``; a warning says how many finished.
     """
     if not isinstance(problem, Problem):
         raise TypeError(f"problem: expected a dynopt.Problem, got {type(problem).__name__}")
@@ -117,15 +131,33 @@ def multistart(problem: Problem, starts, executor=None, *, method: str = "BFGS",
     if unknown:
         raise TypeError(f"multistart: unknown keyword arguments {sorted(unknown)}; dynopt.optimize takes {sorted(allowed)}")
     W0s = _starts(problem, starts, seed, spread)
+    interrupted = False
     if executor is None:
-        run = _Run(problem, method, optimize_kwargs)
-        results = run_tasks(None, run, list(enumerate(W0s)), retries=retries)
+        retries = check_int("retries", retries, minimum=0)
+        check_timeout(timeout)
+        run = _Run(problem, method, {"on_interrupt": "raise", **optimize_kwargs})
+        results = []
+        try:
+            for i, W0 in enumerate(W0s):
+                results.append(run(i, W0))
+        except KeyboardInterrupt as exc:  # keep the finished runs and the interrupted one's best point
+            interrupted = True
+            current = getattr(exc, "result", None)
+            if current is not None:
+                current.start, current.W0, current.warnings = len(results), W0s[len(results)].copy(), []
+                results.append(current)
+            results += [_not_run(j, W0s[j]) for j in range(len(results), len(W0s))]
     else:
         executor = as_executor(executor)
         run = _Run(local_copy(problem), method, optimize_kwargs)
-        results = run_tasks(executor, run, list(enumerate(W0s)), retries=retries, what="multistart",
-                            payload=_Payload(run), timeout=timeout, failures="return")
-        results = [_lost_run(i, W0s[i], r) if isinstance(r, ExecutorFailure) else r for i, r in enumerate(results)]
+        try:
+            results = run_tasks(executor, run, list(enumerate(W0s)), retries=retries, what="multistart",
+                                payload=_Payload(run), timeout=timeout, failures="return")
+        except KeyboardInterrupt as exc:  # keep the runs that finished
+            interrupted = True
+            results = list(getattr(exc, "partial", [None] * len(W0s)))
+        results = [_lost_run(i, W0s[i], r) if isinstance(r, ExecutorFailure) else
+                   _not_run(i, W0s[i]) if r is None else r for i, r in enumerate(results)]
     sign = -1.0 if problem.objective == "max" else 1.0
 
     def key(res):
@@ -134,7 +166,12 @@ def multistart(problem: Problem, starts, executor=None, *, method: str = "BFGS",
 
     results.sort(key=key)  # stable: ties keep the order of the starts
     failed = [r for r in results if not r.success]
-    if failed:
+    if interrupted:
+        done = sum(1 for r in results if r.status != Status.INTERRUPTED)
+        warnings.warn(f"dynopt.multistart: interrupted (KeyboardInterrupt); {done} of {len(results)} runs finished, "
+                      f"the others are marked status=Status.INTERRUPTED (an interrupted run keeps its best point)",
+                      RuntimeWarning, stacklevel=2)
+    elif failed:
         shown = "; ".join(f"start {r.start}: {r.message}" for r in failed[:3])
         warnings.warn(f"dynopt.multistart: {len(failed)} of {len(results)} runs did not succeed ({shown})",
                       RuntimeWarning, stacklevel=2)
