@@ -30,11 +30,12 @@ def real_array(name: str, value, *, finite: bool = True) -> np.ndarray:
     except ValueError as exc:  # ragged nesting
         raise ValueError(f"{name}: expected a rectangular real numeric array, got a ragged sequence ({exc})") from None
     if arr.dtype.kind == "O":
-        try:
-            arr = np.array(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name}: expected a real numeric array, got an array of Python objects "
-                            f"{_describe(value)}") from None
+        # only real numbers inside (a numeric string or a bool in an object array is not one)
+        for item in arr.ravel():
+            if isinstance(item, (bool, np.bool_)) or not isinstance(item, (numbers.Real, np.floating, np.integer)):
+                raise TypeError(f"{name}: expected a real numeric array, got an object array holding "
+                                f"{_describe(item)} ({type(item).__name__})")
+        arr = arr.astype(np.float64)
     if arr.dtype.kind not in _REAL_KINDS:
         kind = {"b": "booleans", "c": "complex numbers", "U": "strings", "S": "bytes",
                 "M": "datetimes", "m": "timedeltas"}.get(arr.dtype.kind, f"dtype {arr.dtype}")

@@ -39,6 +39,16 @@ def test_open_loop_u0_accepted_forms_give_the_same_sequence():
     assert np.array_equal(a, U.ravel()) and np.array_equal(b, U.ravel())
 
 
+def test_object_arrays_holding_strings_are_refused():
+    # issue 16: object arrays holding numeric strings were parsed as numbers
+    junk = np.array(["0.5", 1.0], dtype=object)
+    _raises(TypeError, lambda: OpenLoop(2, 1, 2, U0=junk), "U0", "object array", "'0.5'")
+    _raises(TypeError, lambda: Quadratic(junk), "Q", "object array", "'0.5'")
+    _raises(TypeError, lambda: LinearFeedback(2, 1, K0=np.array([True, 1.0], dtype=object)), "K0", "object array", "True")
+    ok = np.array([0.5, np.float64(1.0)], dtype=object)   # real numbers in an object array are numbers
+    assert np.array_equal(OpenLoop(2, 1, 2, U0=ok).default_params(), [0.5, 1.0])
+
+
 def test_open_loop_refuses_non_numbers():
     _raises(TypeError, lambda: OpenLoop(2, 1, 3, U0=["a", "b", "c"]), "U0", "expected a real numeric array", "strings")
     _raises(TypeError, lambda: OpenLoop(2, 1, 3, U0=np.ones(3) * 1j), "U0", "complex")
