@@ -187,14 +187,19 @@ class VAR:
             values, res = minimize_transformed(objective, Transform([("free", len(start))]), start,
                                                method=optimizer, options=options, scale=self.nobs)
             warn_not_converged(res, f"{self.name} fit")
-        E = self.residuals(values)
         n, k, p = self.nobs, self.k, self.p
+        B = np.asarray(values).reshape(k, -1).T  # (1 + k p, k), one column per equation
+        E = self._target - self._Z @ B
         Smle = E.T @ E / n
-        if np.linalg.matrix_rank(Smle) < k or np.min(np.linalg.eigvalsh(Smle)) <= 1e-14 * np.max(np.diag(Smle)):
+        if np.min(np.linalg.eigvalsh(Smle)) <= 1e-14 * np.max(np.diag(Smle)):
             raise ValueError(f"y: the residual covariance of the {self.name} is singular (a series is constant, "
                              f"fitted exactly, or a linear combination of the others); expected {k} series whose "
                              f"innovations are linearly independent")
-        llf, g = self.loglike_and_grad(values)
+        if res is None:  # closed form: the concentrated likelihood and its gradient n Z'E Sigma^-1 directly
+            llf = -0.5 * n * (k * LOG2PI + np.linalg.slogdet(Smle)[1] + k)
+            g = (self._Z.T @ E @ np.linalg.inv(E.T @ E) * n).T.ravel()
+        else:
+            llf, g = self.loglike_and_grad(values)
         dfk = k * p + 1
         sig = Smle * n / (n - dfk) if df_correction else Smle
         if cov_type == "none":
