@@ -672,3 +672,142 @@ def _check_optimize(kw, bad):
                                   options={"gtol": 1e-10, "maxiter": 2000})
     if res.success:
         assert res.fun <= ref.fun + 1e-6 * (1 + abs(ref.fun))
+
+
+# ----------------------------------------------------------------------------- check_gradient
+@st.composite
+def check_gradient_args(draw):
+    from dynopt import FiniteDifferences
+    valid = {"W": draw(st.sampled_from([None, np.array([0.3, -0.2]), [0.1, 0.1]])),
+             "casadi": draw(st.sampled_from([True, False, OMIT])),
+             "fd_step": draw(st.sampled_from([OMIT, None, 1e-6, np.float64(1e-5)])),
+             "references": OMIT}
+    junk = {"W": draw(junk_array((2,))),
+            "casadi": draw(FLAG_JUNK),
+            "fd_step": draw(st.one_of(junk_scalar(), st.sampled_from([0.0, -1e-6, [1e-6]]))),
+            "references": draw(st.sampled_from([{}, {"fd": 5}, [FiniteDifferences()], {"checked": FiniteDifferences()},
+                                                {"fd": FiniteDifferences}, "fd"]))}
+    return valid, junk
+
+
+@settings(max_examples=6, **SETTINGS)
+@given(check_gradient_args())
+def test_check_gradient_arguments(args):
+    prob = _opt_problem()
+    for kw, bad in calls(args):
+        W = kw.pop("W", None)
+        res = refused_or_ok(lambda: dynopt.check_gradient(prob, W, **kw), bad)
+        if res is None:
+            continue
+        Wv = prob.W0 if W is None else np.asarray(W, dtype=float)
+        J, g = prob.value_and_grad(Wv)
+        assert res.J == J and np.array_equal(res.gradients["checked"], g)
+        assert set(res.gradients) >= {"checked", "fd"} and res.max_rel_error("fd") < 1e-6
+    with pytest.raises(TypeError, match="problem: expected a dynopt.Problem"):
+        dynopt.check_gradient("problem")
+
+
+# ----------------------------------------------------------------------------- econometrics
+def _series(seed, n, scale, level):
+    rng = np.random.default_rng(seed)
+    e = rng.standard_normal(n + 1)
+    y = np.zeros(n)
+    for t in range(1, n):
+        y[t] = 0.5 * y[t - 1] + e[t + 1] + 0.3 * e[t]
+    return level + scale * y
+
+
+def _quiet(f):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return f()
+
+
+def _ref_ar(y, kw, res):
+    p, trend = kw.get("p", 1), kw.get("trend", "c")
+    X = np.column_stack(([np.ones(len(y) - p)] if trend == "c" else []) + [y[p - j - 1:len(y) - j - 1] for j in range(p)]) \
+        if (p or trend == "c") else np.zeros((len(y), 0))
+    if X.shape[1]:
+        beta = np.linalg.lstsq(X, y[p:], rcond=None)[0]
+        np.testing.assert_allclose(res.values[:X.shape[1]], beta, rtol=1e-6, atol=1e-8 * (1 + np.abs(beta).max()))
+
+
+def _ref_arma(y, kw, res):
+    """statsmodels' exact Gaussian likelihood at dynopt's estimate (same parameter order:
+    mean, AR, MA, sigma2) equals dynopt's llf."""
+    from statsmodels.tsa.arima.model import ARIMA as SMARIMA
+    p, q, trend = kw.get("p", 1), kw.get("q", 0), kw.get("trend", "c")
+    ref = _quiet(lambda: SMARIMA(y, order=(p, 0, q), trend=trend).loglike(np.asarray(res.values)))
+    np.testing.assert_allclose(res.llf, ref, rtol=1e-7)
+
+
+def _ref_var(Y, kw, res):
+    from statsmodels.tsa.api import VAR as SMVAR
+    ref = SMVAR(Y).fit(kw.get("p", 1), trend="c")
+    np.testing.assert_allclose(res.llf, ref.llf, rtol=1e-6)
+
+
+def _ref_garch(y, kw, res):
+    from arch import arch_model
+    if kw.get("mean", "constant") != "constant":
+        return
+    ref = _quiet(lambda: arch_model(y, mean="Constant", vol="GARCH", p=1, q=1, rescale=False).fit(disp="off"))
+    assert res.llf >= ref.loglikelihood - 1e-4 * (1 + abs(ref.loglikelihood)), (res.llf, ref.loglikelihood)
+
+
+def _ref_local_level(y, kw, res):
+    from statsmodels.tsa.statespace.structural import UnobservedComponents
+    ref = _quiet(lambda: UnobservedComponents(y, "llevel", use_exact_diffuse=True).fit(disp=False))
+    assert res.llf >= ref.llf - 1e-4 * (1 + abs(ref.llf)), (res.llf, ref.llf)
+
+
+Y_JUNK = [np.array(["1.0"] * 60), np.zeros(60, dtype=bool), np.ones(60) + 1j, "abc", None, [[1.0, 2.0], [3.0]],
+          np.arange(60).astype("datetime64[D]"), np.full(60, 3.0), np.array([1.0, 2.0, 3.0])]
+"""Junk for a series: strings, bools, complex, datetimes, ragged, a constant series, too few
+observations (refused with the reason, naming y or the order)."""
+
+
+def _econ_specs():
+    import dynopt.models.econometrics as E
+    order_junk = INT0_JUNK
+    trend_junk = st.sampled_from(["x", 5, True, ["c"]])
+    return {
+        "AR": (E.AR, dict(p=(st.integers(0, 3), order_junk), trend=(st.sampled_from(["c", "n"]), trend_junk)), _ref_ar),
+        "ARMA": (E.ARMA, dict(p=(st.integers(0, 2), order_junk), q=(st.integers(0, 1), order_junk),
+                              trend=(st.sampled_from(["c", "n"]), trend_junk)), _ref_arma),
+        "GARCH": (E.GARCH, dict(mean=(st.sampled_from(["constant"]), st.sampled_from(["arima", 5, None])),
+                                p=(st.just(OMIT), st.sampled_from([1, -1, "1", True]))), _ref_garch),
+        "LocalLevel": (E.LocalLevel, dict(trend=(st.sampled_from([OMIT, False]), FLAG_JUNK)), _ref_local_level),
+        "VAR": (E.VAR, dict(p=(st.integers(1, 2), INT_JUNK)), _ref_var),
+    }
+
+
+@pytest.mark.parametrize("name", ["AR", "ARMA", "GARCH", "LocalLevel", "VAR"])
+def test_econometric_models(name):
+    ctor, spec, reference = _econ_specs()[name]
+    spec = dict(spec)
+    spec["y"] = (st.tuples(st.integers(0, 3), st.integers(60, 120), st.sampled_from([1.0, 1e-3, 1e3]),
+                           st.sampled_from([0.0, 3.0])), st.sampled_from(Y_JUNK))
+
+    @settings(max_examples=4, **SETTINGS)
+    @given(fuzz(spec))
+    def prop(args):
+        for kw, bad in calls(args):
+            y = kw.pop("y")
+            if "y" not in bad:
+                seed, n, scale, level = y
+                y = _series(seed, n, scale, level)
+                if name == "VAR":
+                    y = np.column_stack([y, _series(seed + 7, n, scale, -level)])
+            elif name == "VAR" and isinstance(y, np.ndarray) and y.ndim == 1 and y.size == 60:
+                y = np.column_stack([y, y])
+            res = refused_or_ok(lambda: _quiet(lambda: ctor(y, **kw).fit()), bad)
+            if res is None:
+                continue
+            values = np.asarray(res.values)
+            assert values.ndim == 1 and len(res.param_names) == values.size
+            assert np.all(np.isfinite(values)) and np.isfinite(res.llf)
+            reference(y, kw, res)
+
+    prop()
