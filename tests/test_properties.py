@@ -742,6 +742,12 @@ def _ref_arma(y, kw, res):
     np.testing.assert_allclose(res.llf, ref, rtol=1e-7)
 
 
+def _ref_arima(y, kw, res):
+    from statsmodels.tsa.arima.model import ARIMA as SMARIMA
+    ref = _quiet(lambda: SMARIMA(y, order=kw.get("order", (1, 0, 0))).loglike(np.asarray(res.values)))
+    np.testing.assert_allclose(res.llf, ref, rtol=1e-6)
+
+
 def _ref_var(Y, kw, res):
     from statsmodels.tsa.api import VAR as SMVAR
     ref = SMVAR(Y).fit(kw.get("p", 1), trend="c")
@@ -776,6 +782,9 @@ def _econ_specs():
         "AR": (E.AR, dict(p=(st.integers(0, 3), order_junk), trend=(st.sampled_from(["c", "n"]), trend_junk)), _ref_ar),
         "ARMA": (E.ARMA, dict(p=(st.integers(0, 2), order_junk), q=(st.integers(0, 1), order_junk),
                               trend=(st.sampled_from(["c", "n"]), trend_junk)), _ref_arma),
+        "ARIMA": (E.ARIMA, dict(order=(st.sampled_from([(1, 0, 0), (0, 1, 1), (1, 1, 0), [2, 0, 1]]),
+                                       st.sampled_from([(1, 0), (-1, 0, 0), (1.5, 0, 0), "100", (True, 0, 0),
+                                                        ([1], 0, 0), None, (1, "1", 0), (0, 0, 1j)]))), _ref_arima),
         "GARCH": (E.GARCH, dict(mean=(st.sampled_from(["constant"]), st.sampled_from(["arima", 5, None])),
                                 p=(st.just(OMIT), st.sampled_from([1, -1, "1", True]))), _ref_garch),
         "LocalLevel": (E.LocalLevel, dict(trend=(st.sampled_from([OMIT, False]), FLAG_JUNK)), _ref_local_level),
@@ -783,7 +792,7 @@ def _econ_specs():
     }
 
 
-@pytest.mark.parametrize("name", ["AR", "ARMA", "GARCH", "LocalLevel", "VAR"])
+@pytest.mark.parametrize("name", ["AR", "ARMA", "ARIMA", "GARCH", "LocalLevel", "VAR"])
 def test_econometric_models(name):
     ctor, spec, reference = _econ_specs()[name]
     spec = dict(spec)
