@@ -16,14 +16,16 @@ from .core.components import Component, Plant, Policy, SliceGrad, StageCost, Ter
 from .core.integrators import ODE, RK4, Discretized, Euler, Integrator
 from .core.problem import Problem, Trajectory
 from .errors import SimulationDivergedError
-from .gradients import (Auto, BPTT, Evaluation, CheckpointedBPTT, FiniteDifferences, GradientMethod, TruncatedBPTT, clip_gradient,
+from .gradients import (Auto, BPTT, Evaluation, HessianFallbackWarning, gauss_newton_hessp, hessp, hessp_function, CheckpointedBPTT, FiniteDifferences, GradientMethod, TruncatedBPTT, clip_gradient,
                         truncation_error)
-from .analysis import DiagnosticReport, GradientCheck, check_gradient, diagnose
+from .analysis import Covariance, DiagnosticReport, GradientCheck, check_gradient, covariance, diagnose
 from .optimize import OptimizeResult, optimize
 from .parallel import ExecutorFailure, Sharded, map_fit, multistart, sharded_value_and_grad
 from .casadi import (CasadiODE, CasadiPlant, CasadiPolicy, CasadiReference, CasadiStageCost, CasadiTerminalCost,
                      CompiledBPTT, CompilerNotFoundWarning, UnsafeCacheError, as_casadi)
 
+from . import sysid
+from .sysid import Experiment, identify
 from .control import c2d, dlqr, finite_horizon_lqr, lqr, receding_horizon, step_metrics
 
 __version__ = "0.1.0"
@@ -36,5 +38,7 @@ __all__ = [
     "CheckpointedBPTT", "DiagnosticReport", "TruncatedBPTT", "diagnose", "truncation_error",
     "CasadiODE", "CasadiPlant", "CasadiPolicy", "CasadiReference", "CasadiStageCost", "CasadiTerminalCost",
     "CompiledBPTT", "CompilerNotFoundWarning", "UnsafeCacheError", "as_casadi",
+    "Covariance", "Experiment", "HessianFallbackWarning", "covariance", "gauss_newton_hessp", "hessp", "hessp_function",
+    "identify", "sysid",
     "c2d", "dlqr", "finite_horizon_lqr", "lqr", "receding_horizon", "step_metrics",
 ]

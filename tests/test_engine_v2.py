@@ -380,3 +380,17 @@ def test_import_graph_has_no_cycles_and_dynopt_never_imports_models():
     for n in nodes:
         if n not in state and n != "dynopt":
             visit(n, [])
+
+
+def test_problem_hessp_is_the_exact_product():
+    # open-loop LQ: J is quadratic in the controls, so H v equals a difference of exact gradients
+    from dynopt.models import OpenLoop
+
+    prob = Problem(LinearPlant([[1.0, 0.1], [0.0, 1.0]], [[0.0], [0.1]]), OpenLoop(2, 1, 6), Quadratic(np.eye(2), [0.1]),
+                   QuadraticTerminal(np.eye(2)), horizon=6, x0=np.ones((2, 2)), gradient=BPTT())
+    v = np.random.default_rng(3).standard_normal(prob.n_decision)
+    Hv = prob.hessp(prob.W0, v)
+    g1 = prob.value_and_grad(prob.W0 + v)[1]
+    g0 = prob.value_and_grad(prob.W0)[1]
+    assert rel(Hv, g1 - g0) < 1e-12
+    assert rel(Hv, dynopt.hessp(prob, prob.W0, v)) == 0.0

@@ -28,6 +28,16 @@ def set_default_gradient(factory) -> None:
 TIME_CHANNEL = "t"
 """The exogenous channel every problem provides: the step index t (0 .. T-1, as float)."""
 
+_HESSP = None
+"""``hessp(problem, W, v)`` registered by :mod:`dynopt.gradients` (core does not import it)."""
+
+
+def set_hessp(fn) -> None:
+    """Register the Hessian-vector product :meth:`Problem.hessp` delegates to."""
+    global _HESSP
+    _HESSP = fn
+
+
 BLOCKS = ("policy", "plant", "cost", "terminal", "x0")
 """Names of the blocks the decision vector W can be made of, in their canonical order."""
 
@@ -575,6 +585,17 @@ class Problem:
     def value_and_grad(self, W):
         """``(J, dJ/dW)`` by the problem's gradient method (default: one BPTT sweep pair)."""
         return self.gradient.value_and_grad(self, self.check_W(W))
+
+    def hessp(self, W, v):
+        """The Hessian-vector product ``(d^2 J / dW^2) v`` at W, ``(n_decision,)`` (SciPy's name).
+
+        Exact (forward mode over the adjoint sweep) when every component has a CasADi form; a
+        central difference of the exact gradient otherwise (warned once).  See
+        :func:`dynopt.gradients.hessian.hessp`.
+        """
+        if _HESSP is None:
+            raise RuntimeError("no Hessian-vector product registered: import dynopt (not dynopt.core alone)")
+        return _HESSP(self, self.check_W(W), v)
 
     def __repr__(self):
         return (f"Problem(plant={self.plant!r}, policy={self.policy!r}, horizon={self.horizon}, "
