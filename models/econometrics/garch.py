@@ -74,6 +74,8 @@ class GARCH:
         self.backcast = None
 
     def _resid(self, values):
+        if self.mean == "constant":  # u = y - mu; the context is None (dual: -sum(u_bar))
+            return self.y - values[0], None
         return css_residuals(self.layout, self.y, self._x, np.append(values[:self.n_mean], 1.0))
 
     def variances(self, values, resid, backcast):
@@ -94,7 +96,7 @@ class GARCH:
         omega, alpha, beta = values[self.n_mean:]
         u, ctx = self._resid(values)
         s2 = self.variances(values, u, bc)
-        if np.any(s2 <= 0):
+        if not s2.min() > 0:
             return -np.inf, (np.zeros_like(values) if grad else None)
         llf = -0.5 * float(np.sum(LOG2PI + np.log(s2) + u * u / s2))
         if not grad:
@@ -107,7 +109,7 @@ class GARCH:
         g_alpha = lam[0] * bc + lam[1:] @ (u[:-1] ** 2)
         g_beta = -a_bar[0] + lam[0] * bc
         u_bar[:-1] += 2.0 * alpha * u[:-1] * lam[1:]
-        g_mean = css_residuals_vjp(ctx, u_bar)[:-1]
+        g_mean = np.array([-u_bar.sum()]) if ctx is None else css_residuals_vjp(ctx, u_bar)[:-1]
         return llf, -np.concatenate([g_mean, [g_omega, g_alpha, g_beta]])
 
     def _backcast(self, backcast):
@@ -156,7 +158,7 @@ class GARCH:
     def loglikeobs(self, values, *, backcast=None):
         """Per-observation log-likelihood ``(N - p,)`` (complex-safe)."""
         values = np.asarray(values)
-        u, _ = css_residuals(self.layout, self.y, self._x, np.append(values[:self.n_mean], 1.0))
+        u, _ = self._resid(values)
         s2 = self.variances(values, u, self._backcast(backcast))
         return -0.5 * (LOG2PI + np.log(s2) + u * u / s2)
 
