@@ -339,9 +339,8 @@ def _A_valid():
 
 
 def model_junk_array(shape, optional=False):
-    """Junk for model-library arrays, without object arrays: those are parsed by
-    ``models/_checks.py`` (see the strict xfail in test_regressions_16.py)."""
-    return junk_array(shape, optional, objects=False)
+    """Junk for model-library arrays (all kinds, object arrays with numeric strings included)."""
+    return junk_array(shape, optional)
 
 
 SPECS = {

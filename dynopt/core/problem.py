@@ -301,6 +301,8 @@ class Problem:
             merged = {name: self._values[name] for name in BLOCKS[:4] if self._components[name] is not None
                       and name not in self.shared}
             new = changes.pop("params")
+            if isinstance(new, Mapping) and not isinstance(new, dict):
+                new = dict(new)
             if new is not None and not isinstance(new, dict):
                 raise TypeError(f"params: expected a dict of blocks {list(BLOCKS[:4])}, got {type(new).__name__}")
             merged.update(new or {})
