@@ -93,7 +93,8 @@ class LocalLevel:
         fastest form for these small states; :meth:`filter_reference` is the same filter in
         NumPy matrix form (the tests check they agree).
         """
-        return self._filter_scalar(np.asarray(params), steady)
+        params = np.asarray(params)
+        return self._filter_level(params, steady) if not self.trend else self._filter_scalar(params, steady)
 
     def filter_reference(self, params, *, steady=True):
         """:meth:`filter` written with NumPy matrices (generic in the state dimension)."""
@@ -155,7 +156,7 @@ class LocalLevel:
             den = _charpoly(L)
             past_v = v[t_switch - 1::-1][:m]
             past_y = y[t_switch - 1::-1][:m]
-            zi = lfiltic(den, b, past_y, past_v) if False else lfiltic(b, den, past_v, past_y)
+            zi = lfiltic(b, den, past_v, past_y)  # SciPy's own (the fast filter computes it by hand)
             vt = lfilter(b, den, y[t_switch:], zi=zi)[0]
             v[t_switch:] = vt
             F[t_switch:] = Fs
@@ -166,6 +167,50 @@ class LocalLevel:
                 a_end = T @ a_end + K * v[s]
             a = a_end
         return {"llf_obs": llf, "v": v, "F": F, "diffuse": diffuse, "a": a, "P": Pst, "switch": t_switch}
+
+    def _filter_level(self, params, steady):
+        """The local level filter on Python scalars (state dimension 1)."""
+        dt = np.result_type(params, float)
+        cplx = np.iscomplexobj(params)
+        conv = complex if cplx else float
+        log = cmath.log if cplx else math.log
+        H, q = conv(params[0]), conv(params[1])
+        yl, N = self.y.tolist(), len(self.y)
+        llf, v, F = [0.0] * N, [math.nan] * N, [math.nan] * N
+        diffuse = np.zeros(N, bool)
+        a, p, is_diffuse = 0.0, 0.0, True
+        prev, run, t_switch, last_nan, tol = math.inf, 0, N, self._last_nan, STEADY_TOL
+        for t in range(N):
+            if steady and not is_diffuse and t >= last_nan:
+                if abs((p - prev).real) <= tol * abs(p.real):
+                    run += 1
+                    if run > 1:
+                        t_switch = t
+                        break
+                else:
+                    run = 0
+            prev = p
+            yt = yl[t]
+            if yt == yt:
+                vt = yt - a
+                if is_diffuse:  # F_inf = 1, K0 = 1: a = y, P* = H (Koopman-Durbin, univariate)
+                    a, p, is_diffuse = yt, H, False
+                    llf[t], F[t] = -0.5 * LOG2PI, 1.0
+                    diffuse[t] = True
+                else:
+                    Ft = p + H
+                    k = p / Ft
+                    a = a + k * vt
+                    p = p - k * p
+                    llf[t], F[t] = -0.5 * (LOG2PI + log(Ft) + vt * vt / Ft), Ft
+                v[t] = vt
+            p = p + q
+        llf, v, F = np.array(llf, dtype=dt), np.array(v, dtype=dt), np.array(F, dtype=dt)
+        Pst = np.array([[p]], dtype=dt)
+        av = np.array([a], dtype=dt)
+        if t_switch < N:
+            av, v, F, llf = self._steady_tail(t_switch, av, Pst, H, v, F, llf, dt)
+        return {"llf_obs": llf, "v": v, "F": F, "diffuse": diffuse, "a": av, "P": Pst, "switch": t_switch}
 
     def _filter_scalar(self, params, steady):
         dt = np.result_type(params, float)
@@ -242,7 +287,7 @@ class LocalLevel:
         L = T.copy().astype(dt)
         L[:, 0] = L[:, 0] - K
         b, den = _charpoly(T), _charpoly(L)
-        zi = lfiltic(b, den, v[t_switch - 1::-1][:m], y[t_switch - 1::-1][:m])
+        zi = _initial_conditions(b, den, v[t_switch - 1::-1][:m], y[t_switch - 1::-1][:m])
         vt = lfilter(b, den, y[t_switch:], zi=zi)[0]
         v[t_switch:] = vt
         F[t_switch:] = Fs
@@ -373,6 +418,14 @@ class LocalLevel:
 def LocalLinearTrend(y) -> LocalLevel:
     """:class:`LocalLevel` with a stochastic slope."""
     return LocalLevel(y, trend=True)
+
+
+def _initial_conditions(b, a, out_past, in_past):
+    """``scipy.signal.lfiltic(b, a, out_past, in_past)`` (most recent first) for ``a[0] = 1``, without
+    its overhead: ``zi[m] = sum_{i > m} b_i x[-(i - m)] - a_i y[-(i - m)]``."""
+    n = len(a) - 1
+    return np.array([sum(b[i] * in_past[i - m - 1] - a[i] * out_past[i - m - 1] for i in range(m + 1, n + 1))
+                     for m in range(n)])
 
 
 def _charpoly(A):
