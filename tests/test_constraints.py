@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import dynopt
+import dynopt.models
 from dynopt.control.constraints import (ConstrainedProblem, ConstraintFunction, PathConstraint, StateConstraint,
                                         TerminalConstraint, solve)
 from dynopt.core.integrators import IntegralCost
@@ -79,7 +80,7 @@ def vdp_ipopt(N, M, Tf=10.0):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["auglag", "trust-constr"])
+@pytest.mark.parametrize("method", ["trust-constr"])  # auglag: test_example_vanderpol_constrained
 def test_van_der_pol_matches_ipopt(method):
     N, M = 20, 1  # CasADi's example uses M = 4 (examples/vanderpol_constrained.py); 1 keeps the test fast
     cp = vdp_problem(N, M)
@@ -212,3 +213,47 @@ def test_unreachable_terminal_state_warns():
         res = solve(cp, bounds={"policy": (-0.01, 0.01)}, max_outer=4)
     assert res.max_violation > 1
     assert any("max violation" in str(w.message) for w in caught)
+
+
+# --------------------------------------------------------------------------- examples, headless
+def _example(name):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.slow
+def test_example_vanderpol_constrained(capsys):
+    # the example runs CasADi's M = 4 sub-steps; M = 2 here keeps the run short
+    res, J_ref = _example("vanderpol_constrained").main(M=2)
+    assert res.max_violation <= 1e-8 and abs(res.fun - J_ref) <= 1e-6 * J_ref
+    assert "IPOPT (CasADi)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_example_cartpole_terminal_matches_ipopt(capsys):
+    T, dt = 20, 0.15
+    mod = _example("cartpole_terminal")
+    res = mod.main(horizon=T, dt=dt)
+    assert res.max_violation <= 1e-8
+    np.testing.assert_allclose(res.trajectory.x[-1, 0], 0.0, atol=1e-8)
+    # IPOPT on the same discrete map (CartPole's CasADi form, the same fused RK4 step), from the same start
+    step = mod.build(T, dt).problem.plant.function
+    opti = ca.Opti()
+    U = opti.variable(T)
+    x = ca.DM([0.0, np.pi, 0.0, 0.0])
+    p = ca.DM(dynopt.models.CartPole().default_params())
+    for t in range(T):
+        x = step(x, U[t], ca.DM.zeros(0, 1), p)
+    opti.subject_to(x == 0)
+    opti.subject_to(opti.bounded(-20, U, 20))
+    opti.minimize(dt * ca.sumsqr(U))
+    opti.solver("ipopt", {"print_time": False}, {"print_level": 0, "sb": "yes", "tol": 1e-12})
+    sol = opti.solve()
+    J_ipopt = float(sol.value(dt * ca.sumsqr(U)))
+    assert abs(res.fun - J_ipopt) <= 1e-6 * J_ipopt
+    assert "max violation" in capsys.readouterr().out
