@@ -258,6 +258,11 @@ def test_transforms_keep_stationary_and_invertible():
     np.testing.assert_allclose(J, fd, rtol=1e-7, atol=1e-9)
     with pytest.raises(ValueError, match="not stationary"):
         unconstrain_stationary(np.array([1.2]))
+    # closed-form blocks (size-1 AR/MA, exp, logistic) against the complex step of the whole map
+    from dynopt.models.econometrics.transforms import complex_step_jacobian
+    tr1 = Transform([("free", 1), ("ar", 1), ("ma", 1), ("ar", 2), ("var", 1), ("garch", 2)])
+    u1 = np.array([0.3, -1.2, 0.7, 0.4, -0.9, 0.2, -0.5, 1.1])
+    np.testing.assert_allclose(tr1.jacobian(u1), complex_step_jacobian(tr1, u1), rtol=1e-13, atol=1e-15)
 
 
 def test_simulate_and_refit_recovers_parameters():

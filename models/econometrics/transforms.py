@@ -134,6 +134,8 @@ class Transform:
                 e = np.exp(v)
                 d = 1 + e.sum()
                 J[sl, sl] = np.diag(e / d) - np.outer(e, e) / d ** 2
+            elif size == 1:  # phi = -u / sqrt(1 + u^2) (theta = -phi): derivative -(1 + u^2)^(-3/2)
+                J[off, off] = (-1.0 if kind == "ar" else 1.0) * (1 + v[0] * v[0]) ** -1.5
             else:
                 sign = 1.0 if kind == "ar" else -1.0
                 J[sl, sl] = complex_step_jacobian(lambda z: sign * constrain_stationary(z), v)
