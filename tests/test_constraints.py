@@ -82,7 +82,7 @@ def vdp_ipopt(N, M, Tf=10.0):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["trust-constr"])  # auglag: test_example_vanderpol_constrained
 def test_van_der_pol_matches_ipopt(method):
-    N, M = 20, 1  # CasADi's example uses M = 4 (examples/vanderpol_constrained.py); 1 keeps the test fast
+    N, M = 10, 2  # CasADi's example: N = 20, M = 4 (examples/vanderpol_constrained.py); smaller here for speed
     cp = vdp_problem(N, M)
     U_ref, J_ref, lam_ref = vdp_ipopt(N, M)
     res = solve(cp, method=method, bounds={"policy": (-1, 1)})

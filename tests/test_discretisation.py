@@ -189,3 +189,16 @@ def test_zero_order_hold_bad_input():
         OpenLoopHold(2, 1, 10, hold=3, control_horizon=5)
     with pytest.raises(ValueError, match="V0"):
         OpenLoopHold(2, 1, 10, hold=5, V0=np.zeros(3))
+
+
+def test_substepped_plant_reports_no_casadi_form():
+    """Until dynopt.casadi.forms builds sub-steps, a sub-stepped plant must not get the one-step
+    CasADi form (a silently different map): it reports none, and check_gradient skips CasADi."""
+    from dynopt.casadi.forms import casadi_form
+    ode = dynopt.CasadiODE(lambda x, u, p: pend_rhs(x, u), n_state=2, n_control=1)
+    assert casadi_form(dynopt.Discretized(ode, dynopt.RK4(0.1))) is not None
+    plant = dynopt.Discretized(ode, dynopt.RK4(0.1, substeps=2))
+    assert casadi_form(plant) is None
+    prob = dynopt.Problem(plant, OpenLoop(2, 1, 5), dynopt.CasadiStageCost(lambda x, u, p: x[0] ** 2, n_state=2,
+                          n_control=1), horizon=5, x0=[0.1, 0.0])
+    assert dynopt.check_gradient(prob, np.ones(5)).max_rel_error() < 1e-6
