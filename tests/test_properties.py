@@ -457,6 +457,12 @@ SPECS.update({
                           n_exog=(opt(st.just(0)), INT0_JUNK)),
                      lambda c: _problem_with(cost=c)),
     "PID": (PID_SPEC, _pid_build),
+    "TrackingCost": (dict(
+        output=(st.sampled_from([[1.0, 0.0], np.array([0.5, 0.5])]),
+                st.one_of(model_junk_array((2,)), st.sampled_from([0, 2.0, [1.0, 0.0, 0.0]]))),
+        dt=(pos(0.01, 0.2), POS_JUNK), w_e=(opt(st.floats(0, 2)), NUM_JUNK), w_u=(opt(st.floats(0, 2)), NUM_JUNK),
+        u_ref=(opt(st.floats(-1, 1)), NUM_JUNK), ref_index=(opt(st.just(0)), INT0_JUNK)),
+        lambda c: _problem_with(cost=c, X=np.linspace(0.5, 1.0, 3)[:, None])),
 })
 
 
@@ -491,7 +497,14 @@ PID_DEFECTS = pytest.mark.xfail(
                         "later as 'W', dt=array of 2 -> numpy TypeError not naming dt; owned by models/controllers.py")
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=PID_DEFECTS) if n == "PID" else n for n in sorted(SPECS)])
+TRACKING_DEFECTS = pytest.mark.xfail(
+    strict=True, reason="TrackingCost: float()/int() parse dt, w_e, w_u, u_ref, ref_index ('0.1' accepted, True is 1), "
+                        "ref_index=-1 accepted, an output C sized for another plant fails in the sweep with numpy's "
+                        "matmul error; owned by models/controllers.py")
+MARKS = {"PID": PID_DEFECTS, "TrackingCost": TRACKING_DEFECTS}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=MARKS[n]) if n in MARKS else n for n in sorted(SPECS)])
 def test_component_constructors(name):
     spec, build = SPECS[name]
     ctor = _ctor(name)
@@ -747,6 +760,20 @@ def _ref_arima(y, kw, res):
     np.testing.assert_allclose(res.llf, ref, rtol=1e-6)
 
 
+def _ref_sarima(y, kw, res):
+    from statsmodels.tsa.arima.model import ARIMA as SMARIMA
+    ref = _quiet(lambda: SMARIMA(y, order=(1, 0, 0), seasonal_order=kw.get("seasonal_order", (0, 0, 0, 0)))
+                 .loglike(np.asarray(res.values)))
+    np.testing.assert_allclose(res.llf, ref, rtol=1e-6)
+
+
+def _ref_arx(y, kw, res):
+    x = _series(11, len(y), 1.0, 0.0)  # the exogenous column the test passes
+    X = np.column_stack([np.ones(len(y) - 1), y[:-1], x[1:]])
+    beta = np.linalg.lstsq(X, y[1:], rcond=None)[0]
+    np.testing.assert_allclose(res.values[:3], beta, rtol=1e-6, atol=1e-9 * (1 + np.abs(beta).max()))
+
+
 def _ref_var(Y, kw, res):
     from statsmodels.tsa.api import VAR as SMVAR
     ref = SMVAR(Y).fit(kw.get("p", 1), trend="c")
@@ -784,6 +811,14 @@ def _econ_specs():
         "ARIMA": (E.ARIMA, dict(order=(st.sampled_from([(1, 0, 0), (0, 1, 1), (1, 1, 0), [2, 0, 1]]),
                                        st.sampled_from([(1, 0), (-1, 0, 0), (1.5, 0, 0), "100", (True, 0, 0),
                                                         ([1], 0, 0), None, (1, "1", 0), (0, 0, 1j)]))), _ref_arima),
+        "SARIMA": (lambda y, **kw: E.SARIMA(y, (1, 0, 0), **kw),
+                   dict(seasonal_order=(st.sampled_from([(1, 0, 0, 4), (0, 0, 0, 0), [0, 0, 1, 3]]),
+                                        st.sampled_from([(1, 0, 0), (1, 0, 0, 1), (1, 0, 0, -4), (1, 0, 0, 4.0),
+                                                         (True, 0, 0, 4), "1004", None]))), _ref_sarima),
+        "ARX": (lambda y, **kw: E.ARX(y, 1, exog=kw.pop("exog", _series(11, len(y), 1.0, 0.0)[:, None]), **kw),
+                dict(exog=(st.just(OMIT), st.sampled_from([np.full((100, 1), "1"), np.zeros((100, 1), bool),
+                                                          np.ones((100, 1)) + 1j, np.zeros((3, 1)), "x",
+                                                          np.ones((100, 1)), [[1.0], [2.0, 3.0]]]))), _ref_arx),
         "GARCH": (E.GARCH, dict(mean=(st.sampled_from(["constant"]), st.sampled_from(["arima", 5, None])),
                                 p=(st.just(OMIT), st.sampled_from([1, -1, "1", True]))), _ref_garch),
         "LocalLevel": (E.LocalLevel, dict(trend=(st.sampled_from([OMIT, False]), FLAG_JUNK)), _ref_local_level),
@@ -791,7 +826,7 @@ def _econ_specs():
     }
 
 
-@pytest.mark.parametrize("name", ["AR", "ARMA", "ARIMA", "GARCH", "LocalLevel", "VAR"])
+@pytest.mark.parametrize("name", ["AR", "ARX", "ARMA", "ARIMA", "SARIMA", "GARCH", "LocalLevel", "VAR"])
 def test_econometric_models(name):
     ctor, spec, reference = _econ_specs()[name]
     spec = dict(spec)

@@ -283,3 +283,14 @@ def test_casadi_name_checked():
         return x + u[0]
     with pytest.raises((TypeError, ValueError), match="^name: expected"):
         dynopt.CasadiPlant(f, n_state=1, n_control=1, name=5)
+
+
+@pytest.mark.xfail(strict=True, reason="TrackingCost parses numbers with float()/int(): dt='0.1' is 0.1, "
+                                       "ref_index=True is 0; owned by models/controllers.py")
+@pytest.mark.parametrize("kw, name", [({"dt": "0.1"}, "dt"), ({"dt": 0.1, "w_e": "1"}, "w_e"),
+                                      ({"dt": 0.1, "ref_index": True}, "ref_index"),
+                                      ({"dt": 0.1, "ref_index": -1}, "ref_index")])
+def test_tracking_cost_numbers(kw, name):
+    from dynopt.models import TrackingCost
+    with pytest.raises((TypeError, ValueError), match=name):
+        TrackingCost([1.0, 0.0], **kw)
