@@ -105,11 +105,26 @@ class OptimizeResult(scipy.optimize.OptimizeResult):
 
 
 # ----------------------------------------------------------------------------- argument checks
+_KNOWN_OPTIONS = {
+    "BFGS": {"gtol", "norm", "eps", "maxiter", "disp", "return_all", "finite_diff_rel_step", "xrtol", "c1", "c2",
+             "hess_inv0", "workers"},
+    "CG": {"gtol", "norm", "eps", "maxiter", "disp", "return_all", "finite_diff_rel_step", "c1", "c2", "workers"},
+    "L-BFGS-B": {"disp", "maxcor", "ftol", "gtol", "eps", "maxfun", "maxiter", "iprint", "maxls",
+                 "finite_diff_rel_step", "workers"},
+}
+"""Options of SciPy 1.17's methods; used when the installed SciPy's signatures cannot be read."""
+
+
 def _scipy_options(method: str) -> set:
-    fn = {"BFGS": scipy.optimize._optimize._minimize_bfgs, "CG": scipy.optimize._optimize._minimize_cg,
-          "L-BFGS-B": scipy.optimize._lbfgsb_py._minimize_lbfgsb}[method]
-    skip = {"fun", "x0", "args", "jac", "callback", "bounds", "unknown_options"}
-    return {p for p in inspect.signature(fn).parameters if p not in skip}
+    """The options the installed SciPy's ``method`` accepts (read from its solver's signature)."""
+    try:
+        fn = {"BFGS": lambda: scipy.optimize._optimize._minimize_bfgs,
+              "CG": lambda: scipy.optimize._optimize._minimize_cg,
+              "L-BFGS-B": lambda: scipy.optimize._lbfgsb_py._minimize_lbfgsb}[method]()
+        skip = {"fun", "x0", "args", "jac", "callback", "bounds", "unknown_options"}
+        return {p for p in inspect.signature(fn).parameters if p not in skip}
+    except (AttributeError, TypeError, ValueError):  # private layout of another SciPy version
+        return set(_KNOWN_OPTIONS[method])
 
 
 def _number(name, value, *, minimum=None, strict=False, finite=True, maximum=None, strict_max=False):
