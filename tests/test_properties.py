@@ -900,3 +900,39 @@ def test_econometric_fit_arguments(name):
                 reference(y, {}, res)
 
     prop()
+
+
+# ----------------------------------------------------------------------------- shared parameter blocks
+def _cw_stage(x, u, p):
+    return p["w"] * _ca().sumsqr(x) + 0.1 * _ca().sumsqr(u)
+
+
+def _cw_terminal(x, p):
+    return p["w"] * _ca().sumsqr(x)
+
+
+@settings(max_examples=10, **SETTINGS)
+@given(st.floats(0.1, 3.0), st.lists(st.floats(-1, 1), min_size=2, max_size=2),
+       st.sampled_from([("cost",), ("cost", "policy"), ("policy", "cost")]))
+def test_shared_blocks(w, K, decision):
+    """``shared={"terminal": "cost"}``: the terminal cost reads the stage cost's weight; J and its
+    gradient agree with a plain loop and finite differences; sharing into the decision is refused."""
+    from dynopt.models import LinearFeedback
+    cost = dynopt.CasadiStageCost(_cw_stage, n_state=2, n_control=1, params={"w": 1.0})
+    term = dynopt.CasadiTerminalCost(_cw_terminal, n_state=2, params={"w": 1.0})
+    plant = _plant2()
+    prob = Problem(plant, LinearFeedback(2, 1), cost, term, horizon=3, x0=[[1.0, 0.0], [0.0, 1.0]],
+                   params={"cost": [w], "policy": K}, decision=decision, shared={"terminal": "cost"})
+    consistent(prob)
+    x, J = np.array([[1.0, 0.0], [0.0, 1.0]]), 0.0
+    A, B = np.array([[1.0, 0.1], [0.0, 1.0]]), np.array([[0.0], [0.1]])
+    for _ in range(3):
+        u = -x @ np.array([K]).T
+        J += w * (x ** 2).sum() + 0.1 * (u ** 2).sum()
+        x = x @ A.T + u @ B.T
+    J = (J + w * (x ** 2).sum()) / 2
+    assert prob.value(prob.W0) == pytest.approx(J, rel=1e-12)
+    with pytest.raises(ValueError, match="shared: block 'terminal' takes its values from 'cost'"):
+        prob.replace(decision=("terminal",))
+    with pytest.raises(ValueError, match="params: block 'terminal' is shared from 'cost'"):
+        prob.replace(params={"terminal": [1.0]})
