@@ -651,6 +651,9 @@ def optimize(problem: Problem, W0=None, *, method: str = "BFGS", bounds=None,
                     warnings.simplefilter("ignore", scipy.optimize.OptimizeWarning)
                     res = scipy.optimize.minimize(ev, x, jac=True, method=method, bounds=bounds,
                                                   callback=scipy_callback, options=run_opts)
+                # SciPy's shortcut for bounds that fix every variable returns no status
+                res.setdefault("status", 0 if res.get("success", False) else 2)
+                res.setdefault("message", "")
             except _Rescale:
                 x = ev.anchor[0]
                 nit = len(history) - 1
