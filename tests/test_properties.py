@@ -353,7 +353,8 @@ SPECS = {
     "LinearFeedback": (dict(
         n_state=(st.just(2), INT_JUNK), n_control=(st.just(1), INT_JUNK),
         bias=(st.sampled_from([True, False, np.False_]), FLAG_JUNK),
-        K0=(opt(st.sampled_from([[[0.3, 0.1]], [0.3, 0.1], np.array([[1, 0]])])), model_junk_array((1, 2), optional=True))),
+        K0=(opt(st.sampled_from([[[0.3, 0.1]], [0.3, 0.1], np.array([[1, 0]])])),
+            model_junk_array((1, 2), optional=True))),
         lambda c: _problem_with(policy=c)),
     "MLPPolicy": (dict(
         n_state=(st.just(2), INT_JUNK), n_control=(st.just(1), INT_JUNK),
@@ -738,9 +739,9 @@ def _quiet(f):
 
 def _ref_ar(y, kw, res):
     p, trend = kw.get("p", 1), kw.get("trend", "c")
-    X = np.column_stack(([np.ones(len(y) - p)] if trend == "c" else []) + [y[p - j - 1:len(y) - j - 1] for j in range(p)]) \
-        if (p or trend == "c") else np.zeros((len(y), 0))
-    if X.shape[1]:
+    cols = ([np.ones(len(y) - p)] if trend == "c" else []) + [y[p - j - 1:len(y) - j - 1] for j in range(p)]
+    if cols:
+        X = np.column_stack(cols)
         beta = np.linalg.lstsq(X, y[p:], rcond=None)[0]
         np.testing.assert_allclose(res.values[:X.shape[1]], beta, rtol=1e-6, atol=1e-8 * (1 + np.abs(beta).max()))
 

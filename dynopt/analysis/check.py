@@ -90,7 +90,8 @@ def check_gradient(problem: Problem, W=None, *, references: Optional[Dict[str, G
     W : (n_decision,) array, optional
         Default ``problem.W0``.
     references : dict of name -> GradientMethod, optional
-        Non-empty, names other than ``"checked"``.  Default: CasADi's reverse AD over the whole unrolled trajectory (when every component
+        Non-empty, names other than ``"checked"``.  Default: CasADi's reverse AD over the
+        whole unrolled trajectory (when every component
         has a CasADi form) and central finite differences (``"fd"``).
     fd_step : float, optional
         Step (> 0) of the default finite differences (default per entry, see
