@@ -61,10 +61,11 @@ def test_as_float_array_refuses_non_real_input(value, exc, pattern):
 
 
 def test_as_float_array_accepts_real_numbers_exactly():
+    from decimal import Decimal
     from fractions import Fraction
     for value, expected in [([1, 2], [1.0, 2.0]), (np.array([1, 2], dtype=np.int8), [1.0, 2.0]),
                             (np.float32(0.5), 0.5), (np.array([1.5, 2.0], dtype=object), [1.5, 2.0]),
-                            ([Fraction(1, 4)], [0.25]), (np.uint16(7), 7.0)]:
+                            ([Fraction(1, 4)], [0.25]), (np.uint16(7), 7.0), ([Decimal("0.5")], [0.5])]:
         out = as_float_array("w", value)
         assert out.dtype == np.float64
         np.testing.assert_array_equal(out, expected)

@@ -2,8 +2,8 @@
 
 Numbers are real.  What is accepted and what is refused, everywhere:
 
-* accepted: Python ``int``/``float``, NumPy integer and floating scalars and arrays, and
-  (nested) sequences of those; they become float64.
+* accepted: Python ``int``/``float`` (and ``Fraction``/``Decimal``), NumPy integer and
+  floating scalars and arrays, and (nested) sequences of those; they become float64.
 * refused with ``TypeError``: ``None``, ``str``/``bytes`` (never parsed, ``"0.1"`` is not 0.1),
   ``bool`` and boolean arrays where a number is meant (``True`` is not 1), complex values
   (never truncated to their real part), datetimes and timedeltas (never read as
@@ -16,6 +16,7 @@ Every message names the argument, what was expected and what was given.
 
 from __future__ import annotations
 
+import decimal
 import numbers
 from typing import Optional
 
@@ -78,7 +79,7 @@ def as_float_array(name: str, value, *, finite: bool = True) -> Array:
     if arr.dtype.kind == "O":
         flat = arr.ravel()
         for item in flat:
-            if isinstance(item, (bool, np.bool_)) or not isinstance(item, numbers.Real):
+            if isinstance(item, (bool, np.bool_)) or not isinstance(item, (numbers.Real, decimal.Decimal)):
                 if isinstance(item, (list, tuple, np.ndarray)):
                     raise ValueError(f"{name}: expected a rectangular numeric array, got a ragged sequence "
                                      f"{describe(value)}")
@@ -106,7 +107,7 @@ def as_real(name: str, value, *, minimum: Optional[float] = None, strict: bool =
     ``minimum`` / ``maximum`` bound the value (``strict``: ``> minimum``, else ``>=``);
     the same refusals as :func:`as_float_array` (str, bool, complex, ... -> ``TypeError``).
     """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.ndarray, np.generic)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, decimal.Decimal, np.ndarray, np.generic)):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__} {describe(value)}")
     arr = as_float_array(name, value, finite=finite)
     if arr.ndim != 0:
