@@ -367,8 +367,10 @@ def backward_segment(setup: Setup, seg: Segment, window: list, grads: Grads, *, 
     cost = setup.cost
     k, post = setup.plant.lags, setup.post
     tape = seg.tape
+    present = {"plant"} | ({"policy"} if setup.plant.n_control else set()) | ({"cost"} if cost is not None else set())
     seen = set()  # each component's first dual in this segment is checked against the contract
-    for i in range(len(tape) - 1, -1, -1):
+    i = len(tape) - 1
+    while i >= 0 and (checked or hook is not None or seen != present):
         t = seg.t0 + i
         pc, cc, fc = tape[i]
         lam_next = window[0]
@@ -395,4 +397,55 @@ def backward_segment(setup: Setup, seg: Segment, window: list, grads: Grads, *, 
         window = window[1:] + [None]
         if hook is not None:
             hook(t, window, grads)
+        i -= 1
+    if i >= 0:
+        window = _backward_fast(setup, tape, i, window, grads)
     return window
+
+
+def _backward_fast(setup: Setup, tape: list, i_last: int, window: list, grads: Grads) -> list:
+    """The same recursion as :func:`backward_segment` for steps ``i_last .. 0`` of a segment, once
+    every component's first dual has been checked: duals called directly, adjoints summed inline
+    (the per-step bookkeeping is what a small-state, long-horizon problem pays for)."""
+    plant_vjp, policy_vjp = setup.plant.vjp, setup.policy.vjp
+    cost = setup.cost
+    cost_vjp = None if cost is None else cost.vjp
+    c_bar, post, k = setup.c_bar, setup.post, setup.plant.lags
+    g_th, g_phi, g_pc = grads.theta, grads.phi, grads.p_cost
+    for i in range(i_last, -1, -1):
+        pc, cc, fc = tape[i]
+        lam_next = window[0]
+        u_bar = x_cost = None
+        if cost_vjp is not None:
+            x_cost, u_bar, pg = cost_vjp(cc, c_bar)
+            if pg is not None:
+                add_param_grad(g_pc, pg)
+            if post:
+                if x_cost is not None:
+                    lam_next = x_cost if lam_next is None else lam_next + x_cost
+                x_cost = None
+        if lam_next is not None:
+            hist_bar, ub, th = plant_vjp(fc, lam_next)
+            if th is not None:
+                add_param_grad(g_th, th)
+            if ub is not None:
+                u_bar = ub if u_bar is None else u_bar + ub
+            for j in range(k):
+                hb = hist_bar[j]
+                if hb is not None:
+                    w = window[j + 1]
+                    window[j + 1] = hb if w is None else w + hb
+        if x_cost is not None:
+            w = window[1]
+            window[1] = x_cost if w is None else w + x_cost
+        if u_bar is not None:
+            xp, phb = policy_vjp(pc, u_bar)
+            if phb is not None:
+                add_param_grad(g_phi, phb)
+            if xp is not None:
+                w = window[1]
+                window[1] = xp if w is None else w + xp
+        window = window[1:]
+        window.append(None)
+    return window
+
