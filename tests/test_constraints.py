@@ -199,6 +199,11 @@ def test_bad_constraints_raise_clear_errors():
     cp = ConstrainedProblem(prob, [TerminalConstraint(Wrong(), equal=0.0, n_state=2, name="wrong")])
     with pytest.raises(ValueError, match=r"wrong: the constraint function returned \(1, 1\); expected \(B, r\) = \(1, 2\)"):
         cp.values(prob.W0)
+    cp_ok = ConstrainedProblem(prob, [TerminalConstraint(lambda x: x, equal=0.0, n_state=2)])
+    with pytest.raises(ValueError, match=r"bounds: infeasible, lower bound 1.0 exceeds upper bound -1.0 at W\[0\]"):
+        solve(cp_ok, bounds={"policy": (1.0, -1.0)})
+    with pytest.raises(ValueError, match=r"bounds: block 'plant' is not in the decision"):
+        solve(cp_ok, bounds={"plant": (0.0, 1.0)})
     with pytest.raises(ValueError, match="method: expected 'auglag', 'SLSQP' or 'trust-constr'"):
         solve(ConstrainedProblem(prob, [TerminalConstraint(lambda x: x, equal=0.0, n_state=2)]), method="IPOPT")
 

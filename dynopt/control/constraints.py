@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
 import casadi as ca
 import numpy as np
@@ -49,7 +49,7 @@ from ..core.components import SliceGrad, StageCost, TerminalCost
 from ..core.problem import Problem
 from ..core.validation import as_float_array, check_int
 from ..errors import SimulationDivergedError
-from ..optimize import OptimizeResult, _expand_bounds
+from ..optimize import OptimizeResult
 
 __all__ = ["ConstraintFunction", "PathConstraint", "StateConstraint", "TerminalConstraint", "ConstrainedProblem",
            "ConstrainedResult", "solve"]
@@ -797,7 +797,7 @@ def solve(cproblem: ConstrainedProblem, w0=None, *, method: str = "auglag", boun
     if isinstance(bounds, dict):
         if cproblem._P is not None:
             raise ValueError("bounds: a dict of blocks needs a problem without an embedding; give scipy Bounds on w")
-        bounds = _expand_bounds(cproblem.problem, bounds)
+        bounds = _block_bounds(cproblem.problem, bounds)
     if method == "auglag":
         if bounds is not None and inner_method != "L-BFGS-B":
             raise ValueError(f"bounds: the augmented Lagrangian takes bounds with inner_method='L-BFGS-B', "
@@ -814,6 +814,31 @@ def solve(cproblem: ConstrainedProblem, w0=None, *, method: str = "auglag", boun
         warnings.warn(f"dynopt.control.solve ({method}): max violation {res.max_violation:.3g} (tol {tol:g}); "
                       f"{res.message}", RuntimeWarning, stacklevel=2)
     return res
+
+
+def _block_bounds(problem: Problem, bounds: dict) -> scipy.optimize.Bounds:
+    """``{block: (lo, hi)}`` (scalars, arrays of the block's size or None) -> scipy Bounds on W."""
+    lo = np.full(problem.n_decision, -np.inf)
+    hi = np.full(problem.n_decision, np.inf)
+    slices = problem.block_slices()
+    for name, pair in bounds.items():
+        if name not in slices:
+            raise ValueError(f"bounds: block {name!r} is not in the decision {problem.decision}")
+        try:
+            b_lo, b_hi = pair
+        except (TypeError, ValueError):
+            raise TypeError(f"bounds[{name!r}]: expected a pair (lo, hi), got {pair!r}") from None
+        sl = slices[name]
+        size = sl.stop - sl.start
+        if b_lo is not None:
+            lo[sl] = np.broadcast_to(as_float_array(f"bounds[{name!r}] lower", b_lo).ravel(), (size,))
+        if b_hi is not None:
+            hi[sl] = np.broadcast_to(as_float_array(f"bounds[{name!r}] upper", b_hi).ravel(), (size,))
+    bad = np.nonzero(lo > hi)[0]
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"bounds: infeasible, lower bound {lo[i]} exceeds upper bound {hi[i]} at W[{i}]")
+    return scipy.optimize.Bounds(lo, hi)
 
 
 class _Memo:
