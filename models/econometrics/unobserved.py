@@ -77,10 +77,9 @@ class LocalLevel:
         self.nobs_observed = nobs
         self.param_names = ["sigma2.irregular", "sigma2.level"] + (["sigma2.trend"] if trend else [])
         self.T = np.array([[1.0, 1.0], [0.0, 1.0]]) if trend else np.ones((1, 1))
-        tail_start = len(arr)
-        while tail_start > 0 and not np.isnan(arr[tail_start - 1]):
-            tail_start -= 1
-        self._last_nan = tail_start  # observations from here on are all present
+        gaps = np.nonzero(np.isnan(arr))[0]
+        self._last_nan = int(gaps[-1]) + 1 if gaps.size else 0  # observations from here on are all present
+        self._yl = arr.tolist()
 
     # ------------------------------------------------------------------ the filter
     def filter(self, params, *, steady=True):
@@ -175,8 +174,8 @@ class LocalLevel:
         conv = complex if cplx else float
         log = cmath.log if cplx else math.log
         H, q = conv(params[0]), conv(params[1])
-        yl, N = self.y.tolist(), len(self.y)
-        llf, v, F = [0.0] * N, [math.nan] * N, [math.nan] * N
+        yl, N = self._yl, len(self.y)
+        llf, v, F = [], [], []  # grown step by step; the steady tail is filled in arrays
         diffuse = np.zeros(N, bool)
         a, p, is_diffuse = 0.0, 0.0, True
         prev, run, t_switch, last_nan, tol = math.inf, 0, N, self._last_nan, STEADY_TOL
@@ -195,17 +194,27 @@ class LocalLevel:
                 vt = yt - a
                 if is_diffuse:  # F_inf = 1, K0 = 1: a = y, P* = H (Koopman-Durbin, univariate)
                     a, p, is_diffuse = yt, H, False
-                    llf[t], F[t] = -0.5 * LOG2PI, 1.0
+                    llf.append(-0.5 * LOG2PI)
+                    F.append(1.0)
                     diffuse[t] = True
                 else:
                     Ft = p + H
                     k = p / Ft
                     a = a + k * vt
                     p = p - k * p
-                    llf[t], F[t] = -0.5 * (LOG2PI + log(Ft) + vt * vt / Ft), Ft
-                v[t] = vt
+                    llf.append(-0.5 * (LOG2PI + log(Ft) + vt * vt / Ft))
+                    F.append(Ft)
+                v.append(vt)
+            else:
+                llf.append(0.0)
+                F.append(math.nan)
+                v.append(math.nan)
             p = p + q
-        llf, v, F = np.array(llf, dtype=dt), np.array(v, dtype=dt), np.array(F, dtype=dt)
+        n_loop = len(llf)
+        out = [np.empty(N, dtype=dt) for _ in range(3)]
+        for arr, part in zip(out, (llf, v, F)):
+            arr[:n_loop] = part
+        llf, v, F = out
         Pst = np.array([[p]], dtype=dt)
         av = np.array([a], dtype=dt)
         if t_switch < N:
@@ -220,7 +229,7 @@ class LocalLevel:
         q1 = conv(params[1])
         q2 = conv(params[2]) if self.trend else 0.0
         y, N, m, tr = self.y, len(self.y), self.m, self.trend
-        yl = y.tolist()
+        yl = self._yl
         log = cmath.log if cplx else math.log
         llf = np.zeros(N, dtype=dt)
         v = np.full(N, np.nan, dtype=dt)
