@@ -164,16 +164,17 @@ def _pendulum_loop(cost=None, terminal=None):
                    horizon=3, x0=np.zeros((2, 2)))
 
 
-def test_weights_sized_for_another_plant_are_named_at_the_first_evaluation():
-    # issue 16: Q/P failed late with broadcast errors; R silently returned a number on value()
-    prob = _pendulum_loop(Quadratic(np.eye(3), [0.1]))
-    _raises(ValueError, lambda: prob.value(prob.W0), "Q", "plant's 2 states", "(3, 3) weight")
+def test_weights_sized_for_another_plant_are_named():
+    # issue 16: Q/P failed late with broadcast errors; R silently returned a number on value().
+    # State weights are refused when the Problem is built, control weights at the first evaluation.
+    _raises(ValueError, lambda: _pendulum_loop(Quadratic(np.eye(3), [0.1])), "cost", "plant's n=2 states",
+            "built for n=3")
     prob = _pendulum_loop(Quadratic(np.eye(2), [0.1, 0.1]))
     _raises(ValueError, lambda: prob.value(prob.W0), "R", "plant's 1 controls", "(2, 2) weight")
     prob = _pendulum_loop(Quadratic(np.eye(2), [0.1, 0.1]))
     _raises(ValueError, lambda: prob.value_and_grad(prob.W0), "R", "plant's 1 controls")
-    prob = _pendulum_loop(terminal=QuadraticTerminal(np.eye(4)))
-    _raises(ValueError, lambda: prob.value(prob.W0), "P", "plant's 2 states", "(4, 4) weight")
+    _raises(ValueError, lambda: _pendulum_loop(terminal=QuadraticTerminal(np.eye(4))), "terminal_cost",
+            "plant's n=2 states", "built for n=4")
 
 
 def test_swingup_cost_arguments():

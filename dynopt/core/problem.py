@@ -162,6 +162,11 @@ class Problem:
             raise TypeError(f"terminal_cost: expected a dynopt.TerminalCost, got {type(terminal_cost).__name__}")
         if cost is None and terminal_cost is None:
             raise ValueError("cost: expected a stage cost, a terminal cost or both; got neither")
+        for label, comp in (("cost", cost), ("terminal_cost", terminal_cost)):
+            nc = getattr(comp, "n_state", None)
+            if comp is not None and isinstance(nc, int) and not isinstance(nc, bool) and nc != n:
+                raise ValueError(f"{label}: expected a {type(comp).__name__} for the plant's n={n} states, got one "
+                                 f"built for n={nc}")
         self.policy, self.cost, self.terminal_cost = policy, cost, terminal_cost
         self.horizon = T = check_int("horizon", horizon, minimum=1)
         if not isinstance(objective, str) or objective not in ("min", "max"):
