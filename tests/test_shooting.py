@@ -98,3 +98,25 @@ def test_multiple_shooting_bad_input():
         MultipleShooting(LinearPlant(A, B), Quadratic(Q, R), horizon=10, x0=[1.0], segments=2)
     with pytest.raises(ValueError, match="one lag"):
         MultipleShooting(LinearPlant([A, A], B), Quadratic(Q, R), horizon=10, x0=X0, segments=2)
+
+
+def test_multiple_shooting_van_der_pol_with_state_bound_matches_ipopt():
+    """CasADi's Van der Pol with x1 >= -0.25 as multiple shooting (a node per interval, like
+    CasADi's direct_multiple_shooting.py): the optimum of the single-shooting NLP solved by IPOPT."""
+    from test_constraints import Running, VanDerPol, vdp_ipopt
+    from dynopt.control.constraints import StateConstraint
+    from dynopt.core.integrators import IntegralCost
+    N, M = 20, 1
+    plant = dynopt.Discretized(VanDerPol(), dynopt.RK4(10 / N, substeps=M))
+    ms = MultipleShooting(plant, IntegralCost(Running(), plant), horizon=N, x0=[0.0, 1.0], segments=N,
+                          constraints=[StateConstraint(lambda x: x[0], lower=-0.25, n_state=2, name="x1_min")],
+                          gradient=dynopt.BPTT())
+    U_ref, J_ref, _ = vdp_ipopt(N, M)
+    res = solve(ms.constrained, bounds=ms.control_bounds(-1.0, 1.0))
+    assert res.max_violation <= 1e-8
+    assert abs(res.fun - J_ref) <= 1e-6 * J_ref
+    np.testing.assert_allclose(ms.controls(res.x)[:, 0], U_ref, atol=1e-4)
+    assert ms.states(res.x)[1:, 0].min() >= -0.25 - 1e-8
+    with pytest.raises(ValueError, match="every step"):
+        MultipleShooting(plant, IntegralCost(Running(), plant), horizon=N, x0=[0.0, 1.0], segments=N,
+                         constraints=[StateConstraint(lambda x: x[0], lower=-0.25, n_state=2, steps=[3])])

@@ -19,12 +19,14 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
+import scipy.optimize
 import scipy.sparse
 
 from ..core.components import Plant, Policy, SliceGrad, StageCost, TerminalCost
 from ..core.problem import Problem
 from ..core.validation import as_float_array, check_int
-from .constraints import ConstrainedProblem, ConstraintFunction, TerminalConstraint
+from .constraints import (ConstrainedProblem, ConstraintFunction, PathConstraint, StateConstraint,
+                          TerminalConstraint)
 
 __all__ = ["OpenLoopHold", "FeedbackPlusOpenLoop", "MultipleShooting"]
 
@@ -354,6 +356,10 @@ class MultipleShooting:
     x0 : (n,) array_like
     segments : int
         S >= 1.
+    constraints : sequence of PathConstraint / StateConstraint, optional
+        Enforced at every step (``steps`` must be left at its default): a path constraint at
+        ``(x[t], u[t])``, t = 0 .. T-1, a state constraint at ``x[t]``, t = 1 .. T; their
+        functions receive the step within the segment.
     U0 : (T, m) array_like, optional
         Start controls; the start nodes come from simulating them (clipped to finite values)
         unless ``nodes0`` is given.
@@ -369,7 +375,7 @@ class MultipleShooting:
     """
 
     def __init__(self, plant: Plant, cost: Optional[StageCost] = None, terminal_cost: Optional[TerminalCost] = None,
-                 *, horizon: int, x0, segments: int, U0=None, nodes0=None, gradient=None):
+                 *, horizon: int, x0, segments: int, constraints=(), U0=None, nodes0=None, gradient=None):
         if not isinstance(plant, Plant):
             raise TypeError(f"plant: expected a dynopt.Plant, got {type(plant).__name__}")
         if plant.lags != 1 or plant.n_exog:
@@ -416,7 +422,8 @@ class MultipleShooting:
         P = scipy.sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(nU + S * 2 * n, nU + S * n))
         w0 = np.concatenate([U0.ravel(), nodes0[1:].ravel(), self._end_state(plant, U0, nodes0)])
         cont = TerminalConstraint(_Continuity(n), equal=0.0, n_state=2 * n, name="continuity")
-        self.constrained = ConstrainedProblem(self.problem, [cont], embedding=(P, c, w0))
+        cons = [cont] + [_on_segments(con, n, m) for con in constraints]
+        self.constrained = ConstrainedProblem(self.problem, cons, embedding=(P, c, w0))
 
     def _aug_x0(self, inner, end):
         nodes = np.concatenate([self.x0, inner, end]).reshape(self.S + 1, self.n)
@@ -455,6 +462,20 @@ class MultipleShooting:
         """Start ``[U (T m), nodes 1..S (S n)]``."""
         return self.constrained.w0
 
+    def control_bounds(self, lower, upper) -> scipy.optimize.Bounds:
+        """Bounds on w for :func:`dynopt.control.solve`: ``lower <= u[t] <= upper`` (scalars or
+        (m,) arrays; ``None`` for unbounded), nodes free."""
+        lo_u = np.full((self.T, self.m), -np.inf if lower is None else 0.0)
+        hi_u = np.full((self.T, self.m), np.inf if upper is None else 0.0)
+        if lower is not None:
+            lo_u += np.broadcast_to(as_float_array("lower", lower), (self.m,))
+        if upper is not None:
+            hi_u += np.broadcast_to(as_float_array("upper", upper), (self.m,))
+        if np.any(lo_u > hi_u):
+            raise ValueError(f"lower: infeasible control bounds, lower {lower} exceeds upper {upper}")
+        free = np.full(self.S * self.n, np.inf)
+        return scipy.optimize.Bounds(np.concatenate([lo_u.ravel(), -free]), np.concatenate([hi_u.ravel(), free]))
+
     def controls(self, w) -> np.ndarray:
         """The controls ``(T, m)`` of ``w``."""
         return np.asarray(w)[:self.T * self.m].reshape(self.T, self.m)
@@ -475,6 +496,38 @@ class MultipleShooting:
 
     def __repr__(self):
         return f"MultipleShooting(T={self.T}, segments={self.S}, n={self.n}, m={self.m})"
+
+
+def _on_segments(con, n, m):
+    """A user's path/state constraint on the segment problem's state ``[x, z]``."""
+    if not isinstance(con, (PathConstraint, StateConstraint)):
+        raise TypeError(f"constraints: multiple shooting takes PathConstraint and StateConstraint, got "
+                        f"{type(con).__name__} (state a terminal condition as a StateConstraint with bounds "
+                        f"on x[T] is not supported yet)")
+    if con._steps is not None:
+        raise ValueError(f"{con.name}: multiple shooting enforces constraints at every step; got steps={con._steps!r}")
+    fn = _FirstHalf(con.fn, n)
+    if isinstance(con, PathConstraint):
+        return PathConstraint(fn, con.lower, con.upper, n_state=2 * n, n_control=m, name=con.name)
+    return StateConstraint(fn, con.lower, con.upper, n_state=2 * n, name=con.name)
+
+
+class _FirstHalf(ConstraintFunction):
+    """``g(x, u)`` applied to the ``x`` part of ``[x, z]``."""
+
+    def __init__(self, fn, n):
+        self.fn, self.n = fn, n
+        self.n_state, self.n_control, self.n_out = 2 * n, fn.n_control, fn.n_out
+
+    def forward(self, t, x, u):
+        return self.fn.forward(t, np.ascontiguousarray(x[:, :self.n]), u)
+
+    def vjp(self, ctx, g_bar):
+        xb, ub = self.fn.vjp(ctx, g_bar)
+        out = np.zeros((g_bar.shape[0], 2 * self.n))
+        if xb is not None:
+            out[:, :self.n] = xb
+        return out, ub
 
 
 class _Continuity(ConstraintFunction):
