@@ -44,8 +44,12 @@ def timed(fn):
         gc.enable()
 
 
-def interleaved(fns, repeats):
-    """Median time of each function, run in turn ``repeats`` times; returns (times, last outputs)."""
+def interleaved(fns, repeats, budget=1.0):
+    """Median time of each function, run in turn; returns (times, last outputs).  After one warm-up
+    round the number of rounds is raised from ``repeats`` until a round's cost fills ``budget``
+    seconds (at most 50 rounds): fast rows get enough samples for a stable median."""
+    warm = [timed(fn)[0] for fn in fns]
+    repeats = int(min(50, max(repeats, budget / max(sum(warm), 1e-6))))
     times = [[] for _ in fns]
     outs = [None] * len(fns)
     for _ in range(repeats):
