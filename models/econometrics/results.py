@@ -30,6 +30,19 @@ from scipy.stats import norm
 HESSIAN_REL_STEP = np.finfo(float).eps ** (1 / 3)
 
 
+def _bfgs_takes_hess_inv0() -> bool:
+    """Whether this SciPy's BFGS accepts an initial inverse Hessian (``hess_inv0``)."""
+    import inspect
+    try:
+        from scipy.optimize._optimize import _minimize_bfgs
+        return "hess_inv0" in inspect.signature(_minimize_bfgs).parameters
+    except (ImportError, TypeError, ValueError):
+        return False
+
+
+_BFGS_HESS_INV0 = _bfgs_takes_hess_inv0()
+
+
 def hessian_from_gradient(grad: Callable, x, *, floor=0.1):
     """Symmetrised central-difference Jacobian of an exact gradient ``grad: (n,) -> (n,)``."""
     x = np.asarray(x, dtype=np.float64)
@@ -67,8 +80,8 @@ def minimize_transformed(objective: Callable, transform, start, *, method="BFGS"
     if method == "L-BFGS-B":
         opts = {"gtol": 1e-10, "ftol": 1e-15, "maxiter": 5000}
     opts.update(options or {})
-    if opts.get("hess_inv0", 0) is None:
-        del opts["hess_inv0"]
+    if opts.get("hess_inv0", 0) is None or (method != "BFGS" and "hess_inv0" in opts) or not _BFGS_HESS_INV0:
+        opts.pop("hess_inv0", None)  # (a warm start only: SciPy's BFGS without it is the same method)
     res = scipy.optimize.minimize(fun, u0, jac=True, method=method, options=opts)
     return transform(res.x), res
 

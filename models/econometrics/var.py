@@ -23,8 +23,6 @@ import numpy as np
 from dataclasses import dataclass
 from typing import Optional
 
-import pandas as pd
-
 from ..linear import LinearPlant
 from .covariance import check_cov_type
 from .data import check_full_rank, check_multiseries, least_squares, check_order, forecast_index, label, series_info
@@ -58,6 +56,7 @@ class VARResult(FitResult):
     @property
     def params_table(self):
         """Coefficients as statsmodels' ``params``: DataFrame ``(1 + k p, k)``, one column per equation."""
+        import pandas as pd
         m = self.model
         rows = ["const"] + [f"L{i + 1}.{nm}" for i in range(m.p) for nm in m.info.names]
         return pd.DataFrame(np.asarray(self.values).reshape(m.k, -1).T, index=rows, columns=list(m.info.names))
@@ -242,6 +241,7 @@ class VAR:
         se = np.sqrt(np.einsum("hii->hi", mse))
         lo, hi = gaussian_interval(mean, se, alpha)
         idx = forecast_index(self.info, len(self.y), steps)
+        import pandas as pd
 
         def frame(a):
             return pd.DataFrame(a, index=idx, columns=list(self.info.names))
