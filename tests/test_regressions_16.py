@@ -295,3 +295,25 @@ def test_tracking_cost_numbers(kw, name):
     from dynopt.models import TrackingCost
     with pytest.raises((TypeError, ValueError), match=name):
         TrackingCost([1.0, 0.0], **kw)
+
+
+@pytest.mark.xfail(strict=True, reason="channels='ref' becomes ('r', 'e', 'f') (tuple(channels)) and channels=[1] is "
+                                       "accepted, in PID and ControllerStatePlant; owned by models/controllers.py")
+@pytest.mark.parametrize("channels", ["ref", [1]])
+@pytest.mark.parametrize("which", ["PID", "ControllerStatePlant"])
+def test_controller_channels(which, channels):
+    from dynopt.models import PID, ControllerStatePlant
+    with pytest.raises(TypeError, match="channels"):
+        if which == "PID":
+            PID(2, 0, 0.1, channels=channels)
+        else:
+            ControllerStatePlant(LinearPlant(np.eye(2), [[0.0], [1.0]]), 1, channels=channels)
+
+
+@pytest.mark.xfail(strict=True, reason="PlantStateCost(cost, n_plant, m_plant) checks neither size: 0, True, '2', "
+                                       "-1 and 2.0 are accepted; owned by models/controllers.py")
+@pytest.mark.parametrize("n_plant, m_plant", [(0, 1), (True, 1), ("2", 1), (2, -1), (2.0, 1)])
+def test_plant_state_cost_sizes(n_plant, m_plant):
+    from dynopt.models import PlantStateCost
+    with pytest.raises((TypeError, ValueError), match="n_plant|m_plant"):
+        PlantStateCost(Quadratic(np.eye(2)), n_plant, m_plant)
