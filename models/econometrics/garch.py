@@ -28,6 +28,7 @@ from .results import (FitResult, forecast_frame, gaussian_interval, hessian_from
 from .transforms import Transform
 
 LOG2PI = np.log(2 * np.pi)
+PRECONDITION_N = 2000
 
 
 def arch_backcast(resid):
@@ -176,7 +177,10 @@ class GARCH:
         m = self if sd == 1.0 else GARCH(self.y / sd, self.mean, self.p, self.q)
         D = np.concatenate([[sd], np.ones(self.p + self.q), [sd * sd, 1.0, 1.0]])
         bc = m._backcast(None)
-        start = m._grid_start(bc) if start_params is None else np.asarray(start_params, float) / D
+        # the start's grid search and the initial inverse Hessian (per observation) only precondition
+        # the fit: on long series they use the first PRECONDITION_N observations
+        pre = m if len(m.y) <= PRECONDITION_N else GARCH(m.y[:PRECONDITION_N], self.mean, self.p, self.q)
+        start = pre._grid_start(bc) if start_params is None else np.asarray(start_params, float) / D
         self.backcast = bc * sd * sd
         tr = Transform([("free", 1), ("ar", self.p), ("ma", self.q), ("var", 1), ("garch", 2)])
 
@@ -186,7 +190,7 @@ class GARCH:
 
         n = len(self.y) - self.p
         if optimizer == "BFGS" and not (options and "hess_inv0" in options):
-            options = dict(options or {}, hess_inv0=m._start_inverse_hessian(start, bc, tr, n))
+            options = dict(options or {}, hess_inv0=pre._start_inverse_hessian(start, bc, tr, len(pre.y) - self.p))
         values_s, res = minimize_transformed(objective, tr, start, method=optimizer, options=options, scale=n)
         warn_not_converged(res, f"{self.name} fit")
         llf_s, g_s = m.loglike_and_grad(values_s, backcast=bc)
