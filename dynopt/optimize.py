@@ -20,6 +20,7 @@ What this layer adds to SciPy, so that nothing fails silently and nothing is los
 from __future__ import annotations
 
 import enum
+import contextlib
 import inspect
 import math
 import sys
@@ -35,7 +36,7 @@ import scipy.optimize
 from .errors import SimulationDivergedError
 from .core.problem import BLOCKS, Problem
 
-METHODS = ("BFGS", "CG", "L-BFGS-B")
+METHODS = ("BFGS", "CG", "L-BFGS-B", "Newton-CG", "trust-ncg", "trust-krylov", "trust-constr")
 """The scipy methods dynopt drives (all gradient based, ``jac=True``)."""
 
 DIVERGENCE_PENALTY = 10.0
@@ -68,6 +69,8 @@ class Status(enum.IntEnum):
     """KeyboardInterrupt (Ctrl-C); the best point so far is returned."""
     NOT_STATIONARY = -4
     """SciPy reported success but the projected gradient is not small relative to J."""
+    STALLED = -5
+    """SciPy's method kept proposing non-finite trial points even after the restarts."""
 
     def __str__(self):
         return self.name.lower().replace("_", " ")
@@ -111,7 +114,17 @@ _KNOWN_OPTIONS = {
     "CG": {"gtol", "norm", "eps", "maxiter", "disp", "return_all", "finite_diff_rel_step", "c1", "c2", "workers"},
     "L-BFGS-B": {"disp", "maxcor", "ftol", "gtol", "eps", "maxfun", "maxiter", "iprint", "maxls",
                  "finite_diff_rel_step", "workers"},
+    "Newton-CG": {"xtol", "eps", "maxiter", "disp", "return_all", "c1", "c2"},
+    "trust-ncg": {"initial_trust_radius", "max_trust_radius", "eta", "gtol", "maxiter", "disp", "return_all"},
+    "trust-krylov": {"inexact", "initial_trust_radius", "max_trust_radius", "eta", "gtol", "maxiter", "disp",
+                     "return_all"},
+    "trust-constr": {"gtol", "xtol", "barrier_tol", "sparse_jacobian", "maxiter", "verbose", "disp",
+                     "initial_tr_radius", "initial_constr_penalty", "initial_barrier_parameter",
+                     "initial_barrier_tolerance", "factorization_method", "finite_diff_rel_step"},
 }
+SECOND_ORDER = ("Newton-CG", "trust-ncg", "trust-krylov", "trust-constr")
+"""Methods that get exact Hessian-vector products (``problem.hessp``) as ``hessp``."""
+BOUNDED = ("L-BFGS-B", "trust-constr")
 """Options of SciPy 1.17's methods; used when the installed SciPy's signatures cannot be read."""
 
 
@@ -120,9 +133,18 @@ def _scipy_options(method: str) -> set:
     try:
         fn = {"BFGS": lambda: scipy.optimize._optimize._minimize_bfgs,
               "CG": lambda: scipy.optimize._optimize._minimize_cg,
-              "L-BFGS-B": lambda: scipy.optimize._lbfgsb_py._minimize_lbfgsb}[method]()
-        skip = {"fun", "x0", "args", "jac", "callback", "bounds", "unknown_options"}
-        return {p for p in inspect.signature(fn).parameters if p not in skip}
+              "L-BFGS-B": lambda: scipy.optimize._lbfgsb_py._minimize_lbfgsb,
+              "Newton-CG": lambda: scipy.optimize._optimize._minimize_newtoncg,
+              "trust-ncg": lambda: scipy.optimize._trustregion_ncg._minimize_trust_ncg,
+              "trust-krylov": lambda: scipy.optimize._trustregion_krylov._minimize_trust_krylov,
+              "trust-constr": lambda: scipy.optimize._trustregion_constr.minimize_trustregion_constr}[method]()
+        skip = {"fun", "x0", "args", "jac", "hess", "hessp", "callback", "bounds", "constraints",
+                "unknown_options"}
+        params = inspect.signature(fn).parameters
+        names = {p for p, v in params.items() if p not in skip and v.kind is not inspect.Parameter.VAR_KEYWORD}
+        if any(v.kind is inspect.Parameter.VAR_KEYWORD for v in params.values()):  # e.g. **trust_region_options
+            names |= _KNOWN_OPTIONS[method]
+        return names
     except (AttributeError, TypeError, ValueError):  # private layout of another SciPy version
         return set(_KNOWN_OPTIONS[method])
 
@@ -189,11 +211,18 @@ def check_options(method: str, options, tol) -> dict:
         raise ValueError(f"options['c1'], options['c2']: expected 0 < c1 < c2 < 1, got c1={out['c1']}, c2={out['c2']}")
     if "norm" in out:
         out["norm"] = _number("options['norm']", out["norm"], finite=False)
+    if "xtol" in out:
+        out["xtol"] = _number("options['xtol']", out["xtol"], minimum=0.0)
     if tol is not None:
         tol = _number("tol", tol, minimum=0.0)
-        out.setdefault("gtol", tol)
+        if method == "Newton-CG":
+            out.setdefault("xtol", tol)
+        else:
+            out.setdefault("gtol", tol)
         if method == "L-BFGS-B":
             out.setdefault("ftol", tol)
+        if method == "trust-constr":
+            out.setdefault("xtol", tol)
     return out
 
 
@@ -305,6 +334,7 @@ class _Evaluator:
         self.keep = keep
         self.diverged = 0
         self.nonfinite_points = 0
+        self.nonfinite_streak = 0
         self.last_divergence: Optional[SimulationDivergedError] = None
         self.scale = 1.0
         self.anchor = None   # (W, f) of the current iterate
@@ -357,12 +387,33 @@ class _Evaluator:
                 g = np.zeros_like(W_a)
         return P, g
 
+    def hessp(self, W, v):
+        """``sign * (d^2 J/dW^2) v / scale`` for SciPy's second-order methods (exact, see
+        :meth:`dynopt.Problem.hessp`); zero curvature where it cannot be formed (a diverging W, or
+        a non-finite direction from SciPy's subproblem solver), so the method falls back to a
+        gradient step there instead of crashing."""
+        W = np.asarray(W, dtype=np.float64)
+        v = np.asarray(v, dtype=np.float64)
+        if not (np.isfinite(W).all() and np.isfinite(v).all()):
+            return np.zeros_like(v)
+        try:
+            Hv = self.problem.hessp(W, v)
+        except SimulationDivergedError:
+            return np.zeros_like(v)
+        Hv = self.sign * np.asarray(Hv, dtype=np.float64) / self.scale
+        return Hv if np.isfinite(Hv).all() else np.zeros_like(v)
+
     def __call__(self, W):
         self.calls += 1
         W = np.array(W, dtype=np.float64)
         if not np.isfinite(W).all():  # SciPy's own arithmetic broke down: never evaluate NaN
             self.nonfinite_points += 1
+            self.nonfinite_streak += 1
+            if self.nonfinite_streak >= NONFINITE_STREAK:
+                self.nonfinite_streak = 0
+                raise _Stall
             return self.penalty(W)
+        self.nonfinite_streak = 0
         try:
             f, g, _ = self.raw(W)
         except SimulationDivergedError as exc:
@@ -464,9 +515,11 @@ def optimize(problem: Problem, W0=None, *, method: str = "BFGS", bounds=None,
     problem : Problem
     W0 : (n_decision,) array, optional
         Start; default ``problem.W0``.  Clipped into ``bounds`` (as L-BFGS-B does).
-    method : {"BFGS", "CG", "L-BFGS-B"}
+    method : {"BFGS", "CG", "L-BFGS-B", "Newton-CG", "trust-ncg", "trust-krylov", "trust-constr"}
+        The Newton-type methods get exact Hessian-vector products (``problem.hessp``: forward
+        mode over the adjoint sweep) as SciPy's ``hessp``.
     bounds : dict or scipy Bounds or sequence of (lo, hi), optional
-        L-BFGS-B only.  A dict maps decision blocks to ``(lo, hi)`` (scalars or arrays of the
+        L-BFGS-B and trust-constr.  A dict maps decision blocks to ``(lo, hi)`` (scalars or arrays of the
         block's size; ``None`` for unbounded), e.g. ``{"policy": (-2, 2)}`` for control limits
         of an open-loop sequence.  Checked by :func:`expand_bounds` (length, order, NaN).
     callback : callable, optional
@@ -522,11 +575,12 @@ def optimize(problem: Problem, W0=None, *, method: str = "BFGS", bounds=None,
     """
     if not isinstance(problem, Problem):
         raise TypeError(f"problem: expected a dynopt.Problem, got {type(problem).__name__}")
-    if not isinstance(method, str) or method.upper() not in METHODS:
+    canonical = {m.upper(): m for m in METHODS}
+    if not isinstance(method, str) or method.upper() not in canonical:
         raise ValueError(f"method: expected one of {list(METHODS)}, got {method!r}")
-    method = method.upper()
-    if bounds is not None and method != "L-BFGS-B":
-        raise ValueError(f"bounds: only method 'L-BFGS-B' takes bounds, got method {method!r}")
+    method = canonical[method.upper()]
+    if bounds is not None and method not in BOUNDED:
+        raise ValueError(f"bounds: only methods {list(BOUNDED)} take bounds, got method {method!r}")
     if max_grad_norm is not None:
         max_grad_norm = _number("max_grad_norm", max_grad_norm, minimum=0.0, strict=True)
     restarts = _integer("restarts", restarts, 0)
@@ -543,6 +597,10 @@ def optimize(problem: Problem, W0=None, *, method: str = "BFGS", bounds=None,
     opts = check_options(method, options, None)
     if tol is not None:
         opts = check_options(method, opts, tol)
+    if method == "trust-krylov":
+        # trlib's inexact subproblem solves produced non-finite trial points on a plain LQ problem
+        # (thousands, then maxiter); exact subproblem solves converge in a few iterations
+        opts.setdefault("inexact", False)
     W0 = problem.check_W(problem.W0 if W0 is None else W0).copy()
     bounds = expand_bounds(problem, bounds)
     if bounds is not None:
@@ -641,7 +699,7 @@ def optimize(problem: Problem, W0=None, *, method: str = "BFGS", bounds=None,
             ev.set_anchor(x, f_x)
             ev.scale = _power_of_two_scale(f_x, g_x)
             run_opts = dict(opts)
-            if "gtol" in run_opts or ev.scale != 1.0:
+            if ("gtol" in run_opts or ev.scale != 1.0) and "gtol" in _scipy_options(method):
                 run_opts["gtol"] = gtol_req / ev.scale
             if maxiter is not None:
                 run_opts["maxiter"] = max(maxiter - nit, 0)
@@ -649,14 +707,34 @@ def optimize(problem: Problem, W0=None, *, method: str = "BFGS", bounds=None,
                 with warnings.catch_warnings():
                     # SciPy's "precision loss"/"maxiter" warnings are reported in the message below
                     warnings.simplefilter("ignore", scipy.optimize.OptimizeWarning)
-                    res = scipy.optimize.minimize(ev, x, jac=True, method=method, bounds=bounds,
-                                                  callback=scipy_callback, options=run_opts)
+                    extra = {"hessp": ev.hessp} if method in SECOND_ORDER else {}
+                    # trlib (trust-krylov) probes NaN directions on some subproblems; ev.hessp answers
+                    # them with zero curvature and the warning is SciPy-internal
+                    with np.errstate(all="ignore") if method == "trust-krylov" else contextlib.nullcontext():
+                        res = scipy.optimize.minimize(ev, x, jac=True, method=method, bounds=bounds,
+                                                      callback=scipy_callback, options=run_opts, **extra)
                 # SciPy's shortcut for bounds that fix every variable returns no status
                 res.setdefault("status", 0 if res.get("success", False) else 2)
                 res.setdefault("message", "")
             except _Rescale:
                 x = ev.anchor[0]
                 nit = len(history) - 1
+                continue
+            except _Stall:  # SciPy's subproblem solver kept proposing NaN points: restart from the best
+                nit = len(history) - 1
+                x = ev.best[1]
+                if n_restarts >= restarts:
+                    f_x, g_x, _ = ev.raw(x)
+                    pg = float(np.max(np.abs(_projected_gradient(x, g_x, bounds)))) if x.size else 0.0
+                    scale_J = abs(f_x)
+                    stationary = pg <= max(gtol_req, stationarity_tol * scale_J)
+                    res = scipy.optimize.OptimizeResult(
+                        x=x, success=False, status=Status.STALLED,
+                        message=f"{method} kept proposing non-finite trial points ({NONFINITE_STREAK} in a row); "
+                                f"stopped at the best point evaluated")
+                    break
+                n_restarts += 1
+                stalled_note = f"; restarted {n_restarts} time(s) from where {method} stalled"
                 continue
             nit = len(history) - 1
             x = np.asarray(res.x, dtype=np.float64)
@@ -729,6 +807,14 @@ def optimize(problem: Problem, W0=None, *, method: str = "BFGS", bounds=None,
                   history=history, gnorms=gnorms, pg=pg, n_restarts=n_restarts)
 
 
+NONFINITE_STREAK = 20
+"""Non-finite trial points in a row after which a run is restarted from its best point."""
+
+
+class _Stall(Exception):
+    """Raised by the evaluator when SciPy proposes non-finite points again and again."""
+
+
 class _Rescale(Exception):
     """Raised from the callback to restart SciPy with a fresh scale (not a user-visible restart)."""
 
@@ -749,6 +835,8 @@ def _hard_stop(method: str, res, maxiter, nit) -> str:
         return "maxiter"
     if method == "L-BFGS-B":
         return "limit" if int(res.status) == 1 else ""
+    if method == "trust-constr":  # 0: maxiter, 1/2: converged, 3: callback
+        return {0: "maxiter", 3: "callback"}.get(int(res.status), "")
     return "maxiter" if int(res.status) == 1 else ""
 
 
