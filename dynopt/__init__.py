@@ -13,7 +13,7 @@ Layout (each arrow points down; nothing imports upwards):
 """
 
 from .core.components import Component, Plant, Policy, SliceGrad, StageCost, TerminalCost, ZeroPolicy
-from .core.integrators import ODE, RK4, Discretized, Euler, Integrator
+from .core.integrators import ODE, RK4, Discretized, Euler, IntegralCost, Integrator
 from .core.problem import Problem, Trajectory
 from .errors import SimulationDivergedError
 from .gradients import (Auto, BPTT, Evaluation, HessianFallbackWarning, gauss_newton_hessp, hessp, hessp_function, CheckpointedBPTT, FiniteDifferences, GradientMethod, TruncatedBPTT, clip_gradient,
@@ -32,7 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Auto", "BPTT", "Evaluation", "Component", "GradientCheck", "OptimizeResult", "check_gradient", "clip_gradient", "optimize", "Discretized", "Euler", "FiniteDifferences", "GradientMethod",
-    "Integrator", "ODE", "Plant", "Policy", "Problem", "RK4", "SimulationDivergedError", "SliceGrad",
+    "IntegralCost", "Integrator", "ODE", "Plant", "Policy", "Problem", "RK4", "SimulationDivergedError", "SliceGrad",
     "StageCost", "TerminalCost", "Trajectory", "ZeroPolicy",
     "ExecutorFailure", "Sharded", "map_fit", "multistart", "sharded_value_and_grad",
     "CheckpointedBPTT", "DiagnosticReport", "TruncatedBPTT", "diagnose", "truncation_error",

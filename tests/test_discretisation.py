@@ -191,17 +191,25 @@ def test_zero_order_hold_bad_input():
         OpenLoopHold(2, 1, 10, hold=5, V0=np.zeros(3))
 
 
-def test_substepped_plant_reports_no_casadi_form():
-    """Until dynopt.casadi.forms builds sub-steps, a sub-stepped plant must not get the one-step
-    CasADi form (a silently different map): it reports none, and check_gradient skips CasADi."""
+@pytest.mark.parametrize("integ", [dynopt.RK4, dynopt.Euler])
+def test_substepped_plant_has_the_same_casadi_form(integ):
+    """The CasADi form of a sub-stepped plant takes the same sub-steps: NumPy and CasADi trajectories
+    agree, and BPTT agrees with CasADi's AD of the unrolled trajectory and with compiled sweeps."""
     from dynopt.casadi.forms import casadi_form
     ode = dynopt.CasadiODE(lambda x, u, p: pend_rhs(x, u), n_state=2, n_control=1)
-    assert casadi_form(dynopt.Discretized(ode, dynopt.RK4(0.1))) is not None
-    plant = dynopt.Discretized(ode, dynopt.RK4(0.1, substeps=2))
-    assert casadi_form(plant) is None
+    plant = dynopt.Discretized(ode, integ(0.1, substeps=3))
+    assert casadi_form(plant) is not None
     prob = dynopt.Problem(plant, OpenLoop(2, 1, 5), dynopt.CasadiStageCost(lambda x, u, p: x[0] ** 2, n_state=2,
-                          n_control=1), horizon=5, x0=[0.1, 0.0])
-    assert dynopt.check_gradient(prob, np.ones(5)).max_rel_error() < 1e-6
+                          n_control=1), horizon=5, x0=[0.1, 0.0], gradient=dynopt.BPTT())
+    W = np.linspace(-1, 1, 5)
+    chk = dynopt.check_gradient(prob, W)
+    assert chk.max_rel_error("casadi") < 1e-12 and chk.max_rel_error("fd") < 1e-6
+    one = dynopt.Problem(dynopt.Discretized(ode, integ(0.1)), OpenLoop(2, 1, 5), prob.cost, horizon=5,
+                         x0=[0.1, 0.0])
+    assert abs(one.value(W) - prob.value(W)) > 1e-8  # three sub-steps are another map than one step
+    Jc, gc = dynopt.CompiledBPTT().value_and_grad(prob, W)
+    J, g = prob.value_and_grad(W)
+    assert abs(Jc - J) <= 1e-13 * abs(J) and np.max(np.abs(gc - g)) <= 1e-12 * np.max(np.abs(g))
 
 
 def test_integral_cost_gradient_vs_casadi_reference():

@@ -156,17 +156,9 @@ def discretize_form(ode: CasadiForm, integrator, *, n_exog: Optional[int] = None
     g = ode.function
     S = sym_like(g)
     x, u, X, p = (S.sym(nm, g.size1_in(i)) for i, nm in enumerate(("x", "u", "X", "p")))
-    h = integrator.dt
-    if type(integrator) is Euler:
-        xn = x + h * g(x, u, X, p)
-    elif type(integrator) is RK4:
-        k1 = g(x, u, X, p)
-        k2 = g(x + (0.5 * h) * k1, u, X, p)
-        k3 = g(x + (0.5 * h) * k2, u, X, p)
-        k4 = g(x + h * k3, u, X, p)
-        xn = x + (h / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
-    else:
+    if type(integrator) not in (Euler, RK4):
         raise TypeError(f"integrator: expected dynopt.Euler or dynopt.RK4, got {integrator!r}")
+    xn = _substeps(g, integrator, x, u, X, p)
     name = f"{g.name()}_{type(integrator).__name__.lower()}"
     batched = None
     if ode.batched is not None:
@@ -176,19 +168,27 @@ def discretize_form(ode: CasadiForm, integrator, *, n_exog: Optional[int] = None
                       batched=batched)
 
 
+def _substeps(g, integrator, x, u, X, p):
+    """``integrator.substeps`` Euler or RK4 sub-steps of size ``h = dt / substeps`` of ``g`` (the
+    same arithmetic, in the same order, as :class:`~dynopt.Euler` / :class:`~dynopt.RK4`)."""
+    h = integrator.h
+    for _ in range(integrator.substeps):
+        if type(integrator) is Euler:
+            x = x + h * g(x, u, X, p)
+        else:
+            k1 = g(x, u, X, p)
+            k2 = g(x + (0.5 * h) * k1, u, X, p)
+            k3 = g(x + (0.5 * h) * k2, u, X, p)
+            k4 = g(x + h * k3, u, X, p)
+            x = x + (h / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
+    return x
+
+
 def _discretized_batched(G: ca.Function, integrator, name: str) -> ca.Function:
     """The Euler/RK4 step of a batched ODE Function ``G(x (n, B), u, X, p)``."""
     ins = [ca.MX.sym(G.name_in(i), G.size1_in(i), G.size2_in(i)) for i in range(4)]
     x, u, X, p = ins
-    h = integrator.dt
-    if type(integrator) is Euler:
-        xn = x + h * G(x, u, X, p)
-    else:
-        k1 = G(x, u, X, p)
-        k2 = G(x + (0.5 * h) * k1, u, X, p)
-        k3 = G(x + (0.5 * h) * k2, u, X, p)
-        k4 = G(x + h * k3, u, X, p)
-        xn = x + (h / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
+    xn = _substeps(G, integrator, x, u, X, p)
     return ca.Function(name, ins, [xn], ["x0", "u", "X", "p"], ["x_next"])
 
 

@@ -187,7 +187,7 @@ def receding_horizon(model: Problem, x0, steps: int, *, plant: Optional[Plant] =
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)
-            res = optimize(prob, W, method="L-BFGS-B", bounds=bounds, options=opts)
+            res = optimize(prob, W, method="L-BFGS-B", bounds=bounds, options=opts, on_interrupt="raise")
         times.append(time.perf_counter() - t0)
         failed = [w for w in caught if issubclass(w.category, RuntimeWarning)]
         oks.append(bool(res.success) and not failed)

@@ -316,14 +316,9 @@ class Discretized(Plant):
         return (gx,), gu, gth
 
     @property
-    def casadi_form(self):
-        # Stop-gap until dynopt.casadi.forms.discretize_form honours ``integrator.substeps``:
-        # with sub-steps this plant reports "no CasADi form" (forms' _build calls a callable
-        # ``casadi_form`` attribute), so CasadiReference/CompiledBPTT skip it instead of
-        # silently building a one-sub-step map.  None: use the generic Discretized path.
-        if self.integrator.substeps > 1:
-            return lambda: None
-        return None
+    def channels(self):
+        """The ODE's exogenous channels (see :class:`dynopt.Problem`)."""
+        return getattr(self.ode, "channels", None)
 
     def __repr__(self):
         return f"Discretized({self.ode!r}, {self.integrator!r})"
