@@ -24,16 +24,56 @@ channels=("load",))``, ``PID(..., channels=("reference",))``.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
 from dynopt import Plant, Policy, Problem, StageCost
-from dynopt.core.validation import as_float_array, check_shape
+from dynopt.core.validation import as_float_array, as_real, check_flag, check_int, check_shape, describe
+
+from ._checks import channel_names
 
 __all__ = ["ControllerStatePlant", "StatefulPolicy", "PID", "PlantStateCost", "TrackingCost", "pid_problem"]
 
 _ANTI_WINDUP = ("none", "back-calculation", "clamping")
+
+
+def _output_vector(output, n: int) -> np.ndarray:
+    """``C`` (n,) from ``output``: a state index (int) or a real (n,) vector."""
+    if isinstance(output, (int, np.integer)) and not isinstance(output, (bool, np.bool_)):
+        if not 0 <= output < n:
+            raise ValueError(f"output: expected a state index in [0, {n}) or a (n,) vector C, got {output}")
+        C = np.zeros(n)
+        C[int(output)] = 1.0
+        return C
+    C = _row("output", output)
+    if C.shape != (n,):
+        raise ValueError(f"output: expected a state index in [0, {n}) or a vector C of shape ({n},), "
+                         f"got shape {C.shape}")
+    return C
+
+
+def _limits(u_limits) -> tuple:
+    """``(lo, hi)`` real finite numbers with ``lo < hi`` (each entry checked: ``True`` is not 1)."""
+    if isinstance(u_limits, (str, bytes)) or not isinstance(u_limits, (Sequence, np.ndarray)):
+        raise TypeError(f"u_limits: expected a pair (lo, hi) of real numbers, got {type(u_limits).__name__} "
+                        f"{describe(u_limits)}")
+    if np.ndim(u_limits) != 1 or len(u_limits) != 2:
+        raise ValueError(f"u_limits: expected a pair (lo, hi) of real numbers, got {describe(u_limits)}")
+    lo, hi = (as_real(f"u_limits[{i}]", v) for i, v in enumerate(u_limits))
+    if not lo < hi:
+        raise ValueError(f"u_limits: expected (lo, hi) with lo < hi, got {(lo, hi)}")
+    return lo, hi
+
+
+def _row(name: str, value) -> np.ndarray:
+    """A real finite non-empty vector (n,); a one-row matrix (1, n) is taken as its row."""
+    C = as_float_array(name, value)
+    if C.ndim == 2 and C.shape[0] == 1:
+        C = C[0]
+    if C.ndim != 1 or C.size == 0:
+        raise ValueError(f"{name}: expected a non-empty vector C of shape (n,) or (1, n), got shape {C.shape}")
+    return C
 
 
 class ControllerStatePlant(Plant):
@@ -57,16 +97,15 @@ class ControllerStatePlant(Plant):
             raise TypeError(f"plant: expected a dynopt.Plant, got {type(plant).__name__}")
         if plant.lags != 1:
             raise ValueError(f"plant: expected a lag-1 plant, got lags={plant.lags}")
-        if isinstance(n_memory, bool) or not isinstance(n_memory, (int, np.integer)) or n_memory < 1:
-            raise ValueError(f"n_memory: expected an integer >= 1, got {n_memory!r}")
+        n_memory = check_int("n_memory", n_memory, minimum=1)
         self.inner = plant
-        self.n_plant, self.m_plant, self.n_memory = plant.n_state, plant.n_control, int(n_memory)
+        self.n_plant, self.m_plant, self.n_memory = plant.n_state, plant.n_control, n_memory
         self.n_state = plant.n_state + self.n_memory
         self.n_control = plant.n_control + self.n_memory
         self.n_exog = plant.n_exog
         self.param_spec = plant.param_spec
         if channels is not None:
-            self.channels = tuple(channels)
+            self.channels = channel_names("channels", channels)
 
     def default_params(self):
         return self.inner.default_params()
@@ -164,20 +203,12 @@ class PID(StatefulPolicy):
     def __init__(self, n_plant: int, output, dt: float, *, derivative: bool = False, Tf: Optional[float] = None,
                  u_limits: Optional[Sequence[float]] = None, anti_windup: str = "none", ref_index: int = 0,
                  channels: Optional[Sequence[str]] = None, gains: Optional[dict] = None):
-        if isinstance(n_plant, bool) or not isinstance(n_plant, (int, np.integer)) or n_plant < 1:
-            raise ValueError(f"n_plant: expected an integer >= 1, got {n_plant!r}")
-        n = int(n_plant)
-        if isinstance(output, (int, np.integer)) and not isinstance(output, bool):
-            if not 0 <= output < n:
-                raise ValueError(f"output: expected a state index in [0, {n}), got {output}")
-            C = np.zeros(n)
-            C[int(output)] = 1.0
-        else:
-            C = check_shape("output", as_float_array("output", output).ravel(), (n,))
-        self.C = C
-        self.dt = float(as_float_array("dt", dt))
-        if not self.dt > 0:
-            raise ValueError(f"dt: expected a positive sampling period, got {dt}")
+        n = check_int("n_plant", n_plant, minimum=1)
+        self.C = _output_vector(output, n)
+        self.dt = as_real("dt", dt, minimum=0.0, strict=True)
+        if not isinstance(anti_windup, str):
+            raise TypeError(f"anti_windup: expected one of {list(_ANTI_WINDUP)}, got {type(anti_windup).__name__} "
+                            f"{describe(anti_windup)}")
         if anti_windup not in _ANTI_WINDUP:
             raise ValueError(f"anti_windup: expected one of {list(_ANTI_WINDUP)}, got {anti_windup!r}")
         if u_limits is None:
@@ -186,27 +217,20 @@ class PID(StatefulPolicy):
                                  f"got None")
             self.u_limits = None
         else:
-            lim = as_float_array("u_limits", u_limits).ravel()
-            if lim.shape != (2,) or not lim[0] < lim[1]:
-                raise ValueError(f"u_limits: expected (lo, hi) with lo < hi, got {tuple(lim.tolist())}")
-            self.u_limits = (float(lim[0]), float(lim[1]))
+            self.u_limits = _limits(u_limits)
         self.anti_windup = anti_windup
-        self.derivative = bool(derivative)
+        self.derivative = check_flag("derivative", derivative)
         if self.derivative:
-            Tf = self.dt if Tf is None else float(Tf)
-            if not Tf > 0:
-                raise ValueError(f"Tf: expected a positive filter time constant [s], got {Tf}")
+            Tf = self.dt if Tf is None else as_real("Tf", Tf, minimum=0.0, strict=True)
             self.Tf, self.a = Tf, 1.0 - np.exp(-self.dt / Tf)
         elif Tf is not None:
             raise ValueError("Tf: a derivative filter needs derivative=True; got Tf without a derivative")
         else:
             self.Tf = self.a = None
-        if isinstance(ref_index, bool) or not isinstance(ref_index, (int, np.integer)) or ref_index < 0:
-            raise ValueError(f"ref_index: expected a channel index >= 0, got {ref_index!r}")
-        self.ref_index = int(ref_index)
+        self.ref_index = check_int("ref_index", ref_index, minimum=0)
         self.n_exog = self.ref_index + 1
         if channels is not None:
-            self.channels = tuple(channels)
+            self.channels = channel_names("channels", channels)
         self.n_plant = n
         self.n_memory = 2 if self.derivative else 1
         self.n_state = n + self.n_memory
@@ -215,10 +239,13 @@ class PID(StatefulPolicy):
         names += ["Kb"] if anti_windup == "back-calculation" else []
         self.param_spec = tuple((k, ()) for k in names)
         start = {"Kp": 1.0, "Ki": 1.0, "Kd": 0.0, "Kb": 1.0}
+        if gains is not None and not isinstance(gains, Mapping):
+            raise TypeError(f"gains: expected a dict of start values such as {{'Kp': 2.0}}, "
+                            f"got {type(gains).__name__} {describe(gains)}")
         for k, v in (gains or {}).items():
             if k not in names:
                 raise ValueError(f"gains: unknown gain {k!r}; this controller has {names}")
-            start[k] = float(v)
+            start[k] = as_real(f"gains[{k!r}]", v)
         self._start = np.array([start[k] for k in names])
 
     def default_params(self):
@@ -347,7 +374,12 @@ class PlantStateCost(StageCost):
     def __init__(self, cost: StageCost, n_plant: int, m_plant: int):
         if not isinstance(cost, StageCost):
             raise TypeError(f"cost: expected a dynopt.StageCost, got {type(cost).__name__}")
-        self.cost, self.n, self.m = cost, int(n_plant), int(m_plant)
+        self.cost = cost
+        self.n = check_int("n_plant", n_plant, minimum=1)
+        self.m = check_int("m_plant", m_plant, minimum=0)
+        nc = getattr(cost, "n_state", None)
+        if isinstance(nc, int) and not isinstance(nc, bool) and nc != self.n:
+            raise ValueError(f"n_plant: expected the n={nc} states the cost was built for, got {self.n}")
         self.param_spec = cost.param_spec
         self.n_exog = getattr(cost, "n_exog", 0)
 
@@ -393,18 +425,24 @@ class TrackingCost(StageCost):
 
     def __init__(self, output, dt: float, *, w_e: float = 1.0, w_u: float = 0.0, u_ref: float = 0.0,
                  ref_index: int = 0, u_index: int = 0, channels: Optional[Sequence[str]] = None):
-        self.C = as_float_array("output", output).ravel()
-        self.dt, self.w_e, self.w_u, self.u_ref = float(dt), float(w_e), float(w_u), float(u_ref)
-        if not self.dt > 0:
-            raise ValueError(f"dt: expected a positive sampling period, got {dt}")
-        if self.w_e < 0 or self.w_u < 0:
-            raise ValueError(f"w_e, w_u: expected non-negative weights, got {w_e}, {w_u}")
-        self.ref_index, self.u_index = int(ref_index), int(u_index)
+        self.C = _row("output", output)
+        self.n_state = self.C.size  # Problem refuses a plant of another size, naming ``cost``
+        self.dt = as_real("dt", dt, minimum=0.0, strict=True)
+        self.w_e = as_real("w_e", w_e, minimum=0.0)
+        self.w_u = as_real("w_u", w_u, minimum=0.0)
+        self.u_ref = as_real("u_ref", u_ref)
+        self.ref_index = check_int("ref_index", ref_index, minimum=0)
+        self.u_index = check_int("u_index", u_index, minimum=0)
         self.n_exog = self.ref_index + 1
         if channels is not None:
-            self.channels = tuple(channels)
+            self.channels = channel_names("channels", channels)
 
     def forward(self, t, x, u, X, p):
+        if x.shape[1] != self.n_state:
+            raise ValueError(f"output: expected a C for the plant's {x.shape[1]} states, got one of "
+                             f"{self.n_state} entries")
+        if self.u_index >= u.shape[1]:
+            raise ValueError(f"u_index: expected a control index in [0, {u.shape[1]}), got {self.u_index}")
         e = X[:, self.ref_index] - x @ self.C
         du = u[:, self.u_index] - self.u_ref
         return self.dt * (self.w_e * e * e + self.w_u * du * du), (e, du, u.shape)

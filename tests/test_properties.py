@@ -472,26 +472,13 @@ def test_integrator_constructors(name):
     prop()
 
 
-PID_DEFECTS = pytest.mark.xfail(
-    strict=True, reason="PID(derivative='no') taken as True (bool()), gains=['Kp'] -> AttributeError, "
-                        "gains={'Kp': 1j} -> unnamed TypeError from float(), gains={'Kp': nan} accepted and refused "
-                        "later as 'W', dt=array of 2 -> numpy TypeError not naming dt; owned by models/controllers.py")
-
-
 ROLE = {"LinearPlant": "plant", "Pendulum": "plant", "CartPole": "plant", "DoubleIntegrator": "plant",
         "LinearFeedback": "policy", "MLPPolicy": "policy", "OpenLoop": "policy", "PID": "policy",
         "Quadratic": "cost", "SwingUpCost": "cost", "FunctionCost": "cost", "TrackingCost": "cost",
         "QuadraticTerminal": "terminal_cost"}
 
 
-TRACKING_DEFECTS = pytest.mark.xfail(
-    strict=True, reason="TrackingCost: float()/int() parse dt, w_e, w_u, u_ref, ref_index ('0.1' accepted, True is 1), "
-                        "ref_index=-1 accepted, an output C sized for another plant fails in the sweep with numpy's "
-                        "matmul error; owned by models/controllers.py")
-MARKS = {"PID": PID_DEFECTS, "TrackingCost": TRACKING_DEFECTS}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=MARKS[n]) if n in MARKS else n for n in sorted(SPECS)])
+@pytest.mark.parametrize("name", sorted(SPECS))
 def test_component_constructors(name):
     spec, build = SPECS[name]
     ctor = _ctor(name)
