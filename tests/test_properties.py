@@ -451,14 +451,7 @@ def _integ(name):
     return {"RK4": RK4, "Euler": Euler}[name]
 
 
-INTEGRATOR_DT_ARRAY = pytest.mark.xfail(
-    strict=True, reason="RK4/Euler(dt=array of 2) raise numpy's 'only 0-dimensional arrays can be converted' "
-                        "TypeError without naming dt (float(as_float_array(...)) instead of as_real), "
-                        "owned by dynopt/core/integrators.py")
-
-
-@pytest.mark.parametrize("name", [pytest.param("RK4", marks=INTEGRATOR_DT_ARRAY),
-                                  pytest.param("Euler", marks=INTEGRATOR_DT_ARRAY)])
+@pytest.mark.parametrize("name", ["RK4", "Euler"])
 def test_integrator_constructors(name):
     @settings(max_examples=8, **SETTINGS)
     @given(fuzz(dict(dt=(pos(0.01, 0.1), POS_JUNK), substeps=(opt(st.integers(1, 3)), INT_JUNK))))

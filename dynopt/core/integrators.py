@@ -15,7 +15,7 @@ import numpy as np
 
 from .components import Component, Plant, SliceGrad, StageCost, add_adjoint, add_param_grad
 from .types import Array, Batch, Context
-from .validation import as_float_array
+from .validation import as_float_array, as_real
 
 
 class ODE(Component):
@@ -59,7 +59,7 @@ class Integrator(ABC):
     """
 
     def __init__(self, dt: float, *, substeps: int = 1):
-        dt = float(as_float_array("dt", dt))
+        dt = as_real("dt", dt)  # a scalar: an array of steps is refused naming dt
         if not dt > 0:
             raise ValueError(f"dt: expected a positive step size, got {dt}")
         if isinstance(substeps, bool) or not isinstance(substeps, (int, np.integer)):
