@@ -317,12 +317,14 @@ class LocalLevel:
     def loglike_and_grad(self, params):
         """``(llf, d llf / d params)``: the gradient by the complex step (exact to rounding)."""
         params = np.asarray(params, dtype=np.float64)
-        llf = self.loglike(params)
         g = np.empty(len(params))
         for j in range(len(params)):
             z = params.astype(np.complex128)
             z[j] += 1j * _CS
-            g[j] = np.sum(self.filter(z)["llf_obs"]).imag / _CS
+            total = np.sum(self.filter(z)["llf_obs"])
+            g[j] = total.imag / _CS
+            if j == 0:  # Re f(x + ih) = f(x) - h^2 f''/2 + ...: the value itself at h = 1e-30
+                llf = float(total.real)
         return llf, g
 
     def _profile(self, ratios):
@@ -339,8 +341,11 @@ class LocalLevel:
         for j in range(len(ratios)):
             z = ratios.astype(np.complex128)
             z[j] += 1j * _CS
-            g[j] = prof(z).imag / _CS
-        return float(prof(ratios).real), g
+            total = prof(z)
+            g[j] = total.imag / _CS
+            if j == 0:  # the real part is the value (error h^2 = 1e-60)
+                value = float(total.real)
+        return value, g
 
     def loglikeobs(self, params):
         return self.filter(params)["llf_obs"]
