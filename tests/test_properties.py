@@ -521,7 +521,7 @@ def _cterminal(x, p):
 CA_PARAM_JUNK = st.sampled_from([{"k": "1"}, {"k": True}, {"k": 1j}, {1: 1.0}, {"k": np.nan}, "abc",
                                  {"k": [[1.0, 2.0], [3.0]]}, {"k": np.datetime64("2020-01-01")}, 5j])
 CA_COMMON = dict(sym=(opt(st.sampled_from(["SX", "MX"])), st.sampled_from(["DM", 5, None, "sx", True])))
-"""``name`` is not fuzzed: junk (5, b"x") is not refused naming it, see the strict xfail in test_regressions_16.py."""
+"""``name`` is not fuzzed here: junk (5) is refused naming it, see test_casadi_name_checked in test_regressions_16.py."""
 
 
 def _casadi_specs():

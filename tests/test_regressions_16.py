@@ -271,8 +271,6 @@ def test_pid_gains(gains):
         PID(2, 0, 0.1, gains=gains)
 
 
-@pytest.mark.xfail(strict=True, reason="name=5 is not checked: casadi's Function() error is reported as a "
-                                       "failure of the user function, owned by dynopt/casadi/components.py")
 def test_casadi_name_checked():
     def f(x, u, p):
         return x + u[0]

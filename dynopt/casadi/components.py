@@ -51,7 +51,7 @@ import numpy as np
 from .forms import CasadiForm, batched_pair, casadi_form, discretize_form
 from ..core.components import Plant, Policy, StageCost, TerminalCost
 from ..core.integrators import ODE, Discretized
-from ..core.validation import as_float_array, check_int
+from ..core.validation import as_float_array, check_int, describe
 
 _NUMPY_ON_CASADI = "numpy function was called on a casadi value"
 _PIECEWISE_CONSTANT = {getattr(ca, f"OP_{n}"): n.lower() for n in ("FLOOR", "CEIL", "SIGN", "FMOD", "REMAINDER")
@@ -129,7 +129,8 @@ def trace(fn: Callable, *, role: str, args, arg_names, call_args, out_shape, nam
     """
     label = f"{role} function {_fname(fn)!r}"
     if not callable(fn):
-        raise TypeError(f"{role}: expected a callable written with casadi operations, got {type(fn).__name__}")
+        raise TypeError(f"{role}: expected a callable f written with casadi operations, got {type(fn).__name__} "
+                        f"{describe(fn)}")
     S = type(args[0]) if args else ca.SX
     if call_labels is not None:
         try:
@@ -332,12 +333,14 @@ def _channels(channels):
     :class:`dynopt.Problem`; ``"t"`` is the step index the problem provides)."""
     if channels is None:
         return None
-    if isinstance(channels, str):
-        channels = (channels,)
+    if isinstance(channels, (str, bytes)):
+        raise TypeError(f"channels: expected a sequence of channel names such as ({channels!r},), "
+                        f"got the {type(channels).__name__} {describe(channels)}")
     try:
         channels = tuple(channels)
     except TypeError:
-        raise TypeError(f"channels: expected a sequence of channel names, got {channels!r}") from None
+        raise TypeError(f"channels: expected a sequence of channel names, got {type(channels).__name__} "
+                        f"{describe(channels)}") from None
     if not channels or not all(isinstance(c, str) and c for c in channels):
         raise TypeError(f"channels: expected non-empty channel names (str), got {channels!r}")
     if len(set(channels)) != len(channels):
@@ -423,7 +426,7 @@ class CasadiPlant(_CasadiComponent, Plant):
         xl = "x" if k == 1 else f"x (a tuple of {k} states)"
         labels = f"({xl}, u, X, p)" if self.n_exog else f"({xl}, u, p)"
         F = trace(f, role="plant", call_labels=labels, args=hist + [u, X, p], arg_names=[f"x{j}" for j in range(k)] + ["u", "X", "p"],
-                  call_args=call, out_shape=(n, 1), name=name or _safe_name(f, "plant"))
+                  call_args=call, out_shape=(n, 1), name=_function_name(name, f, "plant"))
         self._set_form(CasadiForm("plant", F))
 
     @classmethod
@@ -475,7 +478,7 @@ class CasadiODE(_CasadiComponent, ODE):
         pa = _split_params(p, self.param_spec, self._named)
         call = (x, u, X, pa) if self.n_exog else (x, u, pa)
         F = trace(f, role="ODE", call_labels="(x, u, X, p)" if self.n_exog else "(x, u, p)", args=[x, u, X, p], arg_names=["x", "u", "X", "p"], call_args=call,
-                  out_shape=(self.n_state, 1), name=name or _safe_name(f, "ode"))
+                  out_shape=(self.n_state, 1), name=_function_name(name, f, "ode"))
         self._set_form(CasadiForm("ode", F))
 
     @classmethod
@@ -528,7 +531,7 @@ class CasadiPolicy(_CasadiComponent, Policy):
         pa = _split_params(p, self.param_spec, self._named)
         call = (x, X, pa) if self.n_exog else (x, pa)
         F = trace(f, role="policy", call_labels="(x, X, p)" if self.n_exog else "(x, p)", args=[x, X, p], arg_names=["x", "X", "p"], call_args=call,
-                  out_shape=(self.n_control, 1), name=name or _safe_name(f, "policy"))
+                  out_shape=(self.n_control, 1), name=_function_name(name, f, "policy"))
         self._set_form(CasadiForm("policy", F))
 
     @classmethod
@@ -573,7 +576,7 @@ class CasadiStageCost(_CasadiComponent, StageCost):
         pa = _split_params(p, self.param_spec, self._named)
         call = (x, u, X, pa) if self.n_exog else (x, u, pa)
         F = trace(f, role="stage cost", call_labels="(x, u, X, p)" if self.n_exog else "(x, u, p)", args=[x, u, X, p], arg_names=["x", "u", "X", "p"], call_args=call,
-                  out_shape=(1, 1), name=name or _safe_name(f, "cost"))
+                  out_shape=(1, 1), name=_function_name(name, f, "cost"))
         self._set_form(CasadiForm("cost", F))
 
     @classmethod
@@ -613,7 +616,7 @@ class CasadiTerminalCost(_CasadiComponent, TerminalCost):
         x, p = S.sym("x", self.n_state), S.sym("p", self.n_params)
         pa = _split_params(p, self.param_spec, self._named)
         F = trace(f, role="terminal cost", call_labels="(x, p)", args=[x, p], arg_names=["x", "p"], call_args=(x, pa),
-                  out_shape=(1, 1), name=name or _safe_name(f, "terminal"))
+                  out_shape=(1, 1), name=_function_name(name, f, "terminal"))
         self._set_form(CasadiForm("terminal", F))
 
     @classmethod
@@ -637,6 +640,19 @@ class CasadiTerminalCost(_CasadiComponent, TerminalCost):
         inputs, B = ctx
         xb, pb = self._batched.vjp(inputs, c_bar[:, None], B)
         return xb, pb
+
+
+def _function_name(name, f, default) -> str:
+    """The CasADi Function name: ``name`` checked, or one derived from ``f`` when None."""
+    if name is None:
+        return _safe_name(f, default)
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a str (a CasADi Function name) or None, got {type(name).__name__} "
+                        f"{describe(name)}")
+    if not ca.Function.check_name(name):
+        raise ValueError(f"name: expected a valid CasADi Function name (a letter, then letters, digits and single "
+                         f"underscores; not 'null', 'jac' or 'hess'), got {name!r}")
+    return name
 
 
 def _safe_name(f, default):
