@@ -12,7 +12,7 @@ import numpy as np
 from .components import Plant, Policy, StageCost, TerminalCost, ZeroPolicy
 from .sweeps import Setup, forward_segment, objective_value, terminal_forward
 from .types import Array
-from .validation import as_float_array, check_int, check_shape
+from .validation import as_float_array, check_int, check_shape, describe
 
 _DEFAULT_GRADIENT = None
 """Factory of the strategy a Problem built without ``gradient=`` uses; registered by
@@ -430,7 +430,18 @@ class Problem:
 
     def exog(self, component: str) -> Optional[Array]:
         """The exogenous inputs ``(T, B, w)`` that ``component`` (``"plant"``, ``"policy"``,
-        ``"cost"``) reads, or ``None``."""
+        ``"cost"``) reads, or ``None``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If ``component`` is not one of those names (the terminal cost reads no X).
+        """
+        if not isinstance(component, str):
+            raise TypeError(f"component: expected one of {sorted(self._X)}, got {type(component).__name__} "
+                            f"{describe(component)}")
+        if component not in self._X:
+            raise ValueError(f"component: expected one of {sorted(self._X)}, got {component!r}")
         return self._X[component]
     # ----------------------------------------------------------------- packing
     @property
