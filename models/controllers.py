@@ -478,6 +478,8 @@ def pid_problem(plant: Plant, controller: PID, reference, *, horizon: int, x0, c
     **problem_kw
         Passed to :class:`~dynopt.Problem` (``terminal_cost``, ``params``, ``decision``, ...).
     """
+    if not isinstance(plant, Plant):
+        raise TypeError(f"plant: expected a dynopt.Plant, got {type(plant).__name__} {describe(plant)}")
     if not isinstance(controller, PID):
         raise TypeError(f"controller: expected a dynopt.models.PID, got {type(controller).__name__}")
     if plant.n_control != 1:
@@ -492,7 +494,7 @@ def pid_problem(plant: Plant, controller: PID, reference, *, horizon: int, x0, c
     if controller.ref_index != 0:
         raise ValueError(f"controller: expected ref_index=0 (X is the reference alone), got {controller.ref_index}")
     z0 = controller.initial_state(x0)
-    B, T = z0.shape[0], int(horizon)
+    B, T = z0.shape[0], check_int("horizon", horizon, minimum=1)
     r = as_float_array("reference", reference)
     if r.ndim == 0:
         r = np.full((T, 1), float(r))
