@@ -303,3 +303,22 @@ def test_plant_state_cost_sizes(n_plant, m_plant):
     from dynopt.models import PlantStateCost
     with pytest.raises((TypeError, ValueError), match="n_plant|m_plant"):
         PlantStateCost(Quadratic(np.eye(2)), n_plant, m_plant)
+
+
+# ----------------------------------------------------------------------------- follow-up fixes, one line each
+def test_follow_up_argument_checks():
+    from dynopt.models import PID, TrackingCost, pid_problem
+
+    prob = Problem(LinearPlant(np.eye(2), np.ones((2, 1))), LinearFeedback(2, 1), Quadratic(np.eye(2)), horizon=3,
+                   x0=np.ones((1, 2)))
+    with pytest.raises(ValueError, match=r"component: expected one of \['cost', 'plant', 'policy'\], got 'terminal'"):
+        prob.exog("terminal")
+    with pytest.raises(ValueError, match="name: expected"):
+        dynopt.CasadiPlant(lambda x, u, p: 0.9 * x, n_state=1, name="not a name!")
+    with pytest.raises(TypeError, match="u_limits"):
+        PID(2, output=0, dt=0.1, u_limits=(True, 2.0))
+    plant = dynopt.Discretized(dynopt.models.DoubleIntegrator(), RK4(0.1))
+    with pytest.raises(ValueError, match="built for n=3"):
+        Problem(plant, LinearFeedback(2, 1), TrackingCost([1.0, 0.0, 0.0], 0.1), horizon=3, x0=np.ones((1, 2)))
+    with pytest.raises(TypeError, match="horizon"):
+        pid_problem(plant, PID(2, output=0, dt=0.1), reference=1.0, horizon="5", x0=np.zeros((1, 2)))
