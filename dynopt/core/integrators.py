@@ -217,6 +217,47 @@ class Euler(Integrator):
 class RK4(Integrator):
     """Classical fourth-order Runge-Kutta per sub-step, control held over the step."""
 
+    def step(self, ode, x, u, X, theta):
+        if self.substeps != 1:
+            return super().step(ode, x, u, X, theta)
+        # one sub-step, no quadrature: the stages inline (the same arithmetic as _substep)
+        f, h = ode.forward, self.h
+        k1, c1 = f(x, u, X, theta)
+        k2, c2 = f(x + (0.5 * h) * k1, u, X, theta)
+        k3, c3 = f(x + (0.5 * h) * k2, u, X, theta)
+        k4, c4 = f(x + h * k3, u, X, theta)
+        acc = k2 + k3
+        acc *= 2.0
+        acc += k1
+        acc += k4
+        acc *= h / 6.0
+        acc += x
+        return acc, _RK4Stages((c1, c2, c3, c4))
+
+    def step_vjp(self, ode, ctx, xb):
+        if not isinstance(ctx, _RK4Stages):
+            return super().step_vjp(ode, ctx, xb)
+        c1, c2, c3, c4 = ctx
+        v, h = ode.vjp, self.h
+        kb4 = (h / 6.0) * xb
+        kb23 = 2.0 * kb4
+        x4, u4, t4 = v(c4, kb4)
+        x3, u3, t3 = v(c3, kb23 if x4 is None else kb23 + h * x4)
+        x2, u2, t2 = v(c2, kb23 if x3 is None else kb23 + (0.5 * h) * x3)
+        x1, u1, t1 = v(c1, kb4 if x2 is None else kb4 + (0.5 * h) * x2)
+        x_bar = xb.copy()
+        for g in (x1, x2, x3, x4):
+            if g is not None:
+                x_bar += g
+        u_bar = th = None
+        for g in (u1, u2, u3, u4):
+            if g is not None:
+                u_bar = g if u_bar is None else u_bar + g
+        for g in (t1, t2, t3, t4):
+            if g is not None:
+                th = g if th is None else th + g
+        return x_bar, u_bar, th
+
     def _substep(self, ode, q, x, u, X, theta, t, p):
         h = self.h
         k1, q1, c1 = _stage(ode, q, x, u, X, theta, t, p)
@@ -266,6 +307,10 @@ class RK4(Integrator):
         for g in (p1, p2, p3, p4):
             pb = _add_param(pb, g, q)
         return x_bar, u_bar, th, pb
+
+
+class _RK4Stages(tuple):
+    """Contexts of the four stages of a single-sub-step RK4 step (the inlined fast path)."""
 
 
 class Discretized(Plant):
