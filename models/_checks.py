@@ -12,6 +12,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from dynopt.core.validation import channel_names  # noqa: F401  (re-exported for the models)
+
 _REAL_KINDS = "iuf"
 
 
@@ -94,24 +96,6 @@ def matrix(name: str, value, *, rows: Optional[int] = None, cols: Optional[int] 
         desc = f" ({what})" if what else ""
         raise ValueError(f"{name}: expected a 2-D array of shape ({shown[0]}, {shown[1]}){desc}, got shape {M.shape}")
     return M
-
-
-def channel_names(name: str, channels) -> Tuple[str, ...]:
-    """A non-empty tuple of distinct non-empty strings."""
-    if isinstance(channels, str):
-        raise TypeError(f"{name}: expected a sequence of channel names such as ('ref',), got the string {channels!r}")
-    try:
-        out = tuple(channels)
-    except TypeError:
-        raise TypeError(f"{name}: expected a sequence of channel names, got {_describe(channels)}") from None
-    if not out:
-        raise ValueError(f"{name}: expected at least one channel name, got {channels!r}")
-    for c in out:
-        if not isinstance(c, str) or not c:
-            raise TypeError(f"{name}: expected non-empty strings as channel names, got {c!r}")
-    if len(set(out)) != len(out):
-        raise ValueError(f"{name}: expected distinct channel names, got {list(out)}")
-    return out
 
 
 def exog(n_exog, channels: Optional[Sequence[str]]) -> Tuple[int, Optional[Tuple[str, ...]]]:

@@ -51,7 +51,7 @@ import numpy as np
 from .forms import CasadiForm, batched_pair, casadi_form, discretize_form
 from ..core.components import Plant, Policy, StageCost, TerminalCost
 from ..core.integrators import ODE, Discretized
-from ..core.validation import as_float_array, check_int, describe
+from ..core.validation import as_float_array, check_int, describe, channel_names
 
 _NUMPY_ON_CASADI = "numpy function was called on a casadi value"
 _PIECEWISE_CONSTANT = {getattr(ca, f"OP_{n}"): n.lower() for n in ("FLOOR", "CEIL", "SIGN", "FMOD", "REMAINDER")
@@ -329,23 +329,9 @@ class BatchedFunction:
 
 # --------------------------------------------------------------------------- components
 def _channels(channels):
-    """Validate a ``channels=`` argument: names of the exogenous channels read (see
-    :class:`dynopt.Problem`; ``"t"`` is the step index the problem provides)."""
-    if channels is None:
-        return None
-    if isinstance(channels, (str, bytes)):
-        raise TypeError(f"channels: expected a sequence of channel names such as ({channels!r},), "
-                        f"got the {type(channels).__name__} {describe(channels)}")
-    try:
-        channels = tuple(channels)
-    except TypeError:
-        raise TypeError(f"channels: expected a sequence of channel names, got {type(channels).__name__} "
-                        f"{describe(channels)}") from None
-    if not channels or not all(isinstance(c, str) and c for c in channels):
-        raise TypeError(f"channels: expected non-empty channel names (str), got {channels!r}")
-    if len(set(channels)) != len(channels):
-        raise ValueError(f"channels: names repeat in {channels}")
-    return channels
+    """Validate a ``channels=`` argument (see :class:`dynopt.Problem`; ``"t"`` is the step index the
+    problem provides); ``None`` for a component that reads a plain array."""
+    return None if channels is None else channel_names("channels", channels)
 
 
 class _CasadiComponent:

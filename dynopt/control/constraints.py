@@ -45,7 +45,7 @@ import casadi as ca
 import numpy as np
 import scipy.optimize
 
-from ..core.components import SliceGrad, StageCost, TerminalCost
+from ..core.components import SliceGrad, StageCost, TerminalCost, add_adjoint
 from ..core.problem import Problem
 from ..core.validation import as_float_array, check_int
 from ..errors import SimulationDivergedError
@@ -360,9 +360,9 @@ class _ConstraintStageCost(StageCost):
         for c, gc, dval in parts:
             gb = c.denormalise_bar((self.B * c_bar)[:, None] * dval)
             gx, gu = c.fn.vjp(gc, gb)
-            xb = _add(xb, gx)
+            xb = add_adjoint(xb, gx)
             if c.uses_control:
-                ub = _add(ub, gu)
+                ub = add_adjoint(ub, gu)
         if pb is None:
             pb = _EMPTY_GRAD
         elif not isinstance(pb, SliceGrad):
@@ -423,7 +423,7 @@ class _ConstraintTerminalCost(TerminalCost):
         xb, pb = (None, None) if self.user is None else self.user.vjp(uc, c_bar)
         for c, gc, dval in parts:
             gx, _ = c.fn.vjp(gc, c.denormalise_bar((self.B * c_bar)[:, None] * dval))
-            xb = _add(xb, gx)
+            xb = add_adjoint(xb, gx)
         if pb is None:
             pb = _EMPTY_GRAD
         elif not isinstance(pb, SliceGrad):
@@ -431,14 +431,6 @@ class _ConstraintTerminalCost(TerminalCost):
         if xb is None:
             xb = np.zeros((c_bar.shape[0], self.n_state))
         return xb, pb
-
-
-def _add(a, b):
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a + b
 
 
 def _check_g(c, g, B):

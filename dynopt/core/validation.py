@@ -145,3 +145,33 @@ def check_int(name: str, value, *, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
     return int(value)
+
+
+def channel_names(name: str, channels) -> tuple:
+    """A non-empty tuple of distinct, non-empty channel names (a bare string is refused: it
+    would be read as its letters).
+
+    Raises
+    ------
+    TypeError
+        Not a sequence of non-empty strings, or a single string.
+    ValueError
+        Empty, or names repeat.
+    """
+    if isinstance(channels, (str, bytes)):
+        raise TypeError(f"{name}: expected a sequence of channel names such as ({channels!r},), got the "
+                        f"{type(channels).__name__} {describe(channels)}")
+    try:
+        out = tuple(channels)
+    except TypeError:
+        raise TypeError(f"{name}: expected a sequence of channel names, got {type(channels).__name__} "
+                        f"{describe(channels)}") from None
+    if not out:
+        raise ValueError(f"{name}: expected at least one channel name, got {describe(channels)}")
+    for c in out:
+        if not isinstance(c, str) or not c:
+            raise TypeError(f"{name}: expected non-empty strings as channel names, got {describe(c)}")
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name}: expected distinct channel names, got {list(out)}")
+    return out
+
