@@ -448,7 +448,9 @@ def test_exact_fit_and_collinear_regressors_are_refused():
     x = np.random.default_rng(1).standard_normal((60, 1))
     with pytest.raises(ValueError, match=r"exog: the regressors are collinear .*'x2'"):
         ARMA(np.sin(np.arange(60.0)) + x[:, 0], 1, 0, exog=np.column_stack([x, 2 * x]))
-    with pytest.raises(ValueError, match=r"y, exog: the regressors are collinear .*'x1' is a linear combination of \['const', 'ar.L1'\]"):
+    with pytest.raises(ValueError,
+                       match=r"y, exog: the regressors are collinear .*'x1' is a linear combination of "
+                             r"\['const', 'ar.L1'\]"):
         ARX(np.sin(np.arange(60.0)), 1, exog=np.ones(60))
 
 

@@ -96,7 +96,8 @@ def test_bad_orders_are_refused():
         ARIMA(y, (1, 1, 1), trend="c")
     with pytest.raises(ValueError, match=r"order\[1\] \(d\): expected an integer <= 1000000"):
         ARIMA(y, (1, 2 ** 63, 1))
-    with pytest.raises(ValueError, match=r"y: expected at least 18 observations for an SARIMA\(1, 1, 1\)\(0, 1, 0, 12\)"):
+    with pytest.raises(ValueError,
+                       match=r"y: expected at least 18 observations for an SARIMA\(1, 1, 1\)\(0, 1, 0, 12\)"):
         SARIMA(y[:17], (1, 1, 1), (0, 1, 0, 12))
     with pytest.raises(TypeError, match=r"order: expected a tuple of 3 integers"):
         ARIMA(y, (1, 1))

@@ -81,7 +81,8 @@ def test_var_pandas_in_pandas_out():
 
 
 def test_var_gradient_vs_central_differences(rng):
-    Y = VAR(np.random.default_rng(0).standard_normal((10, 2)), 1).simulate(np.array([0.1, 0.5, 0.1, -0.2, -0.1, 0.3]), 300, rng=3)
+    Y = VAR(np.random.default_rng(0).standard_normal((10, 2)), 1).simulate(
+        np.array([0.1, 0.5, 0.1, -0.2, -0.1, 0.3]), 300, rng=3)
     m = VAR(Y, 3)
     v = rng.normal(scale=0.1, size=len(m.param_names))
     llf, g = m.loglike_and_grad(v)

@@ -18,4 +18,7 @@ from .sarima import ARIMA, SARIMA
 from .unobserved import LocalLevel, LocalLinearTrend
 from .var import VAR
 
-__all__ = ["AR", "ARIMA", "ARMA", "ARX", "SARIMA", "FitResult", "GARCH", "LocalLevel", "LocalLinearTrend", "RecurrentEconometricModel", "RecurrentEconometricPlant", "VAR"]
+from .var import VARResult
+
+__all__ = ["AR", "ARIMA", "ARMA", "ARX", "SARIMA", "FitResult", "GARCH", "LocalLevel", "LocalLinearTrend",
+           "RecurrentEconometricModel", "RecurrentEconometricPlant", "VAR", "VARResult"]

@@ -21,9 +21,9 @@ import numpy as np
 from scipy.signal import lfilter
 
 from .covariance import check_cov_type, complex_step_scores, cov_matrix
-from .data import (check_exog, check_full_rank, least_squares, check_not_constant, check_order, check_series, forecast_index,
-                   label, series_info)
-from .filters import allpole, allpole_adjoint, lag_matrix
+from .data import (check_exog, check_full_rank, check_not_constant, check_order, check_series, label,
+                   least_squares, series_info)
+from .filters import allpole, allpole_adjoint
 from .kalman import ARMALayout, exact_loglike, steady_state_prediction
 from .kalman_compiled import HEAD, exact_loglike_compiled
 from .loglikeobs import arma_exact_obs, arma_final_prediction, css_obs
@@ -252,7 +252,8 @@ class ARMA:
             ``False`` is ``cov_type="none"``.
         starts : int
             Number of starts: the default start plus ``starts - 1`` random ones (ARMA coefficients
-            from N(0, 1) unconstrained draws, ``seed``; mean and variance from the first optimum).  The best optimum is returned, with a
+            from N(0, 1) unconstrained draws, ``seed``; mean and variance from the first optimum).
+            The best optimum is returned, with a
             ``RuntimeWarning`` when it is not the default start's (a local optimum was avoided).
 
         The optimisation runs on ``y / std(y)`` (scale-free: tiny or huge data fit alike) and the
@@ -444,8 +445,12 @@ class ARX:
         self.param_names = (["const"] if self.kc else []) + [f"ar.L{i + 1}" for i in range(self.p)] + \
             xnames + ["sigma2"]
         # regressor matrix of the conditional likelihood, rows t = p .. N-1
-        self._Z = np.concatenate([np.ones((len(self.y) - self.p, self.kc)), lag_matrix(self.y, self.p),
-                                  self.exog[self.p:]], axis=1)
+        N, p, kc = len(self.y), self.p, self.kc
+        self._Z = np.empty((N - p, kc + p + self.kx))  # (1, y_{t-1}, .., y_{t-p}, x_t), filled in place
+        self._Z[:, :kc] = 1.0
+        for i in range(p):
+            self._Z[:, kc + i] = self.y[p - 1 - i:N - 1 - i]
+        self._Z[:, kc + p:] = self.exog[p:]
         self._y = self.y[self.p:]
         self._ZtZ = self._Z.T @ self._Z
         check_full_rank(self._Z, self.param_names[:-1], name="y, exog", G=self._ZtZ)
@@ -472,11 +477,12 @@ class ARX:
             return llf, None
         return llf, np.append(self._Z.T @ e / s2, -0.5 * (n / s2 - S / (s2 * s2)))
 
-    def hessian(self, params):
-        """Analytic Hessian of the log-likelihood ``(k, k)``."""
+    def hessian(self, params, *, resid=None):
+        """Analytic Hessian of the log-likelihood ``(k, k)`` (``resid``: the residuals at ``params``
+        when already at hand)."""
         params = np.asarray(params, dtype=np.float64)
         s2 = params[-1]
-        e = self.residuals(params)
+        e = self.residuals(params) if resid is None else resid
         n, S = len(e), float(e @ e)
         k = len(params)
         H = np.empty((k, k))
@@ -536,10 +542,12 @@ class ARX:
             raise ValueError(f"y: the {self.name} model fits the series exactly (sum of squared residuals {S:.3g}); "
                              f"the innovation variance would be 0 and the likelihood unbounded")
         values = np.append(est, S / n)
-        llf, g = self.loglike_and_grad(values)
+        s2 = values[-1]  # llf and gradient from the residuals at hand (as loglike_and_grad)
+        llf = -0.5 * (n * (LOG2PI + np.log(s2)) + S / s2)
+        g = np.append(self._Z.T @ e / s2, -0.5 * (n / s2 - S / (s2 * s2)))
         mask = np.zeros(k + 1, bool)
         mask[-1] = True
-        C = cov_matrix(cov_type, hessian=self.hessian(values) if cov_type != "opg" else None,
+        C = cov_matrix(cov_type, hessian=self.hessian(values, resid=e) if cov_type != "opg" else None,
                        scores=self.scores(values) if cov_type in ("opg", "robust") else None, n_used=n, n_total=n,
                        df_k=k, df_correction=df_correction, var_mask=mask)
         return FitResult(self, list(self.param_names), values, float(llf), n, C, g,

@@ -212,5 +212,7 @@ def least_squares(Z, Y, G=None):
     well-conditioned problems)."""
     from scipy.linalg import cho_factor, cho_solve
     c = cho_factor(Z.T @ Z if G is None else G)
-    B = cho_solve(c, Z.T @ Y)
-    return B + cho_solve(c, Z.T @ (Y - Z @ B))
+    ZtY = Z.T @ Y
+    B = cho_solve(c, ZtY)
+    # refinement: Z'(Y - Z B) = Z'Y - G B (no second pass over the data)
+    return B + cho_solve(c, ZtY - (Z.T @ Z if G is None else G) @ B)

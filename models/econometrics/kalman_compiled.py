@@ -9,8 +9,9 @@ rounding (tested), without a Python step per observation: the fix for short seri
 per-step Python Kalman filter dominated.
 
 Missing observations (NaN in ``y``) skip the update and add no likelihood term; the head is
-lengthened to cover the last of them.  ``M = min(N, head)``; when ``P_M`` has not reached the steady state (a nearly non-invertible MA
-part) the function returns None and the caller doubles ``head`` (``M = N`` always succeeds).
+lengthened to cover the last of them.  ``M = min(N, head)``; when ``P_M`` has not reached the
+steady state (a nearly non-invertible MA part) the function returns None and the caller doubles
+``head`` (``M = N`` always succeeds).
 Compiled functions are cached per ``(r, k_exog, M)`` for the process; heads of up to
 ``EXPAND_MAX / (r + r^2)`` steps are expanded to SX (fastest per call), longer ones stay MX.
 """

@@ -288,7 +288,8 @@ def optimizer_converged(res) -> bool:
 
 def warn_better_start(what, llf_default, llf_best, start):
     warnings.warn(f"{what}: start {start} of the multi-start found a higher log-likelihood ({llf_best:.8g}) than the "
-                  f"default start ({llf_default:.8g}); the default start stopped at a local optimum; returning the best",
+                  f"default start ({llf_default:.8g}); the default start stopped at a local optimum; returning "
+                  f"the best",
                   RuntimeWarning, stacklevel=4)
 
 

@@ -29,7 +29,7 @@ from scipy.signal import lfilter
 
 from .arma import ARMA, css_residuals, css_sse_and_grad, warm_inverse_hessian
 from .covariance import check_cov_type, complex_step_scores, cov_matrix
-from .data import _numeric, check_exog, check_order, check_series, forecast_index, label, series_info
+from .data import _numeric, check_exog, check_order, check_series, label, series_info
 from .results import (FitResult, forecast_frame, gaussian_interval, hessian_from_gradient, minimize_transformed,
                       warn_not_converged)
 from .transforms import Transform, complex_step_jacobian
@@ -114,7 +114,8 @@ class SARIMA:
         self.w = lfilter(self.delta, [1.0], self.y)[nd:]
         self.Xw = _diff(self.delta, Xl)[nd:]
         self.inner = ARMA(self.w, pf, qf, trend="n", exog=self.Xw if self.Xw.shape[1] else None)
-        xnames = [str(c) for c in exog.columns] if hasattr(exog, "columns") else [f"x{j + 1}" for j in range(X.shape[1])]
+        xnames = [str(c) for c in exog.columns] if hasattr(exog, "columns") else \
+            [f"x{j + 1}" for j in range(X.shape[1])]
         self.kx = Xl.shape[1]
         self.param_names = [{0: "const", 1: "drift"}[k] for k in TRENDS[trend]] + xnames + \
             [f"ar.L{i + 1}" for i in range(p)] + [f"ma.L{i + 1}" for i in range(q)] + \

@@ -72,7 +72,8 @@ class LocalLevel:
                              f"({self.m} diffuse, {k} parameters), got {nobs}")
         obs = arr[~np.isnan(arr)]
         if np.ptp(obs) == 0:
-            raise ValueError(f"y: the series is constant (every value {float(obs[0])!r}); expected a series that varies")
+            raise ValueError(f"y: the series is constant (every value {float(obs[0])!r}); expected a series "
+                             f"that varies")
         self.y = arr
         self.nobs_observed = nobs
         self.param_names = ["sigma2.irregular", "sigma2.level"] + (["sigma2.trend"] if trend else [])
