@@ -103,3 +103,15 @@ def test_bad_orders_are_refused():
         ARIMA(y, (1, 1))
     with pytest.raises(TypeError, match=r"seasonal_order\[3\] \(s\): expected an integer"):
         SARIMA(y, (1, 0, 0), (1, 0, 0, 4.0))
+
+
+def test_multistart_keeps_the_best_optimum():
+    """starts=3 on CPI: the default start already finds the optimum here, so the random starts change
+    nothing and no warning is raised (filterwarnings=error would turn it into a failure)."""
+    y = macro("cpi")
+    one = ARIMA(y, (1, 1, 1), trend="t").fit(cov_type="none")
+    many = ARIMA(y, (1, 1, 1), trend="t").fit(cov_type="none", starts=3, seed=1)
+    assert many.llf >= one.llf - 1e-9 * abs(one.llf)
+    np.testing.assert_allclose(many.values, one.values, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"starts: expected an integer >= 1"):
+        ARIMA(y, (1, 1, 1), trend="t").fit(starts=0)

@@ -31,7 +31,7 @@ from .arma import ARMA, css_residuals, css_sse_and_grad, warm_inverse_hessian
 from .covariance import check_cov_type, complex_step_scores, cov_matrix
 from .data import _numeric, check_exog, check_order, check_series, label, series_info
 from .results import (FitResult, forecast_frame, gaussian_interval, hessian_from_gradient, minimize_transformed,
-                      warn_not_converged)
+                      warn_better_start, warn_not_converged)
 from .transforms import Transform, complex_step_jacobian
 
 LOG2PI = np.log(2 * np.pi)
@@ -183,9 +183,12 @@ class SARIMA:
 
     # ------------------------------------------------------------------ fitting
     def fit(self, method="mle", *, cov_type="nonrobust", df_correction=False, start_params=None, optimizer="BFGS",
-            options=None) -> FitResult:
+            options=None, starts: int = 1, seed=None) -> FitResult:
         """Maximum likelihood (``"mle"``, from the CSS estimate) or conditional sum of squares
-        (``"css"``) on exact gradients; ``cov_type`` as :meth:`ARMA.fit`.  Runs on ``y / std(w)``
+        (``"css"``) on exact gradients; ``cov_type`` as :meth:`ARMA.fit`; ``starts``/``seed``: the
+        default start plus ``starts - 1`` random ARMA coefficients (unconstrained N(0, 1) draws; trend,
+        regression and variance from the first optimum), the best returned with a ``RuntimeWarning``
+        when it is not the default start's.  Runs on ``y / std(w)``
         and maps back (scale-free)."""
         if method not in ("mle", "css"):
             raise ValueError(f"method: expected 'mle' or 'css', got {method!r}")
@@ -198,7 +201,10 @@ class SARIMA:
                                           exog=self._Xl[:, len(TRENDS[self.trend]):])
         Dv = np.concatenate([np.full(self.kx, sc), np.ones(self.p + self.q + self.P + self.Q), [sc * sc]])
         start = None if start_params is None else self._check_params(start_params) / Dv
+        starts = check_order("starts", starts, 1)
         values_s, res = m._optimize(method, start, optimizer, options)
+        if starts > 1:
+            values_s, res = m._multistart(method, values_s, res, starts, seed, optimizer, options)
         warn_not_converged(res, f"{self.name} fit ({method})")
         llf_s, g_s = m.loglike_and_grad(values_s, method)
         full = m.expand(values_s)
@@ -225,7 +231,28 @@ class SARIMA:
                          C * np.outer(Dv, Dv), g_s / Dv, label(self.info, resid * sc, off, "resid"), res, method,
                          cov_type=cov_type, df_correction=df_correction, std_resid=std)
 
-    def _optimize(self, method, start, optimizer, options):
+    def _multistart(self, method, values, res, starts, seed, optimizer, options):
+        tr = self._transform(method == "mle")
+        u_best = tr.inverse(values if method == "mle" else values[:-1])
+        llf0 = best = self.loglike(values, method)
+        rng = np.random.default_rng(seed)
+        coef = slice(self.kx, self.kx + self.p + self.q + self.P + self.Q)
+        best_j = 0
+        for j in range(1, starts):
+            u0 = u_best.copy()
+            u0[coef] = rng.standard_normal(coef.stop - coef.start)
+            try:
+                v, r = self._optimize(method, values, optimizer, options, u0=u0)
+            except (ValueError, FloatingPointError):
+                continue
+            llf = self.loglike(v, method)
+            if np.isfinite(llf) and llf > best + 1e-9 * abs(best) + 1e-9:
+                best, values, res, best_j = llf, v, r, j
+        if best > llf0:
+            warn_better_start(f"{self.name} fit ({method})", llf0, best, best_j)
+        return values, res
+
+    def _optimize(self, method, start, optimizer, options, u0=None):
         hess0 = None
         if start is None:
             start = self.start_params()
@@ -252,7 +279,7 @@ class SARIMA:
                 est, res = np.zeros(0), None
             else:
                 est, res = minimize_transformed(objective, self._transform(False), start[:-1], method=optimizer,
-                                                options=options, scale=n)
+                                                options=options, scale=n, u0=u0)
             S, _, _ = css_sse_and_grad(self.inner.layout, self.inner.y, self.inner.exog,
                                        self.expand(np.append(est, 1.0)), grad=False)
             return np.append(est, S / n), res
@@ -264,7 +291,7 @@ class SARIMA:
         if hess0 is not None:
             options = dict(options or {}, hess_inv0=hess0)
         return minimize_transformed(objective, self._transform(True), start, method=optimizer, options=options,
-                                    scale=len(self.w))
+                                    scale=len(self.w), u0=u0)
 
     # ------------------------------------------------------------------ forecasting
     def forecast(self, result, steps, *, alpha=0.05, exog=None):
