@@ -20,10 +20,13 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import lfilter
 
+from dynopt.core.validation import check_flag, describe
+
 from .covariance import check_cov_type, complex_step_scores, cov_matrix
 from .data import (check_exog, check_full_rank, check_not_constant, check_order, check_series, label,
                    least_squares, series_info)
 from .filters import allpole, allpole_adjoint
+from .fitargs import NOT_GIVEN, check_fit_args
 from .kalman import ARMALayout, exact_loglike, steady_state_prediction
 from .kalman_compiled import HEAD, exact_loglike_compiled
 from .loglikeobs import arma_exact_obs, arma_final_prediction, css_obs
@@ -262,6 +265,9 @@ class ARMA:
         if method not in ("mle", "css"):
             raise ValueError(f"method: expected 'mle' or 'css', got {method!r}")
         cov_type = check_cov_type("none" if not cov else cov_type)
+        optimizer, options, start_params = check_fit_args(optimizer, options, start_params, self.param_names,
+                                                          positive=[len(self.param_names) - 1])
+        transformed = check_flag("transformed", transformed)
         if cov_type == "r-css" and method != "css":
             raise ValueError(f"cov_type: 'r-css' is R's convention for method='css', got method={method!r}")
         starts = check_order("starts", starts, 1)
@@ -273,7 +279,7 @@ class ARMA:
         s = float(np.nanstd(self.y))
         m = self if s == 1.0 else ARMA(self.y / s, self.p, self.q, trend=self.trend, exog=self.exog)
         D = self._scale_vector(s)
-        start = None if start_params is None else self._check_params(start_params) / D
+        start = None if start_params is None else start_params / D
         values_s, res = m._optimize(method, start, optimizer, transformed, options)
         if starts > 1:
             values_s, res = m._multistart(method, values_s, res, starts, seed, optimizer, transformed, options)
@@ -503,8 +509,8 @@ class ARX:
         e = self.residuals(params)
         return np.column_stack([self._Z * (e / s2)[:, None], -0.5 / s2 + 0.5 * e * e / s2 ** 2])
 
-    def fit(self, *, cov_type: str = "nonrobust", df_correction: bool = False, solver: str = "ols",
-            start_params=None, optimizer: str = "BFGS", options=None) -> FitResult:
+    def fit(self, *, cov_type: str = "nonrobust", df_correction: bool = False, solver=None,
+            start_params=None, optimizer=NOT_GIVEN, options=None) -> FitResult:
         """Maximise the conditional likelihood.
 
         Parameters
@@ -514,19 +520,41 @@ class ARX:
             ``"robust"``: the sandwich, for the coefficients White's HC0 (AutoReg ``"HC0"``).
         df_correction : bool
             ``s2 = SSR / (n - k)`` for the coefficients (statsmodels OLS).
-        solver : {"ols", "bfgs"}
-            ``"ols"``: least squares (exact, closed form); ``"bfgs"``: BFGS on exact gradients
-            from ``start_params`` (default zeros), sigma2 concentrated out.
+        solver : {"ols", "bfgs"}, optional
+            ``"ols"``: least squares (exact, closed form); ``"bfgs"``: SciPy's ``optimizer`` on exact
+            gradients from ``start_params``, sigma2 concentrated out.  Default: ``"bfgs"`` when any of
+            ``start_params``, ``optimizer``, ``options`` is given (they are used), else ``"ols"``;
+            giving them with ``solver="ols"`` is refused.
+        start_params : (k,) array, optional
+            Natural parameters in the order of ``param_names`` (sigma2 last, > 0; it is concentrated
+            out, so only the coefficients set the start).  Default: zero coefficients.
+        optimizer : {"BFGS", "L-BFGS-B", "CG", "Newton-CG"}, optional
+            SciPy method (default ``"BFGS"``).
+        options : dict, optional
+            ``scipy.optimize.minimize`` options for ``optimizer`` (checked: :func:`.fitargs.check_options`).
         """
         cov_type = check_cov_type(cov_type, ("nonrobust", "opg", "robust", "none"))
-        if solver not in ("ols", "bfgs"):
+        given = {"start_params": start_params is not None, "optimizer": optimizer is not NOT_GIVEN,
+                 "options": options is not None}
+        if solver is None:
+            solver = "bfgs" if any(given.values()) else "ols"
+        if not isinstance(solver, str) or solver not in ("ols", "bfgs"):
             raise ValueError(f"solver: expected 'ols' or 'bfgs', got {solver!r}")
+        values_given = {"start_params": start_params, "optimizer": optimizer, "options": options}
+        optimizer, options, start_params = check_fit_args("BFGS" if optimizer is NOT_GIVEN else optimizer, options,
+                                                          start_params, self.param_names,
+                                                          positive=[len(self.param_names) - 1])
+        if solver == "ols":
+            for name, value in values_given.items():
+                if given[name]:
+                    raise ValueError(f"{name}: applies to the numerical fit (solver='bfgs'); solver='ols' is the "
+                                     f"closed-form least squares, expected {name}=None, got {describe(value)}")
         n = len(self._y)
         k = self._Z.shape[1]
-        if solver == "ols":
+        if solver == "ols" or k == 0:  # (no coefficients: nothing for the optimiser to do)
             est, res = least_squares(self._Z, self._y, self._gram()), None
         else:
-            start = np.zeros(k) if start_params is None else np.asarray(start_params, float)[:k]
+            start = np.zeros(k) if start_params is None else start_params[:k]
 
             def objective(beta):
                 e = self._y - self._Z @ beta

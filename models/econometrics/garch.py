@@ -22,6 +22,7 @@ from .arma import css_residuals, css_residuals_vjp
 from .covariance import check_cov_type, complex_step_scores, cov_matrix
 from .data import check_not_constant, check_order, check_series, label, series_info
 from .filters import allpole, allpole_adjoint
+from .fitargs import check_fit_args, check_start_domain
 from .kalman import ARMALayout
 from .results import (FitResult, forecast_frame, gaussian_interval, hessian_from_gradient, minimize_transformed,
                       warn_not_converged)
@@ -173,6 +174,9 @@ class GARCH:
         back (scale-free); the backcast is arch's, from the start values.
         """
         cov_type = check_cov_type(cov_type, ("nonrobust", "opg", "robust", "none"))
+        k = len(self.param_names)  # omega, alpha, beta > 0 (and alpha + beta < 1: the transform's domain)
+        optimizer, options, start_params = check_fit_args(optimizer, options, start_params, self.param_names,
+                                                          positive=range(self.n_mean, k))
         sd = float(np.std(self.y))
         m = self if sd == 1.0 else GARCH(self.y / sd, self.mean, self.p, self.q)
         D = np.concatenate([[sd], np.ones(self.p + self.q), [sd * sd, 1.0, 1.0]])
@@ -180,9 +184,10 @@ class GARCH:
         # the start's grid search and the initial inverse Hessian (per observation) only precondition
         # the fit: on long series they use the first PRECONDITION_N observations
         pre = m if len(m.y) <= PRECONDITION_N else GARCH(m.y[:PRECONDITION_N], self.mean, self.p, self.q)
-        start = pre._grid_start(bc) if start_params is None else np.asarray(start_params, float) / D
+        start = pre._grid_start(bc) if start_params is None else start_params / D
         self.backcast = bc * sd * sd
         tr = Transform([("free", 1), ("ar", self.p), ("ma", self.q), ("var", 1), ("garch", 2)])
+        check_start_domain(tr, start)
 
         def objective(v):
             llf, g = m.loglike_and_grad(v, backcast=bc)

@@ -27,6 +27,8 @@ import numpy as np
 import scipy.optimize
 from scipy.stats import norm
 
+from .fitargs import check_optimizer, check_options, check_start_domain
+
 HESSIAN_REL_STEP = np.finfo(float).eps ** (1 / 3)
 
 
@@ -63,11 +65,9 @@ def minimize_transformed(objective: Callable, transform, start, *, method="BFGS"
     Returns ``(params, scipy result)``; ``f / scale`` is what SciPy sees.  ``u0`` (unconstrained)
     overrides ``start``.
     """
-    if method not in ("BFGS", "L-BFGS-B", "CG", "Newton-CG"):
-        raise ValueError(f"optimizer: expected 'BFGS', 'L-BFGS-B', 'CG' or 'Newton-CG', got {method!r}")
-    if options is not None and not isinstance(options, dict):
-        raise TypeError(f"options: expected a dict of scipy.optimize options or None, got {type(options).__name__}")
-    u0 = transform.inverse(start) if u0 is None else np.asarray(u0, dtype=np.float64)
+    method = check_optimizer(method)
+    options = check_options(options, method)
+    u0 = check_start_domain(transform, start) if u0 is None else np.asarray(u0, dtype=np.float64)
 
     def fun(u):
         params = transform(u)
@@ -79,7 +79,7 @@ def minimize_transformed(objective: Callable, transform, start, *, method="BFGS"
     opts = {"gtol": 1e-8, "maxiter": 2000}
     if method == "L-BFGS-B":
         opts = {"gtol": 1e-10, "ftol": 1e-15, "maxiter": 5000}
-    opts.update(options or {})
+    opts.update(options)
     if opts.get("hess_inv0", 0) is None or (method != "BFGS" and "hess_inv0" in opts) or not _BFGS_HESS_INV0:
         opts.pop("hess_inv0", None)  # (a warm start only: SciPy's BFGS without it is the same method)
     res = scipy.optimize.minimize(fun, u0, jac=True, method=method, options=opts)

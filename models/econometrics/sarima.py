@@ -30,6 +30,7 @@ from scipy.signal import lfilter
 from .arma import ARMA, css_residuals, css_sse_and_grad, warm_inverse_hessian
 from .covariance import check_cov_type, complex_step_scores, cov_matrix
 from .data import _numeric, check_exog, check_order, check_series, label, series_info
+from .fitargs import check_fit_args
 from .results import (FitResult, forecast_frame, gaussian_interval, hessian_from_gradient, minimize_transformed,
                       warn_better_start, warn_not_converged)
 from .transforms import Transform, complex_step_jacobian
@@ -193,6 +194,8 @@ class SARIMA:
         if method not in ("mle", "css"):
             raise ValueError(f"method: expected 'mle' or 'css', got {method!r}")
         cov_type = check_cov_type(cov_type)
+        optimizer, options, start_params = check_fit_args(optimizer, options, start_params, self.param_names,
+                                                          positive=[len(self.param_names) - 1])
         if cov_type == "r-css" and method != "css":
             raise ValueError(f"cov_type: 'r-css' is R's convention for method='css', got method={method!r}")
         sc = float(np.std(self.w))
@@ -200,7 +203,7 @@ class SARIMA:
                                           (self.P, self.D, self.Q, self.s), trend=self.trend,
                                           exog=self._Xl[:, len(TRENDS[self.trend]):])
         Dv = np.concatenate([np.full(self.kx, sc), np.ones(self.p + self.q + self.P + self.Q), [sc * sc]])
-        start = None if start_params is None else self._check_params(start_params) / Dv
+        start = None if start_params is None else start_params / Dv
         starts = check_order("starts", starts, 1)
         values_s, res = m._optimize(method, start, optimizer, options)
         if starts > 1:

@@ -30,6 +30,7 @@ from scipy.signal import lfilter, lfiltic
 
 from .covariance import check_cov_type, complex_step_scores, cov_matrix
 from .data import _numeric, check_order, label, series_info
+from .fitargs import check_fit_args
 from .results import FitResult, forecast_frame, gaussian_interval, hessian_from_gradient, minimize_transformed, \
     warn_not_converged
 from .transforms import Transform
@@ -363,9 +364,11 @@ class LocalLevel:
         ``"nonrobust"`` (observed information), ``"opg"`` (statsmodels' default), ``"robust"``, ``"none"``.
         Runs on ``y / std(y)`` and maps back."""
         cov_type = check_cov_type(cov_type, ("nonrobust", "opg", "robust", "none"))
+        optimizer, options, start_params = check_fit_args(optimizer, options, start_params, self.param_names,
+                                                          positive=range(len(self.param_names)))
         sc = float(np.nanstd(self.y))
         m = self if sc == 1.0 else LocalLevel(self.y / sc, trend=self.trend)
-        start = m.start_params() if start_params is None else np.asarray(start_params, float) / sc ** 2
+        start = m.start_params() if start_params is None else start_params / sc ** 2
         n_eff = self.nobs_observed - self.m
 
         # the irregular variance is concentrated out (statsmodels' concentrate_scale): optimise the

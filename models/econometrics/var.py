@@ -26,6 +26,7 @@ from typing import Optional
 from ..linear import LinearPlant
 from .covariance import check_cov_type
 from .data import check_full_rank, check_multiseries, least_squares, check_order, forecast_index, label, series_info
+from .fitargs import NOT_GIVEN, check_fit_args, check_start_params
 from .results import FitResult, gaussian_interval, hessian_from_gradient, minimize_transformed, warn_not_converged
 from .transforms import Transform
 
@@ -148,10 +149,11 @@ class VAR:
         Si = np.linalg.inv(S)
         return -0.5 * (self.k * LOG2PI + np.linalg.slogdet(S)[1] + np.einsum("ti,ij,tj->t", E, Si, E))
 
-    def fit(self, *, cov_type: str = "nonrobust", df_correction: bool = True, start=None, optimizer: str = "BFGS",
+    def fit(self, *, cov_type: str = "nonrobust", df_correction: bool = True, start=None, optimizer=NOT_GIVEN,
             options=None, hessian: str = "analytic") -> "VARResult":
         """Fit by least squares equation by equation (the closed-form conditional MLE), or, given
-        ``start``, maximise the concentrated likelihood by BFGS on exact gradients (a cross-check).
+        ``start``, ``optimizer`` or ``options``, maximise the concentrated likelihood by SciPy on exact
+        gradients (a cross-check).
 
         Parameters
         ----------
@@ -160,24 +162,34 @@ class VAR:
         df_correction : bool
             ``Sigma = E'E / (n - k p - 1)`` in the covariance and in ``sigma_u`` (statsmodels' and
             R vars' default); ``False``: the MLE ``E'E / n``.
-        start : {"ols", "zeros"} or array, optional
-            Run BFGS from there instead of the closed form.
+        start : {"ols", "zeros"} or (k (1 + k p),) array, optional
+            Run the optimiser from there instead of the closed form (default ``"zeros"`` when only
+            ``optimizer`` or ``options`` is given; none of the three: the closed form).
+        optimizer : {"BFGS", "L-BFGS-B", "CG", "Newton-CG"}, optional
+            SciPy method of the numerical fit (default ``"BFGS"``).
+        options : dict, optional
+            ``scipy.optimize.minimize`` options for ``optimizer`` (checked: :func:`.fitargs.check_options`).
         hessian : {"analytic", "differences"}
             ``"analytic"`` (at the maximum the profile Hessian is ``-(Sigma^-1 kron Z'Z)``) or
             ``"differences"`` (central differences of the exact gradient; the tests check both agree).
         """
         cov_type = check_cov_type(cov_type, ("nonrobust", "none"))
-        if hessian not in ("analytic", "differences"):
+        if not isinstance(hessian, str) or hessian not in ("analytic", "differences"):
             raise ValueError(f"hessian: expected 'analytic' or 'differences', got {hessian!r}")
+        numerical = start is not None or optimizer is not NOT_GIVEN or options is not None
+        optimizer, options, _ = check_fit_args("BFGS" if optimizer is NOT_GIVEN else optimizer, options)
+        if isinstance(start, str):
+            if start not in ("ols", "zeros"):
+                raise ValueError(f"start: expected 'ols', 'zeros' or an array, got {start!r}")
+        elif start is not None:
+            start = check_start_params(start, self.param_names, name="start")
         res = None
-        if start is None:
+        if not numerical:
             values = self.ols()
         else:
+            start = "zeros" if start is None else start
             if isinstance(start, str):
-                if start not in ("ols", "zeros"):
-                    raise ValueError(f"start: expected 'ols', 'zeros' or an array, got {start!r}")
                 start = self.ols() if start == "ols" else np.zeros(len(self.param_names))
-            start = np.asarray(start, dtype=np.float64)
 
             def objective(v):
                 llf, g = self.loglike_and_grad(v)
