@@ -178,3 +178,42 @@ def test_var_optimizer_and_options_refused_or_used():
     assert numerical.optimizer is not None and numerical.optimizer.nit > 0
     np.testing.assert_allclose(numerical.llf, ref.llf, rtol=1e-9)
     np.testing.assert_allclose(numerical.values, closed.values, rtol=1e-5, atol=1e-7)
+
+
+# ------------------------------------------------------------------ flags and the recurrent model's fit
+def test_fit_flags_named():
+    """``df_correction="no"`` was truthy (silently the corrected covariance); now refused."""
+    y = _series()
+    for fit in (E.AR(y, 1).fit, E.ARMA(y, 1, 0).fit, E.ARIMA(y, (1, 0, 0)).fit):
+        with pytest.raises(TypeError, match=r"df_correction: expected True or False, got str 'no'"):
+            fit(df_correction="no")
+    with pytest.raises(TypeError, match=r"transformed: expected True or False, got int 1"):
+        E.ARMA(y, 1, 0).fit(transformed=1)
+    Y = np.column_stack([y, _series(seed=9)])
+    with pytest.raises(TypeError, match=r"df_correction: expected True or False, got int 0"):
+        E.VAR(Y, 1).fit(df_correction=0)
+    # valid: the AR(1) coefficient covariance with the OLS correction is statsmodels OLS's
+    import statsmodels.api as sm
+    ols = sm.OLS(y[1:], sm.add_constant(y[:-1])).fit()
+    res = E.AR(y, 1).fit(df_correction=True)
+    np.testing.assert_allclose(res.cov[:2, :2], ols.cov_params(), rtol=1e-8)
+
+
+def test_recurrent_fit_arguments_named():
+    rng = np.random.default_rng(0)
+    y = 0.1 * np.cumsum(rng.standard_normal(60)) + rng.standard_normal(60)
+    m = E.RecurrentEconometricModel(y, lags=1, hidden=1)
+    with pytest.raises(TypeError, match=r"start_params: expected a numeric array, got strings"):
+        m.fit(start_params=["a"])
+    with pytest.raises(ValueError, match=r"start_params: expected shape \(5,\).*'W1\[0\]'"):
+        m.fit(start_params=[0.1])
+    with pytest.raises(TypeError, match=r"options: expected a dict .*got int 5"):
+        m.fit(options=5)
+    with pytest.raises(TypeError, match=r"rng: expected an integer >= 0, got 'x'"):
+        m.fit(rng="x")
+    with pytest.raises(TypeError, match=r"cov: expected True or False, got str 'no'"):
+        m.fit(cov="no")
+    # hidden = 0 units: the model is linear AR(1), the fit is least squares (start given, W1, b1, W2 unused)
+    lin = E.RecurrentEconometricModel(y, lags=1, hidden=0)
+    res = lin.fit(start_params=np.zeros(len(lin.fit().values)))
+    np.testing.assert_allclose(res.values[-2:][::-1], _ols_ar1(y), rtol=1e-5)

@@ -264,7 +264,8 @@ class ARMA:
         """
         if method not in ("mle", "css"):
             raise ValueError(f"method: expected 'mle' or 'css', got {method!r}")
-        cov_type = check_cov_type("none" if not cov else cov_type)
+        cov_type = check_cov_type("none" if not check_flag("cov", cov) else cov_type)
+        df_correction = check_flag("df_correction", df_correction)
         optimizer, options, start_params = check_fit_args(optimizer, options, start_params, self.param_names,
                                                           positive=[len(self.param_names) - 1])
         transformed = check_flag("transformed", transformed)
@@ -534,6 +535,7 @@ class ARX:
             ``scipy.optimize.minimize`` options for ``optimizer`` (checked: :func:`.fitargs.check_options`).
         """
         cov_type = check_cov_type(cov_type, ("nonrobust", "opg", "robust", "none"))
+        df_correction = check_flag("df_correction", df_correction)
         given = {"start_params": start_params is not None, "optimizer": optimizer is not NOT_GIVEN,
                  "options": options is not None}
         if solver is None:

@@ -25,9 +25,11 @@ from __future__ import annotations
 import numpy as np
 
 from dynopt import Plant, Problem, StageCost, TerminalCost
+from dynopt.core.validation import check_flag, check_int, describe
 from dynopt.optimize import optimize
 
 from .data import check_exog, check_order, check_series
+from .fitargs import check_start_params
 from .results import FitResult, hessian_from_gradient
 
 
@@ -156,14 +158,23 @@ class RecurrentEconometricModel:
         :meth:`RecurrentEconometricPlant.init_params` with seed ``rng``.  ``options`` go to SciPy
         (default ``gtol=1e-7``, ``maxiter=1000``); a run that stops at ``maxiter`` warns.
         """
+        names = [f"{b}[{i}]" for b, s in self.plant.param_spec for i in range(int(np.prod(s)))]
+        cov = check_flag("cov", cov)
+        if options is not None and not isinstance(options, dict):
+            raise TypeError(f"options: expected a dict of scipy.optimize options (e.g. {{'maxiter': 500}}) or None, "
+                            f"got {type(options).__name__} {describe(options)}")
         if isinstance(start_params, FitResult):
             start_params = start_params.values
-        theta = self.plant.init_params(rng, c=float(np.mean(self.y))) if start_params is None else start_params
+        if start_params is None:
+            if not isinstance(rng, np.random.Generator):
+                rng = check_int("rng", rng, minimum=0)
+            theta = self.plant.init_params(rng, c=float(np.mean(self.y)))
+        else:
+            theta = check_start_params(start_params, names)
         prob = self.problem(objective, theta)
         res = optimize(prob, method=method, options={"maxiter": 1000, "gtol": 1e-7, **(options or {})})
         mse = float(res.fun)
         llf = -0.5 * self.n * (np.log(2 * np.pi * mse) + 1.0)
-        names = [f"{b}[{i}]" for b, s in self.plant.param_spec for i in range(int(np.prod(s)))]
         k = len(res.x)
         C = np.full((k, k), np.nan)
         if cov:  # llf(theta, sigma2) with sigma2 at its optimum: Hessian of -n/2 MSE / sigma2 in theta

@@ -27,6 +27,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import lfilter
 
+from dynopt.core.validation import check_flag
+
 from .arma import ARMA, css_residuals, css_sse_and_grad, warm_inverse_hessian
 from .covariance import check_cov_type, complex_step_scores, cov_matrix
 from .data import _numeric, check_exog, check_order, check_series, label, series_info
@@ -194,6 +196,7 @@ class SARIMA:
         if method not in ("mle", "css"):
             raise ValueError(f"method: expected 'mle' or 'css', got {method!r}")
         cov_type = check_cov_type(cov_type)
+        df_correction = check_flag("df_correction", df_correction)
         optimizer, options, start_params = check_fit_args(optimizer, options, start_params, self.param_names,
                                                           positive=[len(self.param_names) - 1])
         if cov_type == "r-css" and method != "css":

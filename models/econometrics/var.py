@@ -23,6 +23,8 @@ import numpy as np
 from dataclasses import dataclass
 from typing import Optional
 
+from dynopt.core.validation import check_flag
+
 from ..linear import LinearPlant
 from .covariance import check_cov_type
 from .data import check_full_rank, check_multiseries, least_squares, check_order, forecast_index, label, series_info
@@ -174,6 +176,7 @@ class VAR:
             ``"differences"`` (central differences of the exact gradient; the tests check both agree).
         """
         cov_type = check_cov_type(cov_type, ("nonrobust", "none"))
+        df_correction = check_flag("df_correction", df_correction)
         if not isinstance(hessian, str) or hessian not in ("analytic", "differences"):
             raise ValueError(f"hessian: expected 'analytic' or 'differences', got {hessian!r}")
         numerical = start is not None or optimizer is not NOT_GIVEN or options is not None
