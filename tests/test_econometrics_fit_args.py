@@ -217,3 +217,10 @@ def test_recurrent_fit_arguments_named():
     lin = E.RecurrentEconometricModel(y, lags=1, hidden=0)
     res = lin.fit(start_params=np.zeros(len(lin.fit().values)))
     np.testing.assert_allclose(res.values[-2:][::-1], _ols_ar1(y), rtol=1e-5)
+
+
+def test_finite_difference_options_refused():
+    """SciPy ignores ``eps`` when given the gradient (``jac=True``): refused instead of ignored."""
+    m = E.ARMA(_series(), 1, 0)
+    with pytest.raises(ValueError, match=r"options\['eps'\]: a finite-difference setting, unused"):
+        m.fit(options={"eps": 1e-3})

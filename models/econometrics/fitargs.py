@@ -7,6 +7,7 @@ own error from deep inside the optimiser).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Optional, Sequence
 
@@ -32,8 +33,10 @@ NOT_GIVEN = _NotGiven()
 _INT_KEYS = ("maxiter", "maxfun", "maxcor", "maxls")
 _NONNEG_KEYS = ("gtol", "ftol", "xtol", "xrtol")
 _UNIT_KEYS = ("c1", "c2")
+_FINITE_DIFFERENCE_KEYS = ("eps", "finite_diff_rel_step", "workers")
 
 
+@functools.lru_cache(maxsize=None)
 def _scipy_option_names(method: str) -> Optional[frozenset]:
     """The options SciPy's ``minimize(method=...)`` takes (from its solver's signature), or None
     when this SciPy's layout is unknown (then keys are not checked)."""
@@ -68,7 +71,9 @@ def check_options(options, optimizer: str = "BFGS") -> dict:
     whose keys SciPy's ``optimizer`` takes and whose values are valid.
 
     Checked values: counts (``maxiter``, ``maxfun``, ``maxcor``, ``maxls``) integers >= 1;
-    tolerances (``gtol``, ``ftol``, ``xtol``, ``xrtol``) finite reals >= 0; ``eps`` > 0;
+    tolerances (``gtol``, ``ftol``, ``xtol``, ``xrtol``) finite reals >= 0; finite-difference
+    settings (``eps``, ``finite_diff_rel_step``, ``workers``) refused (exact gradients: SciPy would
+    ignore them);
     ``c1``, ``c2`` in (0, 1); ``norm`` a real (inf allowed); ``disp``, ``return_all`` True/False;
     ``hess_inv0`` None or a finite square array.  Returns a new dict (the caller's is not changed).
     """
@@ -86,14 +91,13 @@ def check_options(options, optimizer: str = "BFGS") -> dict:
         if known is not None and key not in known:
             raise ValueError(f"options: {key!r} is not an option of optimizer {optimizer!r}; expected one of "
                              f"{sorted(known)}")
+        if key in _FINITE_DIFFERENCE_KEYS:
+            raise ValueError(f"{what}: a finite-difference setting, unused: the fits give SciPy exact gradients "
+                             f"(jac=True); expected it left out, got {describe(value)}")
         if key in _INT_KEYS:
             value = check_int(what, value, minimum=1)
         elif key in _NONNEG_KEYS:
             value = as_real(what, value, minimum=0.0)
-        elif key == "eps":
-            value = as_float_array(what, value)
-            if not np.all(value > 0):
-                raise ValueError(f"{what}: expected step sizes > 0, got {describe(options[key])}")
         elif key in _UNIT_KEYS:
             value = as_real(what, value, minimum=0.0, strict=True, maximum=1.0)
         elif key == "norm":
