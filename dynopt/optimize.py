@@ -728,10 +728,16 @@ def optimize(problem: Problem, W0=None, *, method: str = "BFGS", bounds=None,
                     pg = float(np.max(np.abs(_projected_gradient(x, g_x, bounds)))) if x.size else 0.0
                     scale_J = abs(f_x)
                     stationary = pg <= max(gtol_req, stationarity_tol * scale_J)
-                    res = scipy.optimize.OptimizeResult(
-                        x=x, success=False, status=Status.STALLED,
-                        message=f"{method} kept proposing non-finite trial points ({NONFINITE_STREAK} in a row); "
-                                f"stopped at the best point evaluated")
+                    if pg <= gtol_req:  # the NaN steps came at a point that already meets gtol
+                        res = scipy.optimize.OptimizeResult(
+                            x=x, success=True, status=0,
+                            message=f"converged: the projected gradient {pg:.3g} meets gtol={gtol_req:.3g} at the best "
+                                    f"point, where {method} went on proposing non-finite trial points")
+                    else:
+                        res = scipy.optimize.OptimizeResult(
+                            x=x, success=False, status=Status.STALLED,
+                            message=f"{method} kept proposing non-finite trial points ({NONFINITE_STREAK} in a row); "
+                                    f"stopped at the best point evaluated (projected gradient {pg:.3g})")
                     break
                 n_restarts += 1
                 stalled_note = f"; restarted {n_restarts} time(s) from where {method} stalled"
