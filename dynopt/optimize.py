@@ -104,6 +104,9 @@ class OptimizeResult(scipy.optimize.OptimizeResult):
         True when the run was stopped by KeyboardInterrupt.
     method, strategy : str
         The SciPy method and the gradient strategy used.
+    gradient_path : str
+        Which path the strategy ran and why (``dynopt.Auto``: "compiled (compiled sweeps 1.6 ms vs
+        NumPy 80 ms per gradient)" or "numpy (...)"); the strategy's name for other strategies.
     """
 
 
@@ -624,6 +627,8 @@ def optimize(problem: Problem, W0=None, *, method: str = "BFGS", bounds=None,
         out.restarts = int(n_restarts)
         out.interrupted = bool(interrupted)
         out.method, out.strategy = method, strategy
+        describe = getattr(problem.gradient, "describe", None)
+        out.gradient_path = describe(problem) if callable(describe) else strategy
         if warn and not out.success:
             warnings.warn(f"dynopt.optimize ({method}, {strategy}) did not succeed: {message}", RuntimeWarning,
                           stacklevel=3)

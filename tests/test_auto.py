@@ -103,3 +103,13 @@ def test_divergence_reported_identically_on_the_compiled_path(tmp_path):
     with pytest.raises(SimulationDivergedError) as got:
         auto.value_and_grad(auto.W0)
     assert (got.value.step, got.value.component) == (ref.value.step, ref.value.component)
+
+
+def test_optimize_result_says_which_path_answered():
+    prob = Problem(LinearPlant(0.9 * np.eye(2), np.ones((2, 1))), dynopt.models.LinearFeedback(2, 1),
+                   Quadratic(np.eye(2), [0.1]), horizon=20, x0=np.ones((1, 2)))
+    res = dynopt.optimize(prob)
+    assert res.success and res.strategy == "Auto"
+    assert res.gradient_path == prob.gradient.describe(prob) and res.gradient_path.startswith("numpy")
+    res = dynopt.optimize(prob.replace(gradient=BPTT()))
+    assert res.gradient_path == "BPTT"
