@@ -229,3 +229,36 @@ def test_var_dataframe_with_non_numeric_column_is_refused():
     res = VAR(np.log(d[["realgdp", "realcons"]]).diff().dropna(), 1).fit()
     text = res.summary()
     assert "realgdp, realcons" in text and "Covariance Type: nonrobust (df-corrected)" in text
+
+
+def test_garch_exact_hessian_and_scores_match_differences():
+    """garch_newton.derivatives: llf and gradient equal loglike_and_grad's, the Hessian central
+    differences of that exact gradient, the scores complex-step derivatives of loglikeobs."""
+    from dynopt.models.econometrics import garch_newton
+    from dynopt.models.econometrics.covariance import complex_step_scores
+    from dynopt.models.econometrics.results import hessian_from_gradient
+    y = sp500_returns(500)
+    g = GARCH(y)
+    bc = g._backcast(None)
+    v = np.array([0.05, 0.1, 0.12, 0.8])
+    llf, grad = g.loglike_and_grad(v, backcast=bc)
+    llf2, grad2, H, G = garch_newton.derivatives(v, g.y, bc, scores=True)
+    assert llf2 == pytest.approx(llf, rel=1e-13)
+    np.testing.assert_allclose(grad2, grad, rtol=1e-10, atol=1e-10 * np.abs(grad).max())
+    Hfd = hessian_from_gradient(lambda x: g.loglike_and_grad(x, backcast=bc)[1], v, floor=1e-2)
+    np.testing.assert_allclose(H, Hfd, rtol=1e-7, atol=1e-8 * np.abs(Hfd).max())
+    np.testing.assert_allclose(G, complex_step_scores(lambda x: g.loglikeobs(x, backcast=bc), v), rtol=1e-10,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [300, 3000])
+def test_garch_newton_default_matches_bfgs_fit(n):
+    """The default (Newton, exact Hessian) fit and the BFGS fit reach the same optimum, covariance
+    and convergence flag (300 returns: alpha + beta on the boundary 1)."""
+    y = sp500_returns(n)
+    res = GARCH(y).fit()
+    ref = GARCH(y).fit(optimizer="BFGS")
+    assert res.optimizer.message != ref.optimizer.message and res.converged and ref.converged
+    assert res.llf == pytest.approx(ref.llf, rel=1e-9)
+    np.testing.assert_allclose(res.values, ref.values, rtol=1e-4)
+    np.testing.assert_allclose(res.bse, ref.bse, rtol=1e-3)

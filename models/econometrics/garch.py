@@ -21,8 +21,9 @@ import numpy as np
 from .arma import css_residuals, css_residuals_vjp
 from .covariance import check_cov_type, complex_step_scores, cov_matrix
 from .data import check_not_constant, check_order, check_series, label, series_info
+from . import garch_newton
 from .filters import allpole, allpole_adjoint
-from .fitargs import check_fit_args, check_start_domain
+from .fitargs import NOT_GIVEN, check_fit_args, check_start_domain
 from .kalman import ARMALayout
 from .results import (FitResult, forecast_frame, gaussian_interval, hessian_from_gradient, minimize_transformed,
                       warn_not_converged)
@@ -164,9 +165,14 @@ class GARCH:
         s2 = self.variances(values, u, self._backcast(backcast))
         return -0.5 * (LOG2PI + np.log(s2) + u * u / s2)
 
-    def fit(self, *, cov_type: str = "robust", start_params=None, optimizer: str = "BFGS",
+    def fit(self, *, cov_type: str = "robust", start_params=None, optimizer=NOT_GIVEN,
             options=None) -> FitResult:
-        """Maximum likelihood by BFGS on exact gradients in transformed parameters.
+        """Maximum likelihood on exact derivatives in transformed parameters.
+
+        ``optimizer`` not given (default): with the constant mean and no ``options``, Newton's method on
+        the exact Hessian (:mod:`.garch_newton`; falls back to BFGS if it does not converge), whose
+        Hessian and scores at the estimate also give the covariance; otherwise BFGS.  A SciPy
+        method name (``"BFGS"``, ``"L-BFGS-B"``, ``"CG"``, ``"Newton-CG"``) runs that method.
 
         ``cov_type``: ``"robust"`` (QMLE sandwich, arch's default and its convention: the score
         covariance demeaned and divided by ``n - 1``), ``"nonrobust"`` (arch's ``"classic"``),
@@ -175,7 +181,9 @@ class GARCH:
         """
         cov_type = check_cov_type(cov_type, ("nonrobust", "opg", "robust", "none"))
         k = len(self.param_names)  # omega, alpha, beta > 0 (and alpha + beta < 1: the transform's domain)
-        optimizer, options, start_params = check_fit_args(optimizer, options, start_params, self.param_names,
+        newton = optimizer is NOT_GIVEN and options is None and self.mean == "constant"
+        optimizer, options, start_params = check_fit_args("BFGS" if optimizer is NOT_GIVEN else optimizer, options,
+                                                          start_params, self.param_names,
                                                           positive=range(self.n_mean, k))
         sd = float(np.std(self.y))
         m = self if sd == 1.0 else GARCH(self.y / sd, self.mean, self.p, self.q)
@@ -194,19 +202,28 @@ class GARCH:
             return -llf, -g
 
         n = len(self.y) - self.p
-        if optimizer == "BFGS" and not (options and "hess_inv0" in options):
-            options = dict(options or {}, hess_inv0=pre._start_inverse_hessian(start, bc, tr, len(pre.y) - self.p))
-        values_s, res = minimize_transformed(objective, tr, start, method=optimizer, options=options, scale=n)
+        exact = None
+        if newton:
+            values_s, llf_s, g_s, H, G, res = garch_newton.newton_fit(m.y, bc, start)
+            exact = (H, G) if res.success else None
+        if exact is None:
+            if optimizer == "BFGS" and not (options and "hess_inv0" in options):
+                options = dict(options or {},
+                               hess_inv0=pre._start_inverse_hessian(start, bc, tr, len(pre.y) - self.p))
+            values_s, res = minimize_transformed(objective, tr, start, method=optimizer, options=options, scale=n)
+            llf_s, g_s = m.loglike_and_grad(values_s, backcast=bc)
         warn_not_converged(res, f"{self.name} fit")
-        llf_s, g_s = m.loglike_and_grad(values_s, backcast=bc)
         k = len(values_s)
         if cov_type == "none":
             C = np.full((k, k), np.nan)
         else:
-            H = hessian_from_gradient(lambda v: m.loglike_and_grad(v, backcast=bc)[1], values_s, floor=1e-2) \
-                if cov_type != "opg" else None
-            G = complex_step_scores(lambda v: m.loglikeobs(v, backcast=bc), values_s) \
-                if cov_type != "nonrobust" else None
+            if exact is not None:
+                H, G = exact
+            else:
+                H = hessian_from_gradient(lambda v: m.loglike_and_grad(v, backcast=bc)[1], values_s, floor=1e-2) \
+                    if cov_type != "opg" else None
+                G = complex_step_scores(lambda v: m.loglikeobs(v, backcast=bc), values_s) \
+                    if cov_type != "nonrobust" else None
             if cov_type == "robust":  # arch: the score covariance is np.cov (demeaned, divided by n - 1)
                 G = (G - G.mean(axis=0)) * np.sqrt(n / (n - 1))
             C = cov_matrix(cov_type, hessian=H, scores=G)

@@ -1,0 +1,195 @@
+r"""Exact first and second derivatives of the constant-mean GARCH(1, 1) likelihood, and the Newton
+fit they allow.
+
+With ``u_t = y_t - mu`` and ``s_t = sigma2_t``,
+
+    s_0 = omega + (alpha + beta) b,      s_t = omega + alpha u_{t-1}^2 + beta s_{t-1}   (t >= 1)
+
+(``b`` the fixed backcast).  Every sensitivity ``D_i s`` and ``D_ij s`` obeys the same linear
+recursion ``x_t = beta x_{t-1} + f_t`` with its own forcing ``f`` (DESIGN.md: a linear recursion runs
+as ``scipy.signal.lfilter``), so one ``lfilter`` over a ``(10, N)`` block gives the four first
+and the six non-zero second sensitivities (those of ``(omega, omega)``, ``(omega, alpha)`` and
+``(alpha, alpha)`` vanish)::
+
+    f^mu_t = -2 alpha u_{t-1},  f^omega_t = 1,  f^alpha_t = u_{t-1}^2,  f^beta_t = s_{t-1}
+    f^{mu mu}_t = 2 alpha,  f^{mu alpha}_t = -2 u_{t-1},  f^{i beta}_t = D_i s_{t-1} (twice for beta beta)
+
+(at ``t = 0``: ``f^omega = 1``, ``f^alpha = f^beta = b``, the rest 0).  With ``l_t = -(log 2 pi +
+log s_t + u_t^2 / s_t) / 2``, ``a_t = (1 / s_t - u_t^2 / s_t^2) / 2`` and ``c_t = (2 u_t^2 / s_t^3
+- 1 / s_t^2) / 2``:
+
+    d l_t / d theta_i = -a_t D_i s_t + [i = mu] u_t / s_t
+    d2 l_t / d theta_i d theta_j = -a_t D_ij s_t - c_t D_i s_t D_j s_t
+                                   - (u_t / s_t^2) ([i = mu] D_j s_t + [j = mu] D_i s_t) - [i = j = mu] / s_t
+
+Parameter order ``(mu, omega, alpha, beta)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import OptimizeResult
+from scipy.signal import lfilter
+
+LOG2PI = np.log(2 * np.pi)
+_PAIRS = ((0, 0), (0, 2), (0, 3), (1, 3), (2, 3), (3, 3))  # second sensitivities with non-zero forcing
+
+
+def variances(values, y, backcast):
+    """``(u (N,), s (N,))``: residuals and conditional variances."""
+    mu, omega, alpha, beta = values
+    u = y - mu
+    d = np.empty_like(u)
+    d[0] = omega + (alpha + beta) * backcast
+    d[1:] = omega + alpha * (u[:-1] * u[:-1])
+    return u, lfilter([1.0], [1.0, -beta], d)
+
+
+def loglike(values, y, backcast):
+    """Log-likelihood (``-inf`` outside ``omega, alpha, beta > 0``, ``alpha + beta < 1``)."""
+    mu, omega, alpha, beta = values
+    if not (omega > 0 and alpha > 0 and beta > 0 and alpha + beta < 1):
+        return -np.inf
+    u, s = variances(values, y, backcast)
+    if not s.min() > 0:
+        return -np.inf
+    return -0.5 * float(len(y) * LOG2PI + np.log(s).sum() + (u * u / s).sum())
+
+
+def derivatives(values, y, backcast, *, scores=False):
+    """``(llf, grad (4,), hessian (4, 4), scores (N, 4) or None)`` of the log-likelihood, exact."""
+    mu, omega, alpha, beta = values
+    N = len(y)
+    u, s = variances(values, y, backcast)
+    u2 = u * u
+    F = np.zeros((10, N))
+    F[0, 1:] = -2.0 * alpha * u[:-1]
+    F[1] = 1.0
+    F[2, 0], F[2, 1:] = backcast, u2[:-1]
+    F[3, 0], F[3, 1:] = backcast, s[:-1]
+    a = np.array([1.0, -beta])
+    D1 = lfilter([1.0], a, F[:4], axis=-1)
+    F[4, 1:] = 2.0 * alpha
+    F[5, 1:] = -2.0 * u[:-1]
+    F[6:9, 1:] = D1[:3, :-1]
+    F[9, 1:] = 2.0 * D1[3, :-1]
+    D2 = lfilter([1.0], a, F[4:], axis=-1)
+    inv = 1.0 / s
+    r = u2 * inv
+    llf = -0.5 * float(N * LOG2PI + np.log(s).sum() + r.sum())
+    at = 0.5 * inv * (1.0 - r)
+    ct = 0.5 * inv * inv * (2.0 * r - 1.0)
+    w = u * inv
+    G = D1 * -at  # (4, N) per-observation scores, transposed
+    G[0] += w
+    g = G.sum(axis=1)
+    H = -(D1 * ct) @ D1.T
+    m = (w * inv) @ D1.T  # sum_t u_t / s_t^2 D_j s_t
+    H[0] -= m
+    H[:, 0] -= m
+    H[0, 0] -= inv.sum()
+    h2 = D2 @ at
+    for (i, j), v in zip(_PAIRS, h2):
+        H[i, j] -= v
+        if i != j:
+            H[j, i] -= v
+    return llf, g, H, (G.T if scores else None)
+
+
+def to_free(values):
+    """Unconstrained ``(mu, log omega, log(alpha / r), log(beta / r))``, ``r = 1 - alpha - beta``
+    (the map of :class:`.transforms.Transform` blocks ``free, var, garch``)."""
+    mu, omega, alpha, beta = values
+    r = 1.0 - alpha - beta
+    return np.array([mu, np.log(omega), np.log(alpha / r), np.log(beta / r)])
+
+
+def from_free(u):
+    """Inverse of :func:`to_free`: ``(values (4,), J (4,), P (2,))`` with ``J`` the diagonal of
+    ``d values / d u`` outside the logistic block and ``P = (alpha, beta)``."""
+    e = np.exp(u[2:])
+    p = e / (1.0 + e.sum())
+    omega = np.exp(u[1])
+    return np.array([u[0], omega, p[0], p[1]]), omega, p
+
+
+def free_derivatives(u, g, H):
+    """Gradient ``(4,)`` and Hessian ``(4, 4)`` in unconstrained parameters from those in natural ones:
+    ``J' g`` and ``J' H J + sum_i g_i d2 values_i / du du``."""
+    _, omega, p = from_free(u)
+    J = np.zeros((4, 4))
+    J[0, 0], J[1, 1] = 1.0, omega
+    J[2:, 2:] = np.diag(p) - np.outer(p, p)
+    gu = J.T @ g
+    Hu = J.T @ H @ J
+    Hu[1, 1] += g[1] * omega
+    # d2 p_i / dv_j dv_k = d_ij (d_ik p_i - p_i p_k) - (d_ik p_i - p_i p_k) p_j - p_i (d_jk p_j - p_j p_k)
+    dp = J[2:, 2:]
+    for i in range(2):
+        T = np.zeros((2, 2))
+        T[i] += dp[i]
+        T -= np.outer(p, dp[i])
+        T -= p[i] * (np.diag(p) - np.outer(p, p))
+        Hu[2:, 2:] += g[2 + i] * 0.5 * (T + T.T)
+    return gu, Hu
+
+
+def newton_fit(y, backcast, start, *, maxiter=100, gtol=1e-8):
+    """Maximise the likelihood by Newton's method with the exact Hessian in the unconstrained
+    parameters of :func:`to_free` (so ``omega, alpha, beta > 0``, ``alpha + beta < 1`` hold and an
+    optimum on the boundary ``alpha + beta -> 1`` is approached as BFGS approaches it), backtracking
+    until ``llf`` increases (Armijo).  Where ``-H`` is not positive definite the step uses the outer
+    product of the scores (BHHH) instead.  Stops when the largest unconstrained gradient entry per
+    observation is below ``gtol`` (BFGS's test in :func:`.results.minimize_transformed`) or the
+    predicted gain is below rounding.
+
+    Returns ``(values (4,), llf, grad, hessian, scores (N, 4), OptimizeResult)`` (natural
+    parameters); ``success`` False when ``maxiter`` was reached or no step increased ``llf``: the
+    caller then falls back to BFGS.
+    """
+    n = len(y)
+    x = np.asarray(start, dtype=np.float64)
+    u = to_free(x)
+    llf, g, H, G = derivatives(x, y, backcast, scores=True)
+    nfev, success, message = 1, False, "maximum number of Newton iterations reached"
+    it = 0
+    while True:
+        gu, Hu = free_derivatives(u, g, H)
+        if np.max(np.abs(gu)) / n < gtol:
+            success, message = True, "gradient below gtol"
+            break
+        if it >= maxiter:
+            break
+        try:
+            np.linalg.cholesky(-Hu)  # raises unless -Hu is positive definite
+            step = np.linalg.solve(-Hu, gu)
+        except np.linalg.LinAlgError:
+            _, omega, p = from_free(u)
+            Gu = np.concatenate([G[:, :1], G[:, 1:2] * omega, G[:, 2:] @ (np.diag(p) - np.outer(p, p))], axis=1)
+            step = np.linalg.lstsq(Gu.T @ Gu, gu, rcond=None)[0]
+        dec = float(gu @ step)
+        if not np.isfinite(dec) or dec <= 0:
+            message = "no ascent direction"
+            break
+        if dec < 1e-15 * max(1.0, abs(llf)):
+            success, message = True, "predicted gain below rounding"
+            break
+        t = 1.0
+        while t > 1e-10:
+            cand = u + t * step
+            xc = from_free(cand)[0]
+            f = loglike(xc, y, backcast)
+            nfev += 1
+            if f >= llf + 1e-4 * t * dec:
+                break
+            t *= 0.5
+        else:
+            message = "line search failed to increase the log-likelihood"
+            break
+        u, x = cand, xc
+        llf, g, H, G = derivatives(x, y, backcast, scores=True)
+        nfev += 1
+        it += 1
+    res = OptimizeResult(x=u, success=success, status=0 if success else 1, message=message, nit=it, nfev=nfev,
+                         fun=-llf / n, jac=-gu / n)
+    return x, llf, g, H, G, res
