@@ -28,7 +28,7 @@ import math
 import numpy as np
 from scipy.signal import lfilter, lfiltic
 
-from .covariance import check_cov_type, complex_step_scores, cov_matrix
+from .covariance import check_cov_type, cov_matrix
 from .data import _numeric, check_order, label, series_info
 from .fitargs import check_fit_args
 from .results import FitResult, forecast_frame, gaussian_interval, hessian_from_gradient, minimize_transformed, \
@@ -385,19 +385,26 @@ class LocalLevel:
         s2 = float(np.sum((f["v"][keep] ** 2 / f["F"][keep]).real)) / n_eff
         values_s = np.r_[1.0, est] * s2
         warn_not_converged(res, f"{self.name} fit")
-        llf_s, g_s = m.loglike_and_grad(values_s)
         k = len(values_s)
+        # one complex-step filter per parameter gives the scores, their sum the gradient, the first
+        # one's real part the value, innovations and their variances (Re f(x + ih) = f(x) + O(h^2))
+        obs = ~np.isnan(self.y)
+        fs = []
+        for j in range(k):
+            z = values_s.astype(np.complex128)
+            z[j] += 1j * _CS
+            fs.append(m.filter(z))
+        G = np.stack([fj["llf_obs"][obs].imag / _CS for fj in fs], axis=1)
+        llf_s, g_s = float(np.sum(fs[0]["llf_obs"]).real), G.sum(axis=0)
         if cov_type == "none":
             C = np.full((k, k), np.nan)
         else:
             H = hessian_from_gradient(lambda x: m.loglike_and_grad(x)[1], values_s, floor=1e-3) \
                 if cov_type != "opg" else None
-            obs = ~np.isnan(self.y)
-            G = complex_step_scores(lambda x: m.loglikeobs(x)[obs], values_s) if cov_type != "nonrobust" else None
-            C = cov_matrix(cov_type, hessian=H, scores=G)
-        f = m.filter(values_s)
+            C = cov_matrix(cov_type, hessian=H, scores=G if cov_type != "nonrobust" else None)
+        f = fs[0]
         keep = ~f["diffuse"] & ~np.isnan(f["v"])
-        std = (f["v"] / np.sqrt(f["F"]))[keep].real
+        std = f["v"][keep].real / np.sqrt(f["F"][keep].real)
         out = FitResult(self, list(self.param_names), values_s * sc ** 2, float(llf_s - n_eff * np.log(sc)),
                         self.nobs_observed,
                         C * sc ** 4, g_s / sc ** 2, label(self.info, f["v"].real * sc, 0, "resid"), res, "mle",
