@@ -570,3 +570,37 @@ def test_ar9_closed_form_equals_bfgs_through_the_linear_plant_dual():
     np.testing.assert_allclose(bptt.values, ols.values[:-1], rtol=1e-6, atol=1e-8)
     assert bptt.llf == pytest.approx(ols.llf, rel=1e-12)
     assert bptt.sigma_u_mle[0, 0] == pytest.approx(ols.values[-1], rel=1e-8)
+
+
+@pytest.mark.parametrize("seasonal", [False, True])
+def test_batched_exact_scores_match_central_differences(seasonal):
+    """loglikeobs.arma_exact_scores (one batched complex-step Kalman filter, used for the opg and
+    robust covariances): scores equal central differences of the unbatched per-observation
+    likelihood, innovations and variances equal arma_exact_obs; missing observations (ARMA) included."""
+    from dynopt.models.econometrics import SARIMA
+    from dynopt.models.econometrics.loglikeobs import arma_exact_obs, arma_exact_scores
+    y = sunspots().copy()
+    if not seasonal:
+        y[[7, 60]] = np.nan
+    if seasonal:
+        model = SARIMA(y, (1, 0, 1), (1, 0, 0, 4), trend="c")
+        x = np.array([49.0, 0.9, -0.3, 0.2, 300.0])
+        inner, expand = model.inner, model.expand
+    else:
+        model = ARMA(y, 2, 1)
+        x = np.array([49.0, 1.3, -0.6, -0.1, 240.0])
+        inner, expand = model, None
+    G, v, F = arma_exact_scores(inner.layout, inner.y, inner.exog, x, expand)
+    full = (lambda z: z) if expand is None else expand
+
+    def obs(z):
+        return arma_exact_obs(inner.layout, inner.y, inner.exog, full(z))[0]
+
+    h = 1e-6 * np.maximum(np.abs(x), 1.0)
+    fd = np.stack([(obs(x + e) - obs(x - e)) / (2 * e[j]) for j, e in enumerate(np.diag(h))], axis=1)
+    np.testing.assert_allclose(G, fd, rtol=1e-5, atol=1e-6 * np.abs(fd).max())
+    _, v0, F0 = arma_exact_obs(inner.layout, inner.y, inner.exog, full(x))
+    np.testing.assert_allclose(v, v0, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(F, F0, rtol=1e-12)
+    if not seasonal:
+        assert np.all(G[[7, 60]] == 0.0) and np.isnan(v[[7, 60]]).all()

@@ -29,7 +29,7 @@ from .filters import allpole, allpole_adjoint
 from .fitargs import NOT_GIVEN, check_fit_args
 from .kalman import ARMALayout, exact_loglike, steady_state_prediction
 from .kalman_compiled import HEAD, exact_loglike_compiled
-from .loglikeobs import arma_exact_obs, arma_final_prediction, css_obs
+from .loglikeobs import arma_exact_obs, arma_exact_scores, arma_final_prediction, css_obs
 from .results import (FitResult, forecast_frame, gaussian_interval, hessian_from_gradient, minimize_transformed,
                       warn_not_converged, warn_better_start)
 from .transforms import Transform
@@ -286,14 +286,18 @@ class ARMA:
             values_s, res = m._multistart(method, values_s, res, starts, seed, optimizer, transformed, options)
         warn_not_converged(res, f"{self.name} fit ({method})")
         llf_s, g_s = m.loglike_and_grad(values_s, method)
+        scores = None
         if method == "css":
             e, _ = css_residuals(m.layout, m.y, m.exog, values_s)
             resid_s, std, nobs, offset = e, e / np.sqrt(values_s[-1]), len(e), self.p
         else:
-            _, v, F = arma_exact_obs(m.layout, m.y, m.exog, values_s)
+            if cov_type in ("opg", "robust"):  # scores and innovations from one batched complex-step filter
+                scores, v, F = arma_exact_scores(m.layout, m.y, m.exog, values_s)
+            else:
+                _, v, F = arma_exact_obs(m.layout, m.y, m.exog, values_s)
             ok = ~np.isnan(v)
-            resid_s, std, nobs, offset = v, (v / np.sqrt(F))[ok], int(ok.sum()), 0
-        C = m._covariance(values_s, method, cov_type, df_correction, nobs)
+            resid_s, std, nobs, offset = v, v[ok] / np.sqrt(F[ok]), int(ok.sum()), 0
+        C = m._covariance(values_s, method, cov_type, df_correction, nobs, scores)
         values = values_s * D
         out = FitResult(self, list(self.param_names), values, float(llf_s - nobs * np.log(s)), nobs,
                         C * np.outer(D, D), g_s / D, label(self.info, resid_s * s, offset, "resid"), res, method,
@@ -362,14 +366,14 @@ class ARMA:
             warn_better_start(f"{self.name} fit ({method})", llf0, best, best_j)
         return values, res
 
-    def _covariance(self, values, method, cov_type, df_correction, nobs):
+    def _covariance(self, values, method, cov_type, df_correction, nobs, scores=None):
         k = len(values)
         if cov_type == "none":
             return np.full((k, k), np.nan)
         H = hessian_from_gradient(lambda x: self.loglike_and_grad(x, method)[1], values) \
             if cov_type != "opg" else None
-        G = complex_step_scores(lambda x: self.loglikeobs(x, method), values) if cov_type in ("opg", "robust") \
-            else None
+        G = None if cov_type not in ("opg", "robust") else scores if scores is not None else \
+            complex_step_scores(lambda x: self.loglikeobs(x, method), values)
         mask = np.zeros(k, bool)
         mask[-1] = True
         return cov_matrix(cov_type, hessian=H, scores=G, n_used=nobs, n_total=len(self.y), df_k=k - 1,

@@ -218,8 +218,11 @@ class SARIMA:
             e, _ = css_residuals(m.inner.layout, m.inner.y, m.inner.exog, full)
             resid, std, nobs, off = e, e / np.sqrt(full[-1]), len(e), self.n_diff + m.inner.p
         else:
-            from .loglikeobs import arma_exact_obs
-            _, v, F = arma_exact_obs(m.inner.layout, m.inner.y, m.inner.exog, full)
+            from .loglikeobs import arma_exact_obs, arma_exact_scores
+            if cov_type in ("opg", "robust"):  # scores and innovations from one batched complex-step filter
+                G, v, F = arma_exact_scores(m.inner.layout, m.inner.y, m.inner.exog, values_s, m.expand)
+            else:
+                _, v, F = arma_exact_obs(m.inner.layout, m.inner.y, m.inner.exog, full)
             resid, std, nobs, off = v, v / np.sqrt(F), len(v), self.n_diff
         k = len(values_s)
         if cov_type == "none":
@@ -227,8 +230,10 @@ class SARIMA:
         else:
             H = hessian_from_gradient(lambda x: m.loglike_and_grad(x, method)[1], values_s) \
                 if cov_type != "opg" else None
-            G = complex_step_scores(lambda x: m.loglikeobs(x, method), values_s) \
-                if cov_type in ("opg", "robust") else None
+            if cov_type not in ("opg", "robust"):
+                G = None
+            elif method == "css":
+                G = complex_step_scores(lambda x: m.loglikeobs(x, method), values_s)
             mask = np.zeros(k, bool)
             mask[-1] = True
             C = cov_matrix(cov_type, hessian=H, scores=G, n_used=nobs, n_total=len(m.w), df_k=k - 1,
