@@ -604,3 +604,17 @@ def test_batched_exact_scores_match_central_differences(seasonal):
     np.testing.assert_allclose(F, F0, rtol=1e-12)
     if not seasonal:
         assert np.all(G[[7, 60]] == 0.0) and np.isnan(v[[7, 60]]).all()
+
+
+@pytest.mark.parametrize("r", [1, 2, 4, 11])
+def test_compiled_head_lyapunov_matches_scipy(r):
+    """kalman_compiled._lyapunov (the stationary P0 and its adjoint) solves X = A X A' + Q as SciPy does."""
+    from scipy.linalg import solve_discrete_lyapunov
+    from dynopt.models.econometrics.kalman_compiled import _lyapunov
+    rng = np.random.default_rng(r)
+    A = rng.standard_normal((r, r))
+    A /= 1.2 * np.max(np.abs(np.linalg.eigvals(A)))
+    Q = rng.standard_normal((r, r))
+    X = _lyapunov(A, Q)
+    np.testing.assert_allclose(X, solve_discrete_lyapunov(A, Q), rtol=1e-10, atol=1e-12 * np.abs(X).max())
+    np.testing.assert_allclose(A @ X @ A.T + Q, X, rtol=1e-10, atol=1e-12 * np.abs(X).max())

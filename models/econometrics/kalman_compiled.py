@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import solve_discrete_lyapunov
 
-from .kalman import STEADY_TOL, SteadyStateTail, stationary_covariance
+from .kalman import STEADY_TOL, SteadyStateTail
 
 HEAD = 32
 EXPAND_MAX = 1024
@@ -69,6 +69,16 @@ def _head_function(r, kx, M):
     return fval, fgrad
 
 
+def _lyapunov(A, Q):
+    """``X`` with ``X = A X A' + Q`` (``scipy.linalg.solve_discrete_lyapunov``'s direct method,
+    ``(I - A kron A) vec X = vec Q``, without its per-call overhead; SciPy itself above 10 x 10)."""
+    r = A.shape[0]
+    if r > 10:
+        return solve_discrete_lyapunov(A, Q)
+    K = (A[:, None, :, None] * A[None, :, None, :]).reshape(r * r, r * r)
+    return np.linalg.solve(np.eye(r * r) - K, Q.reshape(r * r)).reshape(r, r)
+
+
 def _dense(v):
     return np.asarray(v, dtype=np.float64).ravel()
 
@@ -90,7 +100,7 @@ def exact_loglike_compiled(layout, y, exog, theta, *, grad=True, head=HEAD):
             M *= 2
         M = min(N, M)
     fval, fgrad = _head_function(r, kx, M)
-    P0 = stationary_covariance(T, R, s2)
+    P0 = _lyapunov(T, s2 * (R[:, None] * R[None, :]))  # kalman.stationary_covariance
     x0 = np.concatenate([np.zeros(r), P0.ravel()])
     Y = np.concatenate([np.where(missing[:M], 0.0, y[:M])[:, None], exog[:M], (~missing[:M])[:, None]], axis=1).T
     par = np.concatenate([[mu], beta, T.ravel(), R, [s2]])
@@ -114,7 +124,7 @@ def exact_loglike_compiled(layout, y, exog, theta, *, grad=True, head=HEAD):
     s2b = gp[-1]
     P0b = gx0[r:].reshape(r, r)
     if np.any(P0b):
-        S = solve_discrete_lyapunov(T.T, P0b)
+        S = _lyapunov(T.T, P0b)
         Tb = Tb + S @ T @ P0.T + S.T @ T @ P0
         Rb = Rb + s2 * (S + S.T) @ R
         s2b = s2b + R @ S @ R
