@@ -176,7 +176,7 @@ def newton_fit(y, backcast, start, *, maxiter=100, gtol=1e-8):
     u = to_free(x)
     llf, g, H, G = derivatives(x, y, backcast, scores=True)
     nfev, success, message = 1, False, "maximum number of Newton iterations reached"
-    it = 0
+    it, dec_prev = 0, None
     while True:
         gu, Hu = free_derivatives(u, g, H)
         if np.max(np.abs(gu)) / n < gtol:
@@ -218,6 +218,23 @@ def newton_fit(y, backcast, start, *, maxiter=100, gtol=1e-8):
                 break
             out = derivatives(xc, y, backcast, scores=True)
             nfev += 1
+        elif dec_prev is not None and dec > 0.1 * dec_prev:
+            # linear convergence (an optimum at infinity in u: alpha + beta -> 1): extend the step
+            # while the log-likelihood keeps increasing
+            t, best = 1.0, out[0]
+            while t < 64.0:
+                xt = from_free(u + 2.0 * t * step)[0]
+                f = loglike(xt, y, backcast)
+                nfev += 1
+                if not f > best:
+                    break
+                t, best = 2.0 * t, f
+            if t > 1.0:
+                cand = u + t * step
+                xc = from_free(cand)[0]
+                out = derivatives(xc, y, backcast, scores=True)
+                nfev += 1
+        dec_prev = dec
         u, x = cand, xc
         llf, g, H, G = out
         it += 1
