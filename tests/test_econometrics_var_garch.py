@@ -262,3 +262,23 @@ def test_garch_newton_default_matches_bfgs_fit(n):
     assert res.llf == pytest.approx(ref.llf, rel=1e-9)
     np.testing.assert_allclose(res.values, ref.values, rtol=1e-4)
     np.testing.assert_allclose(res.bse, ref.bse, rtol=1e-3)
+
+
+def test_garch_newton_failure_falls_back_to_bfgs(monkeypatch):
+    """When the Newton iteration reports failure the fit reruns by BFGS from the same start and
+    returns BFGS's optimum and covariance (the same as optimizer='BFGS')."""
+    from dynopt.models.econometrics import garch_newton
+    y = sp500_returns(500)
+    ref = GARCH(y).fit(optimizer="BFGS")
+    real = garch_newton.newton_fit
+
+    def failing(*args, **kwargs):
+        out = real(*args, **kwargs)
+        out[-1].success = False
+        return out
+
+    monkeypatch.setattr(garch_newton, "newton_fit", failing)
+    res = GARCH(y).fit()
+    assert res.optimizer.message == ref.optimizer.message and res.converged
+    np.testing.assert_allclose(res.values, ref.values, rtol=1e-12)
+    np.testing.assert_allclose(res.cov, ref.cov, rtol=1e-10)

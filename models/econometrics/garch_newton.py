@@ -175,6 +175,11 @@ def newton_fit(y, backcast, start, *, maxiter=100, gtol=1e-8):
     parameters); ``success`` False when ``maxiter`` was reached or no step increased ``llf``: the
     caller then falls back to BFGS.
     """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # trial points far out: -inf / NaN,
+        return _newton(y, backcast, start, maxiter, gtol)                  # refused by the line search
+
+
+def _newton(y, backcast, start, maxiter, gtol):
     n = len(y)
     x = np.asarray(start, dtype=np.float64)
     u = to_free(x)
