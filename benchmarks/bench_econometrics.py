@@ -13,7 +13,10 @@ nonrobust for AR and VAR).  "tight" reference = statsmodels' L-BFGS-B at factr=1
 defaults (it often stops earlier; see the llf column).  Timings are medians of interleaved repeats
 with the garbage collector off and BLAS on one thread (2-core machine shared with other jobs: the
 ratios are more stable than the absolute times).  The compiled Kalman head is built once per
-process (first ARMA/ARIMA fit: + ~30-300 ms, reported on its own line) and reused.
+process (first ARMA/ARIMA fit: + ~30-300 ms, reported on its own line) and reused.  GARCH runs
+its default fit: Newton's method on the exact Hessian of the constant-mean GARCH(1, 1) likelihood
+(sensitivities by lfilter, models/econometrics/garch_newton.py), whose Hessian and scores at the
+estimate also give the robust covariance.
 """
 
 import os
