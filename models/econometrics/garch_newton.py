@@ -7,9 +7,9 @@ With ``u_t = y_t - mu`` and ``s_t = sigma2_t``,
 
 (``b`` the fixed backcast).  Every sensitivity ``D_i s`` and ``D_ij s`` obeys the same linear
 recursion ``x_t = beta x_{t-1} + f_t`` with its own forcing ``f`` (DESIGN.md: a linear recursion runs
-as ``scipy.signal.lfilter``), so one ``lfilter`` over a ``(10, N)`` block gives the four first
-and the six non-zero second sensitivities (those of ``(omega, omega)``, ``(omega, alpha)`` and
-``(alpha, alpha)`` vanish)::
+as ``scipy.signal.lfilter``).  The four first and six non-zero second sensitivities (those of
+``(omega, omega)``, ``(omega, alpha)`` and ``(alpha, alpha)`` vanish) have the forcings below; four
+rows go through ``lfilter``, the others are closed forms (:func:`derivatives`)::
 
     f^mu_t = -2 alpha u_{t-1},  f^omega_t = 1,  f^alpha_t = u_{t-1}^2,  f^beta_t = s_{t-1}
     f^{mu mu}_t = 2 alpha,  f^{mu alpha}_t = -2 u_{t-1},  f^{i beta}_t = D_i s_{t-1} (twice for beta beta)
@@ -137,8 +137,8 @@ def to_free(values):
 
 
 def from_free(u):
-    """Inverse of :func:`to_free`: ``(values (4,), J (4,), P (2,))`` with ``J`` the diagonal of
-    ``d values / d u`` outside the logistic block and ``P = (alpha, beta)``."""
+    """Inverse of :func:`to_free`: ``(values (4,), omega, p)`` with ``p = (alpha, beta)`` (``omega``
+    is also ``d omega / d u_1``; ``diag(p) - p p'`` the logistic block's Jacobian)."""
     e = np.exp(u[2:])
     p = e / (1.0 + e.sum())
     omega = np.exp(u[1])
