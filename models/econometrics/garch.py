@@ -153,7 +153,8 @@ class GARCH:
                     continue
                 cand = base.copy()
                 cand[self.n_mean:] = [v * (1 - pers), a, pers - a]
-                llf = self.loglike_and_grad(cand, backcast=backcast, grad=False)[0]
+                llf = garch_newton.loglike(cand, self.y, backcast) if self.mean == "constant" else \
+                    self.loglike_and_grad(cand, backcast=backcast, grad=False)[0]
                 if llf > best:
                     best, out = llf, cand
         return out
