@@ -131,7 +131,7 @@ BOUNDED = ("L-BFGS-B", "trust-constr")
 """Options of SciPy 1.17's methods; used when the installed SciPy's signatures cannot be read."""
 
 
-def _scipy_options(method: str) -> set:
+def scipy_option_names(method: str) -> set:
     """The options the installed SciPy's ``method`` accepts (read from its solver's signature)."""
     try:
         fn = {"BFGS": lambda: scipy.optimize._optimize._minimize_bfgs,
@@ -192,7 +192,7 @@ def check_options(method: str, options, tol) -> dict:
     if not isinstance(options, dict):
         raise TypeError(f"options: expected a dict such as {{'maxiter': 100, 'gtol': 1e-6}}, got "
                         f"{type(options).__name__} {options!r}")
-    known = _scipy_options(method)
+    known = scipy_option_names(method)
     unknown = sorted(set(options) - known)
     if unknown:
         raise ValueError(f"options: {unknown} are not options of {method}; expected some of {sorted(known)}")
@@ -704,7 +704,7 @@ def optimize(problem: Problem, W0=None, *, method: str = "BFGS", bounds=None,
             ev.set_anchor(x, f_x)
             ev.scale = _power_of_two_scale(f_x, g_x)
             run_opts = dict(opts)
-            if ("gtol" in run_opts or ev.scale != 1.0) and "gtol" in _scipy_options(method):
+            if ("gtol" in run_opts or ev.scale != 1.0) and "gtol" in scipy_option_names(method):
                 run_opts["gtol"] = gtol_req / ev.scale
             if maxiter is not None:
                 run_opts["maxiter"] = max(maxiter - nit, 0)

@@ -8,12 +8,12 @@ own error from deep inside the optimiser).
 from __future__ import annotations
 
 import functools
-import inspect
 from typing import Optional, Sequence
 
 import numpy as np
 
 from dynopt.core.validation import as_float_array, as_real, check_flag, check_int, describe
+from dynopt.optimize import scipy_option_names
 
 OPTIMIZERS = ("BFGS", "L-BFGS-B", "CG", "Newton-CG")
 """SciPy methods the fits run (``jac=True``, exact gradients)."""
@@ -37,23 +37,10 @@ _FINITE_DIFFERENCE_KEYS = ("eps", "finite_diff_rel_step", "workers")
 
 
 @functools.lru_cache(maxsize=None)
-def _scipy_option_names(method: str) -> Optional[frozenset]:
-    """The options SciPy's ``minimize(method=...)`` takes (from its solver's signature), or None
-    when this SciPy's layout is unknown (then keys are not checked)."""
-    try:
-        if method == "L-BFGS-B":
-            from scipy.optimize._lbfgsb_py import _minimize_lbfgsb as solver
-        else:
-            from scipy.optimize import _optimize
-            solver = {"BFGS": _optimize._minimize_bfgs, "CG": _optimize._minimize_cg,
-                      "Newton-CG": _optimize._minimize_newtoncg}[method]
-        names = set(inspect.signature(solver).parameters)
-    except (ImportError, AttributeError, KeyError, TypeError, ValueError):
-        return None
-    names -= {"fun", "x0", "args", "jac", "hess", "hessp", "callback", "bounds", "unknown_options"}
-    if method == "BFGS":
-        names.add("hess_inv0")  # a warm start; dropped by minimize_transformed where SciPy lacks it
-    return frozenset(names)
+def _scipy_option_names(method: str) -> frozenset:
+    """The options SciPy's ``minimize(method=...)`` takes (dynopt's own reading of SciPy's solver
+    signatures, shared with :func:`dynopt.optimize`)."""
+    return frozenset(scipy_option_names(method))
 
 
 def check_optimizer(optimizer, allowed: Sequence[str] = OPTIMIZERS) -> str:
