@@ -21,41 +21,28 @@ from __future__ import annotations
 
 import enum
 import contextlib
-import inspect
-import math
-import sys
-import time
 import warnings
-from collections import OrderedDict
-from numbers import Integral, Real
 from typing import Callable, Optional
 
 import numpy as np
 import scipy.optimize
 
+from .core.problem import Problem
 from .errors import SimulationDivergedError
-from .core.problem import BLOCKS, Problem
+from .optim.arguments import (BOUNDED, SECOND_ORDER, _integer, _number, check_options, expand_bounds,  # noqa: F401
+                              scipy_option_names)
+from .optim.evaluator import (DIVERGENCE_PENALTY, NONFINITE_STREAK, SCALE_THRESHOLD, _Evaluator,  # noqa: F401
+                              _finite_at, _norm, _power_of_two_scale, _projected_gradient, _Rescale, _Stall)
+from .optim.progress import PROGRESS_INTERVAL, _Progress
 
 METHODS = ("BFGS", "CG", "L-BFGS-B", "Newton-CG", "trust-ncg", "trust-krylov", "trust-constr")
 """The scipy methods dynopt drives (all gradient based, ``jac=True``)."""
 
-DIVERGENCE_PENALTY = 10.0
-"""A diverging trial point costs ``f_k + DIVERGENCE_PENALTY * max(1, |f_k|)`` (``f_k`` the
-value at the current iterate, capped below the largest float), with a gradient pointing back
-to the iterate, as if the objective rose quadratically along the step: every line search
-rejects it and interpolates a shorter step."""
 
 STATIONARITY_RTOL = 1e-3
 """Default ``stationarity_tol``: a run counts as stationary when the largest entry of the
 projected gradient is at most this times the scale of J (``max(|J_start|, |J_end|)``), or at
 most the requested ``gtol``."""
-
-SCALE_THRESHOLD = 1e100
-"""Objectives or gradients larger than this are divided by a power of two before SciPy sees
-them (SciPy's inner products of gradients overflow near 1e154)."""
-
-PROGRESS_INTERVAL = 10.0
-"""Seconds between plain progress lines when ``progress=True`` and stderr is not a terminal."""
 
 
 class Status(enum.IntEnum):
@@ -108,396 +95,6 @@ class OptimizeResult(scipy.optimize.OptimizeResult):
         Which path the strategy ran and why (``dynopt.Auto``: "compiled (compiled sweeps 1.6 ms vs
         NumPy 80 ms per gradient)" or "numpy (...)"); the strategy's name for other strategies.
     """
-
-
-# ----------------------------------------------------------------------------- argument checks
-_KNOWN_OPTIONS = {
-    "BFGS": {"gtol", "norm", "eps", "maxiter", "disp", "return_all", "finite_diff_rel_step", "xrtol", "c1", "c2",
-             "hess_inv0", "workers"},
-    "CG": {"gtol", "norm", "eps", "maxiter", "disp", "return_all", "finite_diff_rel_step", "c1", "c2", "workers"},
-    "L-BFGS-B": {"disp", "maxcor", "ftol", "gtol", "eps", "maxfun", "maxiter", "iprint", "maxls",
-                 "finite_diff_rel_step", "workers"},
-    "Newton-CG": {"xtol", "eps", "maxiter", "disp", "return_all", "c1", "c2"},
-    "trust-ncg": {"initial_trust_radius", "max_trust_radius", "eta", "gtol", "maxiter", "disp", "return_all"},
-    "trust-krylov": {"inexact", "initial_trust_radius", "max_trust_radius", "eta", "gtol", "maxiter", "disp",
-                     "return_all"},
-    "trust-constr": {"gtol", "xtol", "barrier_tol", "sparse_jacobian", "maxiter", "verbose", "disp",
-                     "initial_tr_radius", "initial_constr_penalty", "initial_barrier_parameter",
-                     "initial_barrier_tolerance", "factorization_method", "finite_diff_rel_step"},
-}
-SECOND_ORDER = ("Newton-CG", "trust-ncg", "trust-krylov", "trust-constr")
-"""Methods that get exact Hessian-vector products (``problem.hessp``) as ``hessp``."""
-BOUNDED = ("L-BFGS-B", "trust-constr")
-"""Options of SciPy 1.17's methods; used when the installed SciPy's signatures cannot be read."""
-
-
-def scipy_option_names(method: str) -> set:
-    """The options the installed SciPy's ``method`` accepts (read from its solver's signature)."""
-    try:
-        fn = {"BFGS": lambda: scipy.optimize._optimize._minimize_bfgs,
-              "CG": lambda: scipy.optimize._optimize._minimize_cg,
-              "L-BFGS-B": lambda: scipy.optimize._lbfgsb_py._minimize_lbfgsb,
-              "Newton-CG": lambda: scipy.optimize._optimize._minimize_newtoncg,
-              "trust-ncg": lambda: scipy.optimize._trustregion_ncg._minimize_trust_ncg,
-              "trust-krylov": lambda: scipy.optimize._trustregion_krylov._minimize_trust_krylov,
-              "trust-constr": lambda: scipy.optimize._trustregion_constr.minimize_trustregion_constr}[method]()
-        skip = {"fun", "x0", "args", "jac", "hess", "hessp", "callback", "bounds", "constraints",
-                "unknown_options"}
-        params = inspect.signature(fn).parameters
-        names = {p for p, v in params.items() if p not in skip and v.kind is not inspect.Parameter.VAR_KEYWORD}
-        if any(v.kind is inspect.Parameter.VAR_KEYWORD for v in params.values()):  # e.g. **trust_region_options
-            names |= _KNOWN_OPTIONS[method]
-        return names
-    except (AttributeError, TypeError, ValueError):  # private layout of another SciPy version
-        return set(_KNOWN_OPTIONS[method])
-
-
-def _number(name, value, *, minimum=None, strict=False, finite=True, maximum=None, strict_max=False):
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name}: expected a real number, got {type(value).__name__} {value!r}")
-    v = float(value)
-    if math.isnan(v) or (finite and math.isinf(v)):
-        raise ValueError(f"{name}: expected a finite number, got {v}")
-    if minimum is not None and (v < minimum or (strict and v == minimum)):
-        raise ValueError(f"{name}: expected a number {'>' if strict else '>='} {minimum}, got {v}")
-    if maximum is not None and (v > maximum or (strict_max and v == maximum)):
-        raise ValueError(f"{name}: expected a number {'<' if strict_max else '<='} {maximum}, got {v}")
-    return v
-
-
-def _integer(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name}: expected an integer >= {minimum}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
-    return int(value)
-
-
-def check_options(method: str, options, tol) -> dict:
-    """Validate ``options`` and ``tol`` for ``method``; return the options SciPy gets.
-
-    ``tol`` is folded into the options as :func:`scipy.optimize.minimize` does (``gtol``
-    for BFGS and CG; ``ftol`` and ``gtol`` for L-BFGS-B) unless they are given.
-
-    Raises
-    ------
-    TypeError
-        ``options`` is not a dict, or a value has the wrong type.
-    ValueError
-        An option unknown to ``method``, or a value out of range (NaN, inf, negative
-        tolerances, ``maxcor < 1``, ...).
-    """
-    if options is None:
-        options = {}
-    if not isinstance(options, dict):
-        raise TypeError(f"options: expected a dict such as {{'maxiter': 100, 'gtol': 1e-6}}, got "
-                        f"{type(options).__name__} {options!r}")
-    known = scipy_option_names(method)
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"options: {unknown} are not options of {method}; expected some of {sorted(known)}")
-    out = dict(options)
-    for key in ("eps", "finite_diff_rel_step"):
-        if key in out:
-            raise ValueError(f"options[{key!r}]: a finite-difference step, not used: dynopt passes SciPy exact "
-                             f"gradients (jac=True); got {out[key]!r}, remove it")
-    for key in ("gtol", "ftol", "xrtol"):
-        if key in out:
-            out[key] = _number(f"options[{key!r}]", out[key], minimum=0.0)
-    for key, low in (("maxiter", 0), ("maxfun", 1), ("maxcor", 1), ("maxls", 1)):
-        if key in out:
-            out[key] = _integer(f"options[{key!r}]", out[key], low)
-    for key in ("c1", "c2"):
-        if key in out:
-            out[key] = _number(f"options[{key!r}]", out[key], minimum=0.0, strict=True, maximum=1.0, strict_max=True)
-    if "c1" in out and "c2" in out and not out["c1"] < out["c2"]:
-        raise ValueError(f"options['c1'], options['c2']: expected 0 < c1 < c2 < 1, got c1={out['c1']}, c2={out['c2']}")
-    if "norm" in out:
-        out["norm"] = _number("options['norm']", out["norm"], finite=False)
-    if "xtol" in out:
-        out["xtol"] = _number("options['xtol']", out["xtol"], minimum=0.0)
-    if tol is not None:
-        tol = _number("tol", tol, minimum=0.0)
-        if method == "Newton-CG":
-            out.setdefault("xtol", tol)
-        else:
-            out.setdefault("gtol", tol)
-        if method == "L-BFGS-B":
-            out.setdefault("ftol", tol)
-        if method == "trust-constr":
-            out.setdefault("xtol", tol)
-    return out
-
-
-def expand_bounds(problem: Problem, bounds) -> Optional[scipy.optimize.Bounds]:
-    """Bounds in any accepted form, checked, as ``scipy.optimize.Bounds`` of length n_decision.
-
-    Parameters
-    ----------
-    problem : Problem
-    bounds : dict, sequence of (lo, hi) pairs, scipy.optimize.Bounds or None
-        A dict maps decision blocks to ``(lo, hi)``, each a scalar or an array of the
-        block's size (``None`` for unbounded); a sequence has one pair per entry of W;
-        ``Bounds(lb, ub)`` takes scalars or arrays of length n_decision.
-
-    Raises
-    ------
-    TypeError
-        A malformed pair, or non-numeric bounds.
-    ValueError
-        Wrong length, NaN (refused: write ``None`` or ``±inf`` for unbounded), a lower bound
-        above its upper bound, or a bound that excludes every number; messages give the
-        index in W.
-    """
-    if bounds is None:
-        return None
-    n = problem.n_decision
-    if isinstance(bounds, scipy.optimize.Bounds):
-        lo = _bound_values("bounds.lb", bounds.lb, n, -np.inf)
-        hi = _bound_values("bounds.ub", bounds.ub, n, np.inf)
-    elif isinstance(bounds, dict):
-        lo, hi = np.full(n, -np.inf), np.full(n, np.inf)
-        slices = problem.block_slices()
-        for name, pair in bounds.items():
-            if name not in slices:
-                raise ValueError(f"bounds: block {name!r} is not in the decision {problem.decision}")
-            b_lo, b_hi = _pair(f"bounds[{name!r}]", pair)
-            sl = slices[name]
-            lo[sl] = _bound_values(f"bounds[{name!r}] lower", b_lo, sl.stop - sl.start, -np.inf, offset=sl.start)
-            hi[sl] = _bound_values(f"bounds[{name!r}] upper", b_hi, sl.stop - sl.start, np.inf, offset=sl.start)
-    elif isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__len__"):
-        raise TypeError(f"bounds: expected a dict of blocks, a sequence of (lo, hi) pairs or scipy.optimize.Bounds, "
-                        f"got {type(bounds).__name__}")
-    else:
-        if len(bounds) != n:
-            raise ValueError(f"bounds: expected {n} (lo, hi) pairs, one per entry of W "
-                             f"({', '.join(f'{k}: {s.stop - s.start}' for k, s in problem.block_slices().items())}), "
-                             f"got {len(bounds)}")
-        lo, hi = np.empty(n), np.empty(n)
-        for i, pair in enumerate(bounds):
-            b_lo, b_hi = _pair(f"bounds[{i}]", pair)
-            lo[i] = _bound_values(f"bounds[{i}] lower", b_lo, 1, -np.inf, offset=i)[0]
-            hi[i] = _bound_values(f"bounds[{i}] upper", b_hi, 1, np.inf, offset=i)[0]
-    bad = np.flatnonzero(lo > hi)
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"bounds: lower bound {lo[i]} exceeds upper bound {hi[i]} at W[{i}] "
-                         f"({bad.size} such entries); expected lower <= upper")
-    bad = np.flatnonzero((lo == np.inf) | (hi == -np.inf))
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"bounds: ({lo[i]}, {hi[i]}) at W[{i}] admits no number; expected lower < inf and upper > -inf")
-    return scipy.optimize.Bounds(lo, hi)
-
-
-_expand_bounds = expand_bounds  # the name dynopt.control.constraints imports
-
-
-def _pair(name, pair):
-    if isinstance(pair, (str, bytes)):
-        raise TypeError(f"{name}: expected a pair (lo, hi), got {pair!r}")
-    try:
-        b_lo, b_hi = pair
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a pair (lo, hi), got {pair!r}") from None
-    return b_lo, b_hi
-
-
-def _bound_values(name, value, size, default, offset=0):
-    if value is None:
-        return np.full(size, default)
-    if isinstance(value, (str, bytes, bool)) or (isinstance(value, np.ndarray) and value.dtype.kind not in "iuf"):
-        raise TypeError(f"{name}: expected numbers or None, got {value!r}")
-    try:
-        arr = np.asarray(value, dtype=np.float64).ravel()
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected numbers or None, got {value!r}") from None
-    if np.iscomplexobj(np.asarray(value)):
-        raise TypeError(f"{name}: expected real numbers, got complex {value!r}")
-    if arr.size == 1:
-        arr = np.full(size, arr[0])
-    elif arr.size != size:
-        raise ValueError(f"{name}: expected a scalar or {size} values, got {arr.size}")
-    nan = np.flatnonzero(np.isnan(arr))
-    if nan.size:
-        raise ValueError(f"{name}: NaN at W[{offset + int(nan[0])}]; expected a number, or None/±inf for unbounded "
-                         f"(NaN bounds are refused, not dropped)")
-    return arr
-
-
-# ----------------------------------------------------------------------------- evaluation
-class _Evaluator:
-    """Memoises (f, g, trajectory) by W (so no W is simulated twice) in the minimised sense
-    ``f = sign * J``; feeds SciPy ``(f / scale, g / scale)`` and turns diverged trial points
-    into a finite wall above the current iterate."""
-
-    def __init__(self, problem: Problem, sign: float, max_grad_norm: Optional[float], keep: int = 4):
-        self.problem, self.sign, self.max_grad_norm = problem, sign, max_grad_norm
-        self.cache: "OrderedDict[bytes, tuple]" = OrderedDict()
-        self.keep = keep
-        self.diverged = 0
-        self.nonfinite_points = 0
-        self.nonfinite_streak = 0
-        self.last_divergence: Optional[SimulationDivergedError] = None
-        self.scale = 1.0
-        self.anchor = None   # (W, f) of the current iterate
-        self.best = None     # (f, W, g) lowest finite value evaluated
-        self.evaluations = 0
-        self.calls = 0
-        self.path = None  # what the strategy reports it ran (Auto: "numpy" or "compiled")
-
-    def lookup(self, W):
-        return self.cache.get(np.asarray(W, dtype=np.float64).tobytes())
-
-    def raw(self, W):
-        """``(f, g, trajectory)`` at W, unscaled; raises SimulationDivergedError."""
-        key = W.tobytes()
-        hit = self.cache.get(key)
-        if hit is None:
-            out = self.problem.gradient.evaluate(self.problem, W)
-            J, g, traj = out[0], out[1], out[2]
-            self.path = (getattr(out, "stats", None) or {}).get("path", self.path)
-            self.evaluations += 1
-            g = self.sign * np.asarray(g, dtype=np.float64)
-            if self.max_grad_norm is not None:
-                from .gradients.clipping import clip_gradient
-                g = clip_gradient(g, self.max_grad_norm)
-            hit = (self.sign * float(J), g, traj)
-            self.cache[key] = hit
-            if len(self.cache) > self.keep:
-                self.cache.popitem(last=False)
-            if self.best is None or hit[0] < self.best[0]:
-                self.best = (hit[0], W.copy(), g)
-        return hit
-
-    def set_anchor(self, W, f):
-        self.anchor = (np.array(W, dtype=np.float64), float(f))
-
-    def penalty(self, W):
-        """The wall: a finite value above the iterate's and a gradient pointing back to it."""
-        W_a, f_a = self.anchor
-        f_s = f_a / self.scale
-        gap = min(DIVERGENCE_PENALTY * max(1.0, abs(f_s)), np.finfo(float).max / 4)
-        P = min(f_s + gap, np.finfo(float).max / 2)
-        g = np.zeros_like(W_a)
-        if np.isfinite(W).all():
-            d = W - W_a
-            with np.errstate(all="ignore"):
-                dd = float(d @ d)
-                if dd > 0 and np.isfinite(dd):
-                    g = 2.0 * (P - f_s) * d / dd
-            if not np.isfinite(g).all():
-                g = np.zeros_like(W_a)
-        return P, g
-
-    def hessp(self, W, v):
-        """``sign * (d^2 J/dW^2) v / scale`` for SciPy's second-order methods (exact, see
-        :meth:`dynopt.Problem.hessp`); zero curvature where it cannot be formed (a diverging W, or
-        a non-finite direction from SciPy's subproblem solver), so the method falls back to a
-        gradient step there instead of crashing."""
-        W = np.asarray(W, dtype=np.float64)
-        v = np.asarray(v, dtype=np.float64)
-        if not (np.isfinite(W).all() and np.isfinite(v).all()):
-            return np.zeros_like(v)
-        try:
-            Hv = self.problem.hessp(W, v)
-        except SimulationDivergedError:
-            return np.zeros_like(v)
-        Hv = self.sign * np.asarray(Hv, dtype=np.float64) / self.scale
-        return Hv if np.isfinite(Hv).all() else np.zeros_like(v)
-
-    def __call__(self, W):
-        self.calls += 1
-        W = np.array(W, dtype=np.float64)
-        if not np.isfinite(W).all():  # SciPy's own arithmetic broke down: never evaluate NaN
-            self.nonfinite_points += 1
-            self.nonfinite_streak += 1
-            if self.nonfinite_streak >= NONFINITE_STREAK:
-                self.nonfinite_streak = 0
-                raise _Stall
-            return self.penalty(W)
-        self.nonfinite_streak = 0
-        try:
-            f, g, _ = self.raw(W)
-        except SimulationDivergedError as exc:
-            self.diverged += 1
-            self.last_divergence = exc
-            return self.penalty(W)
-        return f / self.scale, g / self.scale
-
-
-def _norm(g) -> float:
-    """``||g||_2`` without overflow for entries near the float limit."""
-    m = float(np.max(np.abs(g))) if g.size else 0.0
-    if m == 0.0 or not np.isfinite(m):
-        return m
-    return m * float(np.linalg.norm(g / m))
-
-
-def _projected_gradient(x, g, bounds) -> np.ndarray:
-    if bounds is None:
-        return g
-    return x - np.clip(x - g, bounds.lb, bounds.ub)
-
-
-def _power_of_two_scale(f, g) -> float:
-    m = max(abs(f), float(np.max(np.abs(g))) if g.size else 0.0)
-    if not m > SCALE_THRESHOLD:
-        return 1.0
-    return 2.0 ** math.floor(math.log2(m))
-
-
-# ----------------------------------------------------------------------------- progress
-class _Progress:
-    """A tqdm bar on a terminal (or in a notebook); otherwise plain lines on stderr every
-    ``interval`` seconds (first and last iteration always)."""
-
-    def __init__(self, label: str, total, interval: float):
-        self.label, self.interval = label, interval
-        self.bar = None
-        self.last_line = -np.inf
-        self.nit = 0
-        self.J = self.gn = float("nan")
-        self.path = None
-        stream = sys.stderr
-        interactive = bool(getattr(stream, "isatty", lambda: False)()) or "ipykernel" in sys.modules
-        if interactive:
-            try:
-                from tqdm.auto import tqdm
-                self.bar = tqdm(total=total, desc=label, unit="it")
-            except ImportError:  # plain lines then
-                self.bar = None
-        self.t0 = time.monotonic()
-
-    def line(self, note=""):
-        el = time.monotonic() - self.t0
-        path = f"  path={self.path}" if self.path else ""
-        print(f"{self.label}: it {self.nit}  J={self.J:.6g}  |grad|={self.gn:.3g}{path}  {el:.1f}s{note}",
-              file=sys.stderr, flush=True)
-        self.last_line = time.monotonic()
-
-    def update(self, nit, J, gn, *, step=True, path=None):
-        self.nit, self.J, self.gn, self.path = nit, J, gn, path
-        if self.bar is not None:
-            if step:
-                self.bar.update(1)
-            extra = {"path": path} if path else {}
-            self.bar.set_postfix(J=f"{J:.6g}", grad=f"{gn:.3g}", **extra)
-        elif nit == 0 or time.monotonic() - self.last_line >= self.interval:
-            self.line()
-
-    def note(self, text):
-        if self.bar is not None:
-            self.bar.set_description(f"{self.label} {text}")
-        else:
-            self.line(f"  ({text})")
-
-    def close(self, message=""):
-        if self.bar is not None:
-            self.bar.close()
-        else:
-            self.line(f"  done: {message}" if message else "  done")
-
 
 def _strategy_name(problem: Problem) -> str:
     return type(problem.gradient).__name__
@@ -694,7 +291,6 @@ def optimize(problem: Problem, W0=None, *, method: str = "BFGS", bounds=None,
     nit = 0
     n_restarts = 0
     x, res = W0, None
-    f_start = f0
     interrupted = False
     stalled_note = ""
     try:
@@ -816,26 +412,6 @@ def optimize(problem: Problem, W0=None, *, method: str = "BFGS", bounds=None,
         bar.close(message)
     return finish(x, f_x, g_x, traj, success=success, status=status, message=message, nit=nit, nfev=ev.calls, njev=ev.calls,
                   history=history, gnorms=gnorms, pg=pg, n_restarts=n_restarts)
-
-
-NONFINITE_STREAK = 20
-"""Non-finite trial points in a row after which a run is restarted from its best point."""
-
-
-class _Stall(Exception):
-    """Raised by the evaluator when SciPy proposes non-finite points again and again."""
-
-
-class _Rescale(Exception):
-    """Raised from the callback to restart SciPy with a fresh scale (not a user-visible restart)."""
-
-
-def _finite_at(ev: _Evaluator, x) -> bool:
-    try:
-        ev.raw(x)
-        return True
-    except SimulationDivergedError:
-        return False
 
 
 def _hard_stop(method: str, res, maxiter, nit) -> str:

@@ -348,7 +348,7 @@ def test_import_graph_has_no_cycles_and_dynopt_never_imports_models():
     # sit above it; package __init__ files only gather names and are exempt (cycles are still checked)
     level = {"dynopt.core": 0, "dynopt.errors": 0, "dynopt.gradients": 1, "dynopt.casadi": 2,
              "dynopt.gradients.auto": 3, "dynopt.gradients.hessian": 3, "dynopt.analysis": 3,
-             "dynopt.optimize": 3, "dynopt.parallel": 4, "dynopt.control": 4, "dynopt.sysid": 4}
+             "dynopt.optimize": 3, "dynopt.optim": 3, "dynopt.parallel": 4, "dynopt.control": 4, "dynopt.sysid": 4}
 
     def lvl(mod):
         for pre, v in sorted(level.items(), key=lambda kv: -len(kv[0])):

@@ -1,0 +1,1 @@
+"""The pieces behind :func:`dynopt.optimize`: argument checks, the evaluator SciPy sees, progress."""
