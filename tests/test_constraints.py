@@ -14,39 +14,13 @@ from dynopt.control.constraints import (ConstrainedProblem, ConstraintFunction, 
 from dynopt.core.integrators import IntegralCost
 from dynopt.models import LinearPlant, OpenLoop, Quadratic
 
+from conftest import _load_example
+
 
 # --------------------------------------------------------------------------- Van der Pol (CasADi's example)
-class VanDerPol(dynopt.ODE):
-    """CasADi's direct_single_shooting.py plant: x1' = (1 - x2^2) x1 - x2 + u, x2' = x1."""
-
-    n_state, n_control = 2, 1
-
-    def forward(self, x, u, X, theta):
-        out = np.empty_like(x)
-        x1, x2 = x[:, 0], x[:, 1]
-        out[:, 0] = (1 - x2 * x2) * x1 - x2 + u[:, 0]
-        out[:, 1] = x1
-        return out, x
-
-    def vjp(self, x, yb):
-        x1, x2 = x[:, 0], x[:, 1]
-        xb = np.empty_like(x)
-        xb[:, 0] = (1 - x2 * x2) * yb[:, 0] + yb[:, 1]
-        xb[:, 1] = (-2 * x2 * x1 - 1) * yb[:, 0]
-        return xb, yb[:, :1].copy(), np.zeros(0)
-
-
-class Running(dynopt.StageCost):
-    """q = x1^2 + x2^2 + u^2 (per unit time)."""
-
-    n_state, n_control = 2, 1
-
-    def forward(self, t, x, u, X, p):
-        return (x * x).sum(1) + (u * u).sum(1), (x, u)
-
-    def vjp(self, ctx, cb):
-        x, u = ctx
-        return 2 * x * cb[:, None], 2 * u * cb[:, None], np.zeros(0)
+# the example's plant and running cost (NumPy, with their duals)
+_VDP = _load_example("vanderpol_constrained")
+VanDerPol, Running = _VDP.VanDerPol, _VDP.Running
 
 
 def vdp_problem(N, M, Tf=10.0):
@@ -221,29 +195,19 @@ def test_unreachable_terminal_state_warns():
 
 
 # --------------------------------------------------------------------------- examples, headless
-def _example(name):
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.mark.slow
-def test_example_vanderpol_constrained(capsys):
+def test_example_vanderpol_constrained(capsys, load_example):
     # the example runs CasADi's M = 4 sub-steps; M = 1 here keeps the run short
-    res, res_ms, J_ref = _example("vanderpol_constrained").main(M=1)
+    res, res_ms, J_ref = load_example("vanderpol_constrained").main(M=1)
     for r in (res, res_ms):
         assert r.max_violation <= 1e-8 and abs(r.fun - J_ref) <= 1e-6 * J_ref
     assert "IPOPT (CasADi)" in capsys.readouterr().out
 
 
 @pytest.mark.slow
-def test_example_cartpole_terminal_matches_ipopt(capsys):
+def test_example_cartpole_terminal_matches_ipopt(capsys, load_example):
     T, dt = 16, 0.2
-    mod = _example("cartpole_terminal")
+    mod = load_example("cartpole_terminal")
     res = mod.main(horizon=T, dt=dt)
     assert res.max_violation <= 1e-8
     np.testing.assert_allclose(res.trajectory.x[-1, 0], 0.0, atol=1e-8)

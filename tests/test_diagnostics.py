@@ -126,14 +126,8 @@ def test_bad_arguments():
         demo_problem("lorenz")
 
 
-def test_long_horizon_example_runs(capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "examples" / "long_horizon.py"
-    spec = importlib.util.spec_from_file_location("long_horizon_example", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def test_long_horizon_example_runs(capsys, load_example):
+    mod = load_example("long_horizon")
     (J, J1, stats), reports = mod.main(["--horizon", "2000"])
     assert J1 < J  # a gradient step on the feedback gain lowers the cost
     assert stats["states_peak"] <= 2 * np.sqrt(2000) + 2

@@ -446,14 +446,9 @@ def test_map_fit_econometric_series(dask_executor):
 
 
 @needs_dask
-def test_example_runs_on_an_existing_cluster(dask_client):
+def test_example_runs_on_an_existing_cluster(dask_client, load_example):
     """examples/scaleout_dask.py pointed at a running scheduler, with short settings."""
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "examples" / "scaleout_dask.py"
-    spec = importlib.util.spec_from_file_location("scaleout_dask", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_example("scaleout_dask")
     res, K_lqr, runs, fits = mod.main(dask_client.scheduler.address, B=400, horizon=60, n_starts=2, series_length=300,
                                         n_series=4)
     K = res.params["policy"]["K"]

@@ -309,11 +309,8 @@ def test_bad_data_errors_name_the_argument():
         res.forecast(3)
 
 
-def test_example_fit_arma_real_series_runs(capsys):
-    import runpy
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "examples" / "fit_arma_real_series.py"
-    exact, css = runpy.run_path(str(path), run_name="example")["main"]()
+def test_example_fit_arma_real_series_runs(capsys, load_example):
+    exact, css = load_example("fit_arma_real_series").main()
     out = capsys.readouterr().out
     assert "Log Likelihood" in out and "ma.L1" in out and "2013" in out and "Covariance Type:" in out
     ref = sm.tsa.arima.ARIMA(sunspots(), order=(2, 0, 1), trend="c").loglike(exact.values)

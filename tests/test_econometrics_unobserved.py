@@ -91,11 +91,8 @@ def test_bad_input():
         LocalLevel(nile(), trend="yes")
 
 
-def test_example_fit_local_level_nile_runs(capsys):
-    import runpy
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "examples" / "fit_local_level_nile.py"
-    level, arima = runpy.run_path(str(path), run_name="example")["main"]()
+def test_example_fit_local_level_nile_runs(capsys, load_example):
+    level, arima = load_example("fit_local_level_nile").main()
     out = capsys.readouterr().out
     assert "1971" in out and "2009Q4" in out and "sigma2.level" in out and "Covariance Type:" in out
     y = nile()

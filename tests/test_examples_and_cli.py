@@ -1,43 +1,31 @@
 """Examples run headless with short settings; the CLI demo saves without overwriting."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dynopt.cli import main as cli_main
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_example_lqr_gain_finds_the_dare_gain():
-    K, K_lqr = _load("lqr_gain").main()
+def test_example_lqr_gain_finds_the_dare_gain(load_example):
+    K, K_lqr = load_example("lqr_gain").main()
     assert np.abs(K - K_lqr).max() / np.abs(K_lqr).max() < 1e-4
 
 
-def test_example_open_loop_keeps_limits_and_arrives():
-    res = _load("open_loop_bounded").main()
+def test_example_open_loop_keeps_limits_and_arrives(load_example):
+    res = load_example("open_loop_bounded").main()
     U = res.params["policy"]["U"]
     assert np.abs(U).max() <= 0.3 and np.isclose(np.abs(U), 0.3).sum() > 0
     assert abs(res.trajectory.x[-1, 0, 0] - 1.0) < 0.01
 
 
-def test_example_engineering_script_reaches_setpoint():
-    res = _load("engineering_script").main(horizon=300)
+def test_example_engineering_script_reaches_setpoint(load_example):
+    res = load_example("engineering_script").main(horizon=300)
     assert np.all(np.abs(res.trajectory.x[-1, :, 0] - 5.0) < 0.3)
 
 
-def test_example_pendulum_quick_lowers_the_cost():
-    res = _load("pendulum_swingup").main(quick=True)
+def test_example_pendulum_quick_lowers_the_cost(load_example):
+    res = load_example("pendulum_swingup").main(quick=True)
     assert res.fun < res.cost_history[0]
 
 

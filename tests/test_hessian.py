@@ -212,13 +212,8 @@ def test_one_exact_newton_step_solves_the_lq_problem():
 
 
 @pytest.mark.slow
-def test_example_newton_vs_lbfgs_reaches_a_kkt_point():
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "examples" / "newton_vs_lbfgs.py"
-    spec = importlib.util.spec_from_file_location("newton_vs_lbfgs", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def test_example_newton_vs_lbfgs_reaches_a_kkt_point(load_example):
+    mod = load_example("newton_vs_lbfgs")
     runs = mod.main(quick=True)
     r = runs["trust-constr"]
     assert r.success and r.count["hessp"] > 0

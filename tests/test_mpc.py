@@ -107,14 +107,8 @@ def test_mpc_bad_input():
 
 
 @pytest.mark.slow
-def test_mpc_pendulum_example_quick():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "examples" / "mpc_pendulum.py"
-    spec = importlib.util.spec_from_file_location("mpc_pendulum", path)
-    ex = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ex)
+def test_mpc_pendulum_example_quick(load_example):
+    ex = load_example("mpc_pendulum")
     res = ex.main(quick=True)
     assert res.success and np.all(np.abs(res.u) <= ex.U_MAX) and res.u_violation.max() == 0.0
     # balanced upright despite the model mismatch (wrapped to (-pi, pi])

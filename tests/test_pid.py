@@ -179,21 +179,10 @@ def test_pid_bad_input():
 
 
 # ----------------------------------------------------------------------------- DC motor example
-def _load_example(name):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_dc_motor_example_pi_against_python_control(tmp_path):
+def test_dc_motor_example_pi_against_python_control(tmp_path, load_example):
     control = pytest.importorskip("control")
     pytest.importorskip("matplotlib")
-    ex = _load_example("dc_motor_pi")
+    ex = load_example("dc_motor_pi")
     out = ex.main(quick=True, plot_path=tmp_path / "dc.png")
     res = out["result"]
     assert res.fun < 0.8 * res.cost_history[0] and (tmp_path / "dc.png").stat().st_size > 5000

@@ -222,13 +222,8 @@ def test_bad_input():
         identify(plant, Experiment(Y1[:, :1]), measure=[0])
 
 
-def test_example_identify_lotka_volterra():
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "examples" / "identify_lotka_volterra.py"
-    spec = importlib.util.spec_from_file_location("identify_lotka_volterra", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def test_example_identify_lotka_volterra(load_example):
+    mod = load_example("identify_lotka_volterra")
     res = mod.main()
     assert res.success and res.covariance.dof is None          # noise_std given: absolute covariance
     lo, hi = res.covariance.ci(0.001)[:4].T                      # 99.9% intervals hold the truth
@@ -268,15 +263,10 @@ def test_sensitivity_jacobian_equals_casadi_jacobian(case, monkeypatch):
     np.testing.assert_allclose(J1, J2, rtol=0, atol=1e-12 * np.abs(J2).max())
 
 
-def test_example_identify_two_tanks():
+def test_example_identify_two_tanks(load_example):
     """Partial measurement (lower level) with inputs: the truth inside 99.9% intervals, and the
     weighted residual sum near its expectation nobs - p (chi-square, sd sqrt(2 nobs) ~ 23)."""
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "examples" / "identify_two_tanks.py"
-    spec = importlib.util.spec_from_file_location("identify_two_tanks", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_example("identify_two_tanks")
     res = mod.main()
     lo, hi = res.covariance.ci(0.001).T
     truth = np.array(list(mod.TRUE.values()))
