@@ -1,17 +1,6 @@
 r"""Scale-out over any :class:`concurrent.futures.Executor`: sharded gradients, parallel fits.
 
-The objective is a mean over the B scenarios of a batch, so the cost and its gradient are
-sums over scenarios.  :func:`sharded_value_and_grad` splits the batch into contiguous shards
-``b0:b1``, sends each shard (a sub-:class:`~dynopt.Problem` with its rows of ``x0`` and ``X``)
-to a worker, and adds what comes back:
-
-.. math::
-    J = \frac{1}{B}\sum_{s} \underbrace{\sum_{b \in s} J_b}_{\text{task } s},\qquad
-    \frac{\partial J}{\partial W} = \frac{1}{B}\sum_{s}\sum_{b \in s}\frac{\partial J_b}{\partial W}
-
-Each task returns its shard's *summed* cost, summed gradient and scenario count; the
-driver checks that the counts add up to B before using the sum.  The ``"x0"`` block of W
-is per scenario, so its gradient rows are placed, not added.
+How the batch is split and summed: :mod:`.sharding`.
 
 Any executor works: a local :class:`~concurrent.futures.ProcessPoolExecutor`, a thread
 pool, or a Dask cluster through ``distributed.Client(address).get_executor()`` (a
