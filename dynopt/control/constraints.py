@@ -294,24 +294,12 @@ def _mask(name, steps, size, default, last):
 
 
 # --------------------------------------------------------------------------- cost components
-class _ConstraintStageCost(StageCost):
-    r"""User stage cost (optional) plus constraint terms at the stage steps, B-scaled.
+class _FoldedParams:
+    """Parameter plumbing shared by the constraint cost components: the vector is
+    ``[user component's params, data of every constraint (steps, B, n_rows), rho]``; the user
+    component's ``bind``/``param_grad`` are passed through."""
 
-    ``mode="al"``: PHR terms :math:`\lambda h + \rho h^2/2` and
-    :math:`(\max(0, \mu + \rho s)^2 - \mu^2)/(2\rho)`; ``mode="linear"``: :math:`w \cdot c`.
-    Parameters: ``[user cost params, data of every constraint (T, B, n_rows), rho]``.
-    """
-
-    def __init__(self, user: Optional[StageCost], cons: List[_Constraint], masks, T: int, B: int, mode: str,
-                 n_state: int, n_control: int):
-        self.user, self.cons, self.masks, self.T, self.B, self.mode = user, cons, masks, T, B, mode
-        self.n_state, self.n_control = n_state, n_control
-        self.n_exog = getattr(user, "n_exog", 0) if user is not None else 0
-        if user is not None and getattr(user, "channels", None) is not None:
-            self.channels = user.channels
-        self.n_user = 0 if user is None else user.n_params
-        self.sizes = [T * B * c.n_rows for c in cons]
-        self.param_spec = (("user", (self.n_user,)), ("data", (sum(self.sizes),)), ("rho", (1,)))
+    _steps = 1  # rows of data per constraint in time: T for stage costs, 1 for the terminal cost
 
     def split(self, p):
         if isinstance(p, tuple):
@@ -320,7 +308,7 @@ class _ConstraintStageCost(StageCost):
         user = p[:self.n_user]
         off, data = self.n_user, []
         for c, size in zip(self.cons, self.sizes):
-            data.append(p[off:off + size].reshape(self.T, self.B, c.n_rows))
+            data.append(p[off:off + size].reshape(self._steps, self.B, c.n_rows))
             off += size
         return user, data, float(p[off])
 
@@ -335,6 +323,27 @@ class _ConstraintStageCost(StageCost):
             return None
         g = pg(bound[0])
         return None if g is None else SliceGrad(slice(0, self.n_user), np.asarray(g))
+
+
+class _ConstraintStageCost(_FoldedParams, StageCost):
+    r"""User stage cost (optional) plus constraint terms at the stage steps, B-scaled.
+
+    ``mode="al"``: PHR terms :math:`\lambda h + \rho h^2/2` and
+    :math:`(\max(0, \mu + \rho s)^2 - \mu^2)/(2\rho)`; ``mode="linear"``: :math:`w \cdot c`.
+    Parameters: ``[user cost params, data of every constraint (T, B, n_rows), rho]``.
+    """
+
+    def __init__(self, user: Optional[StageCost], cons: List[_Constraint], masks, T: int, B: int, mode: str,
+                 n_state: int, n_control: int):
+        self.user, self.cons, self.masks, self.T, self.B, self.mode = user, cons, masks, T, B, mode
+        self._steps = T
+        self.n_state, self.n_control = n_state, n_control
+        self.n_exog = getattr(user, "n_exog", 0) if user is not None else 0
+        if user is not None and getattr(user, "channels", None) is not None:
+            self.channels = user.channels
+        self.n_user = 0 if user is None else user.n_params
+        self.sizes = [T * B * c.n_rows for c in cons]
+        self.param_spec = (("user", (self.n_user,)), ("data", (sum(self.sizes),)), ("rho", (1,)))
 
     def forward(self, t, x, u, X, p):
         user_p, data, rho = self.split(p)
@@ -372,7 +381,7 @@ class _ConstraintStageCost(StageCost):
         return xb, ub, pb
 
 
-class _ConstraintTerminalCost(TerminalCost):
+class _ConstraintTerminalCost(_FoldedParams, TerminalCost):
     """User terminal cost (optional) plus constraint terms at ``x[T]``; data (1, B, n_rows)."""
 
     def __init__(self, user: Optional[TerminalCost], cons: List[_Constraint], T: int, B: int, mode: str,
@@ -381,29 +390,6 @@ class _ConstraintTerminalCost(TerminalCost):
         self.n_user = 0 if user is None else user.n_params
         self.sizes = [B * c.n_rows for c in cons]
         self.param_spec = (("user", (self.n_user,)), ("data", (sum(self.sizes),)), ("rho", (1,)))
-
-    def split(self, p):
-        if isinstance(p, tuple):
-            return p
-        p = np.asarray(p)
-        user = p[:self.n_user]
-        off, data = self.n_user, []
-        for c, size in zip(self.cons, self.sizes):
-            data.append(p[off:off + size].reshape(1, self.B, c.n_rows))
-            off += size
-        return user, data, float(p[off])
-
-    def bind(self, params, *, grad: bool):
-        user, data, rho = self.split(params)
-        b = getattr(self.user, "bind", None)
-        return (user if b is None else b(user, grad=grad)), data, rho
-
-    def param_grad(self, bound):
-        pg = getattr(self.user, "param_grad", None)
-        if pg is None or not isinstance(bound, tuple):
-            return None
-        g = pg(bound[0])
-        return None if g is None else SliceGrad(slice(0, self.n_user), np.asarray(g))
 
     def forward(self, x, p):
         user_p, data, rho = self.split(p)
