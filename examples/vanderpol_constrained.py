@@ -59,8 +59,10 @@ class Running(dynopt.StageCost):
         return 2 * x * q_bar[:, None], 2 * u * q_bar[:, None], np.zeros(0)
 
 
-def ipopt_reference(N, M, Tf):
-    """CasADi's direct_single_shooting.py (Opti form): the same RK4 stages and quadrature."""
+def ipopt_reference(N, M, Tf=10.0):
+    """CasADi's direct_single_shooting.py (Opti form): the same RK4 stages and quadrature.
+
+    Returns the controls (N,), the cost and IPOPT's multipliers of the N path bounds x1 >= -0.25."""
     x, u = ca.MX.sym("x", 2), ca.MX.sym("u")
     f = ca.Function("f", [x, u], [ca.vertcat((1 - x[1] ** 2) * x[0] - x[1] + u, x[0]), x[0] ** 2 + x[1] ** 2 + u ** 2])
     opti = ca.Opti()
@@ -80,7 +82,7 @@ def ipopt_reference(N, M, Tf):
     opti.minimize(J)
     opti.solver("ipopt", {"print_time": False}, {"print_level": 0, "sb": "yes", "tol": 1e-12})
     sol = opti.solve()
-    return np.array(sol.value(U)), float(sol.value(J))
+    return np.array(sol.value(U)), float(sol.value(J)), np.array(sol.value(opti.lam_g))[:N]
 
 
 def main(N: int = 20, M: int = 4, Tf: float = 10.0, method: str = "auglag"):
@@ -91,7 +93,7 @@ def main(N: int = 20, M: int = 4, Tf: float = 10.0, method: str = "auglag"):
     t0 = time.perf_counter()
     res = solve(ConstrainedProblem(problem, [x1_min]), method=method, bounds={"policy": (-1, 1)})
     seconds = time.perf_counter() - t0
-    U_ref, J_ref = ipopt_reference(N, M, Tf)
+    U_ref, J_ref, _ = ipopt_reference(N, M, Tf)
     x1 = res.trajectory.x[:, 0, 0]
     print(f"dynopt ({method}): J = {res.fun:.10f} in {seconds:.1f} s, max violation {res.max_violation:.1e}, "
           f"{res.outer_iterations} outer / {res.inner_iterations} inner iterations")

@@ -29,28 +29,7 @@ def vdp_problem(N, M, Tf=10.0):
     return ConstrainedProblem(prob, [StateConstraint(lambda x: x[0], lower=-0.25, n_state=2, name="x1_min")])
 
 
-def vdp_ipopt(N, M, Tf=10.0):
-    """CasADi's direct_single_shooting.py, written with Opti: same RK4 stages and quadrature."""
-    x, u = ca.MX.sym("x", 2), ca.MX.sym("u")
-    f = ca.Function("f", [x, u], [ca.vertcat((1 - x[1] ** 2) * x[0] - x[1] + u, x[0]), x[0] ** 2 + x[1] ** 2 + u ** 2])
-    opti = ca.Opti()
-    U = opti.variable(N)
-    DT = Tf / N / M
-    Xk, J = ca.MX(np.array([0.0, 1.0])), 0
-    for k in range(N):
-        for _ in range(M):
-            k1, q1 = f(Xk, U[k])
-            k2, q2 = f(Xk + DT / 2 * k1, U[k])
-            k3, q3 = f(Xk + DT / 2 * k2, U[k])
-            k4, q4 = f(Xk + DT * k3, U[k])
-            Xk = Xk + DT / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-            J = J + DT / 6 * (q1 + 2 * q2 + 2 * q3 + q4)
-        opti.subject_to(Xk[0] >= -0.25)
-    opti.subject_to(opti.bounded(-1, U, 1))
-    opti.minimize(J)
-    opti.solver("ipopt", {"print_time": False}, {"print_level": 0, "sb": "yes", "tol": 1e-12})
-    sol = opti.solve()
-    return np.array(sol.value(U)), float(sol.value(J)), np.array(sol.value(opti.lam_g))[:N]
+vdp_ipopt = _VDP.ipopt_reference  # CasADi's direct_single_shooting.py with Opti and IPOPT
 
 
 @pytest.mark.slow
