@@ -317,6 +317,17 @@ class _FoldedParams:
         b = getattr(self.user, "bind", None)
         return (user if b is None else b(user, grad=grad)), data, rho
 
+    def _finish_dual(self, xb, pb, c_bar):
+        """The state adjoint (zeros when nothing reached it) and the parameter adjoint as a slice
+        of the user block (the data and rho get none)."""
+        if pb is None:
+            pb = _EMPTY_GRAD
+        elif not isinstance(pb, SliceGrad):
+            pb = SliceGrad(slice(0, self.n_user), pb)
+        if xb is None:
+            xb = np.zeros((c_bar.shape[0], self.n_state))
+        return xb, pb
+
     def param_grad(self, bound):
         pg = getattr(self.user, "param_grad", None)
         if pg is None or not isinstance(bound, tuple):
@@ -372,12 +383,7 @@ class _ConstraintStageCost(_FoldedParams, StageCost):
             xb = add_adjoint(xb, gx)
             if c.uses_control:
                 ub = add_adjoint(ub, gu)
-        if pb is None:
-            pb = _EMPTY_GRAD
-        elif not isinstance(pb, SliceGrad):
-            pb = SliceGrad(slice(0, self.n_user), pb)
-        if xb is None:
-            xb = np.zeros((c_bar.shape[0], self.n_state))
+        xb, pb = self._finish_dual(xb, pb, c_bar)
         return xb, ub, pb
 
 
@@ -410,13 +416,7 @@ class _ConstraintTerminalCost(_FoldedParams, TerminalCost):
         for c, gc, dval in parts:
             gx, _ = c.fn.vjp(gc, c.denormalise_bar((self.B * c_bar)[:, None] * dval))
             xb = add_adjoint(xb, gx)
-        if pb is None:
-            pb = _EMPTY_GRAD
-        elif not isinstance(pb, SliceGrad):
-            pb = SliceGrad(slice(0, self.n_user), pb)
-        if xb is None:
-            xb = np.zeros((c_bar.shape[0], self.n_state))
-        return xb, pb
+        return self._finish_dual(xb, pb, c_bar)
 
 
 def _check_g(c, g, B):
