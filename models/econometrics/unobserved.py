@@ -38,6 +38,10 @@ from .transforms import Transform
 LOG2PI = np.log(2 * np.pi)
 STEADY_TOL = 1e-13
 _CS = 1e-30
+SHORT_RUN = 24
+"""Runs of observed values shorter than this go through the local level filter step by step (the
+closed form's fixed cost, a few NumPy calls, is more than ~24 scalar steps)."""
+_ONE = np.ones(1)
 
 
 class LocalLevel:
@@ -82,6 +86,14 @@ class LocalLevel:
         gaps = np.nonzero(np.isnan(arr))[0]
         self._last_nan = int(gaps[-1]) + 1 if gaps.size else 0  # observations from here on are all present
         self._yl = arr.tolist()
+        # the local level filter's layout: first observed value (the diffuse step) and the runs of
+        # observed values after it as (start, stop)
+        observed = ~np.isnan(arr)
+        self._first = int(np.argmax(observed))
+        after = observed.copy()
+        after[:self._first + 1] = False
+        edges = np.flatnonzero(np.diff(np.r_[0, after.astype(np.int8), 0]))
+        self._runs = list(zip(edges[::2].tolist(), edges[1::2].tolist()))
 
     # ------------------------------------------------------------------ the filter
     def filter(self, params, *, steady=True):
@@ -170,7 +182,41 @@ class LocalLevel:
         return {"llf_obs": llf, "v": v, "F": F, "diffuse": diffuse, "a": a, "P": Pst, "switch": t_switch}
 
     def _filter_level(self, params, steady):
-        """The local level filter on Python scalars (state dimension 1)."""
+        """The local level filter (state dimension 1): each run of observed values after the diffuse
+        step in closed form (:func:`_level_run`), gaps by prediction only.  ``steady=False``, a
+        zero variance, or runs shorter than :data:`SHORT_RUN` take the step-by-step recursion."""
+        dt = np.result_type(params, float)
+        conv = complex if np.iscomplexobj(params) else float
+        H, q = conv(params[0]), conv(params[1])
+        if not steady or not (H.real > 0 and q.real > 0):
+            return self._filter_level_loop(params, steady)
+        y, N, t0 = self.y, len(self.y), self._first
+        v = np.full(N, np.nan, dtype=dt)
+        F = np.full(N, np.nan, dtype=dt)
+        diffuse = np.zeros(N, bool)
+        diffuse[t0] = True  # F_inf = 1, K0 = 1: a = y, P* = H (Koopman-Durbin, univariate)
+        v[t0], F[t0] = y[t0], 1.0
+        llf = np.zeros(N, dtype=dt)
+        llf[t0] = -0.5 * LOG2PI
+        log = cmath.log if conv is complex else math.log
+        a, p, t = y[t0], H + q, t0 + 1
+        for start, stop in self._runs:
+            p = p + (start - t) * q  # missing values: prediction only
+            if stop - start >= SHORT_RUN:
+                a, p = _level_run(y[start:stop], a, p, H, q, v[start:stop], F[start:stop], llf[start:stop])
+            else:
+                for j in range(start, stop):
+                    Ft = p + H
+                    vj = y[j] - a
+                    v[j], F[j], llf[j] = vj, Ft, -0.5 * (LOG2PI + log(Ft) + vj * vj / Ft)
+                    a, p = a + p / Ft * vj, p * H / Ft + q
+            t = stop
+        p = p + (N - t) * q
+        return {"llf_obs": llf, "v": v, "F": F, "diffuse": diffuse, "a": np.array([a], dtype=dt),
+                "P": np.array([[p]], dtype=dt), "switch": t0 + 1}
+
+    def _filter_level_loop(self, params, steady):
+        """The local level filter on Python scalars, step by step (the reference for :func:`_level_run`)."""
         dt = np.result_type(params, float)
         cplx = np.iscomplexobj(params)
         conv = complex if cplx else float
@@ -443,6 +489,74 @@ class LocalLevel:
 def LocalLinearTrend(y) -> LocalLevel:
     """:class:`LocalLevel` with a stochastic slope."""
     return LocalLevel(y, trend=True)
+
+
+def _level_run(y, a0, p0, H, q, v, F, llf):
+    r"""The local level Kalman filter over a run of observed values in closed form (complex-safe).
+
+    The predicted variance follows the Riccati map ``p -> p H / (p + H) + q``, a Moebius map with
+    fixed points ``p_hi = (q + s) / 2`` and ``p_lo = -q H / p_hi`` (``s = sqrt(q^2 + 4 q H)``):
+    ``r_t = (p_t - p_hi) / (p_t - p_lo) = r_0 kappa^t`` with ``kappa = (H + p_lo) / (H + p_hi)``
+    in (0, 1).  With ``d_t = 1 - r_t`` (from ``d_{t+1} = (1 - kappa) + kappa d_t``, a sum of positive
+    terms), ``p_t = s / d_t + p_lo`` and the gain's complement ``H / F_t = phi d_t / d_{t+1}``
+    (``phi = H / (H + p_hi)``), so ``b_t = a_t d_t`` obeys the constant-coefficient recursion
+    ``b_{t+1} = phi b_t + K_t d_{t+1} y_t``: two :func:`scipy.signal.lfilter` calls replace the
+    step-by-step filter.  Once ``|r_t|`` is below 2^-60 the filter is in its steady state
+    (``d_t = 1`` to rounding) and the rest is one constant-gain ``lfilter``.
+
+    Parameters
+    ----------
+    y : (n,) array
+        The run (no NaN).
+    a0, p0 : scalar
+        Predicted level and its variance before ``y[0]`` (``p0 >= p_hi``, as after the diffuse step
+        or a gap).
+    H, q : scalar
+        Irregular and level variances (real parts > 0).
+    v, F, llf : (n,) arrays
+        Filled in place with the innovations, their variances and the log-likelihood contributions.
+
+    Returns
+    -------
+    a, p : scalar
+        Predicted level and variance after ``y[-1]``.
+    """
+    n = len(y)
+    s = (q * q + 4.0 * q * H) ** 0.5
+    p_hi = 0.5 * (q + s)
+    p_lo = -q * H / p_hi
+    den = H + p_hi
+    kappa = (H + p_lo) / den
+    phi = H / den
+    d0 = s / (p0 - p_lo)
+    r0 = abs((1.0 - d0).real)
+    kr = abs(kappa.real)
+    head = min(n, max(1, int(math.log(2.0 ** -60 / r0) / math.log(kr)) + 1)) if r0 > 0.0 and 0.0 < kr < 1.0 else n
+    d = lfilter(_ONE, [1.0, -kappa], np.full(head, s / den), zi=[kappa * d0])[0]  # d_1 .. d_head
+    p = np.empty(head, dtype=d.dtype)
+    p[0] = d0
+    p[1:] = d[:-1]
+    p = s / p + p_lo
+    Fh = F[:head]
+    Fh[:] = p + H
+    b = lfilter(_ONE, [1.0, -phi], p / Fh * d * y[:head], zi=[phi * a0 * d0])[0]  # b_1 .. b_head
+    vh = v[:head]
+    vh[0] = y[0] - a0
+    vh[1:] = y[1:head] - b[:-1] / d[:-1]
+    llf[:head] = -0.5 * (LOG2PI + np.log(Fh) + vh * vh / Fh)
+    a_end, p_end = b[-1] / d[-1], s / d[-1] + p_lo
+    if head == n:
+        return a_end, p_end
+    # steady state: a_{t+1} = phi a_t + (1 - phi) y_t, F_t = p_end + H
+    tail = lfilter([1.0 - phi], [1.0, -phi], y[head:], zi=[phi * a_end])[0]
+    vt = v[head:]
+    vt[0] = y[head] - a_end
+    vt[1:] = y[head + 1:] - tail[:-1]
+    Fs = p_end + H
+    F[head:] = Fs
+    llf[head:] = (-0.5 * (LOG2PI + (cmath.log(Fs) if isinstance(Fs, complex) else math.log(Fs)))) - \
+        (0.5 / Fs) * (vt * vt)
+    return tail[-1], p_end
 
 
 def _initial_conditions(b, a, out_past, in_past):
