@@ -53,7 +53,8 @@ ENV_CACHE_DIR = "DYNOPT_CACHE_DIR"
 """Environment variable naming the cache directory (default ``~/.cache/dynopt``)."""
 
 GRAPH_MODULES = ("dynopt.casadi.forms", "dynopt.casadi.compiled", "dynopt.casadi.components",
-                 "dynopt.casadi.codegen", "dynopt.casadi.reference")
+                 "dynopt.casadi.codegen", "dynopt.casadi.reference", "dynopt.casadi.scan",
+                 "dynopt.casadi.sensitivities")
 """Modules whose source builds the forward and dual graphs: their text is part of every cache key."""
 
 LOCK_TIMEOUT = 900.0
@@ -159,12 +160,14 @@ def code_digest(compiler: str, flags: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def structure_key(functions: Sequence[ca.Function], compiler: str, flags: Sequence[str]) -> str:
-    """SHA-256 (hex, 20 chars) of :func:`code_digest` and the serialized Functions."""
+def structure_key(functions: Sequence[ca.Function], compiler: str, flags: Sequence[str],
+                  extra_source: str = "") -> str:
+    """SHA-256 (hex, 20 chars) of :func:`code_digest`, the serialized Functions and ``extra_source``."""
     h = hashlib.sha256()
     h.update(code_digest(compiler, flags).encode())
     for f in functions:
         h.update(f.serialize().encode())
+    h.update(extra_source.encode())
     return h.hexdigest()[:20]
 
 
@@ -350,7 +353,7 @@ class _Lock:
 
 def compile_functions(functions: Sequence[ca.Function], *, prefix: str, compiler: str = "gcc",
                       flags: Sequence[str] = ("-O2",), directory: Optional[os.PathLike] = None,
-                      key: Optional[str] = None):
+                      key: Optional[str] = None, extra_source: str = ""):
     """Generate, compile (or load from the cache) and load a group of CasADi Functions.
 
     Parameters
@@ -369,6 +372,9 @@ def compile_functions(functions: Sequence[ca.Function], *, prefix: str, compiler
         Cache key; default :func:`structure_key` of the Functions (a caller that can describe
         the structure without building the graph passes its own key, see :func:`load_cached`;
         it must start from :func:`code_digest`).
+    extra_source : str
+        C code appended to the generated file (e.g. :mod:`.scan`'s driver loop, which calls the
+        generated Functions by name); part of the default key.
 
     Returns
     -------
@@ -388,7 +394,7 @@ def compile_functions(functions: Sequence[ca.Function], *, prefix: str, compiler
     _check_prefix(prefix)
     flags = tuple(flags)
     root = private_cache_dir(directory)
-    key = key or structure_key(functions, compiler, flags)
+    key = key or structure_key(functions, compiler, flags, extra_source)
     lib = root / f"{prefix}_{key}.so"
     names = [f.name() for f in functions]
     if verified(lib) is not None:
@@ -406,6 +412,9 @@ def compile_functions(functions: Sequence[ca.Function], *, prefix: str, compiler
             for f in functions:
                 cg.add(f)
             cg.generate(tmp + os.sep)
+            if extra_source:
+                with open(Path(tmp) / cname, "a") as fh:
+                    fh.write("\n" + extra_source)
             t1 = time.perf_counter()
             out = Path(tmp) / lib.name
             proc = subprocess.run([exe, "-shared", "-fPIC", *flags, "-o", str(out), str(Path(tmp) / cname), "-lm"],

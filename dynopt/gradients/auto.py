@@ -20,7 +20,6 @@ keeps every problem on NumPy; an explicit ``gradient=`` always wins over the def
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 import time
@@ -30,32 +29,10 @@ from typing import Optional
 
 import numpy as np
 
+from ..core.background import compile_allowed, submit as _submit
 from ..core.validation import check_int
 from ..errors import SimulationDivergedError
 from .base import BPTT, Evaluation, GradientMethod
-
-ENV_COMPILE = "DYNOPT_COMPILE"
-"""Environment variable: ``0`` keeps :class:`Auto` on the NumPy path."""
-
-_BUILD_LOCK = threading.Lock()  # one background build at a time (gcc is CPU-heavy)
-
-
-def _submit(fn) -> Future:
-    """Run ``fn`` in a daemon thread (never joined at exit: a script that ends does not wait for a
-    compiler) and return a Future of its result."""
-    fut: Future = Future()
-
-    def run():
-        if not fut.set_running_or_notify_cancel():
-            return
-        try:
-            with _BUILD_LOCK:
-                fut.set_result(fn())
-        except BaseException as exc:  # noqa: BLE001 - delivered through the future
-            fut.set_exception(exc)
-
-    threading.Thread(target=run, name="dynopt-compile", daemon=True).start()
-    return fut
 
 
 class _Choice:
@@ -93,7 +70,7 @@ class Auto(GradientMethod):
     def __init__(self, *, compile: Optional[bool] = None, compile_after: float = 0.0, min_calls: int = 2,
                  cache_dir=None):
         if compile is None:
-            compile = os.environ.get(ENV_COMPILE, "1").strip() not in ("0", "false", "no", "off")
+            compile = compile_allowed()
         self.compile = bool(compile)
         if not (isinstance(compile_after, (int, float)) and not isinstance(compile_after, bool)
                 and np.isfinite(compile_after) and compile_after >= 0):

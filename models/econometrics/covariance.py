@@ -77,7 +77,7 @@ def safe_inv(M, what="the information matrix"):
 
 
 def cov_matrix(cov_type, *, hessian=None, scores=None, n_used=None, n_total=None, df_k=None, df_correction=False,
-               var_mask=None):
+               var_mask=None, opg=None):
     """The ``(k, k)`` covariance for ``cov_type`` (see the module table).
 
     Parameters
@@ -85,24 +85,28 @@ def cov_matrix(cov_type, *, hessian=None, scores=None, n_used=None, n_total=None
     hessian : (k, k) array or None
         Hessian of ``llf``; needed for ``nonrobust``, ``robust``, ``r-css``.
     scores : (n, k) array or None
-        Per-observation scores; needed for ``opg`` and ``robust``.
+        Per-observation scores; needed for ``opg`` and ``robust`` unless ``opg`` is given.
     n_used, n_total : int
         Observations in the likelihood and the series length (``r-css``).
     df_k : int
         Coefficients counted by the degrees-of-freedom correction (``n_used - df_k`` residual df).
     var_mask : (k,) bool array
         Variance parameters (left out of the df correction).
+    opg : (k, k) array or None
+        ``scores' scores`` when the caller has it without the scores (a compiled pass sums it).
     """
+    if opg is None and scores is not None:
+        opg = scores.T @ scores
     if cov_type == "none":
-        k = (hessian if hessian is not None else scores.T).shape[0] if (hessian is not None or scores is not None) \
+        k = (hessian if hessian is not None else opg).shape[0] if (hessian is not None or opg is not None) \
             else len(var_mask)
         return np.full((k, k), np.nan)
     if cov_type == "opg":
-        C = safe_inv(scores.T @ scores, "the outer product of gradients")
+        C = safe_inv(opg, "the outer product of gradients")
     else:
         Hi = safe_inv(-hessian, "the observed information (-Hessian)")
         if cov_type == "robust":
-            C = Hi @ (scores.T @ scores) @ Hi
+            C = Hi @ opg @ Hi
         elif cov_type == "r-css":
             C = Hi * (n_used / n_total)
         else:

@@ -21,7 +21,7 @@ import numpy as np
 from .arma import css_residuals, css_residuals_vjp
 from .covariance import check_cov_type, complex_step_scores, cov_matrix
 from .data import check_not_constant, check_order, check_series, label, series_info
-from . import garch_newton
+from . import garch_compiled, garch_newton
 from .filters import allpole, allpole_adjoint
 from .fitargs import NOT_GIVEN, check_fit_args, check_start_domain
 from .kalman import ARMALayout
@@ -31,6 +31,8 @@ from .transforms import Transform
 
 LOG2PI = np.log(2 * np.pi)
 PRECONDITION_N = 2000
+COMPILED_MIN_N = 1000
+"""Series at least this long use the compiled derivative pass (:mod:`.garch_compiled`) once built."""
 
 
 def arch_backcast(resid):
@@ -205,8 +207,9 @@ class GARCH:
         n = len(self.y) - self.p
         exact = None
         if newton:
-            values_s, llf_s, g_s, H, G, res = garch_newton.newton_fit(m.y, bc, start)
-            exact = (H, G) if res.success else None
+            derivs = garch_compiled.pass_function(m.y, bc) if len(m.y) >= COMPILED_MIN_N else None
+            values_s, llf_s, g_s, H, S, res = garch_newton.newton_fit(m.y, bc, start, derivs=derivs)
+            exact = (H, S) if res.success else None
         if exact is None:
             if optimizer == "BFGS" and not (options and "hess_inv0" in options):
                 options = dict(options or {},
@@ -219,15 +222,17 @@ class GARCH:
             C = np.full((k, k), np.nan)
         else:
             if exact is not None:
-                H, G = exact
+                H, S = exact
+                g_sum = g_s  # the scores' sum
             else:
                 H = hessian_from_gradient(lambda v: m.loglike_and_grad(v, backcast=bc)[1], values_s, floor=1e-2) \
                     if cov_type != "opg" else None
                 G = complex_step_scores(lambda v: m.loglikeobs(v, backcast=bc), values_s) \
                     if cov_type != "nonrobust" else None
+                S, g_sum = (None, None) if G is None else (G.T @ G, G.sum(axis=0))
             if cov_type == "robust":  # arch: the score covariance is np.cov (demeaned, divided by n - 1)
-                G = (G - G.mean(axis=0)) * np.sqrt(n / (n - 1))
-            C = cov_matrix(cov_type, hessian=H, scores=G)
+                S = (S - np.outer(g_sum, g_sum) / n) * (n / (n - 1))
+            C = cov_matrix(cov_type, hessian=H, opg=S)
         u_s, _ = m._resid(values_s)
         s2_s = m.variances(values_s, u_s, bc)
         values = values_s * D

@@ -162,28 +162,36 @@ def free_derivatives(u, g, H):
     return gu, Hu
 
 
-def newton_fit(y, backcast, start, *, maxiter=100, gtol=1e-8):
+def newton_fit(y, backcast, start, *, maxiter=100, gtol=1e-8, derivs=None):
     """Maximise the likelihood by Newton's method with the exact Hessian in the unconstrained
     parameters of :func:`to_free` (so ``omega, alpha, beta > 0``, ``alpha + beta < 1`` hold and an
     optimum on the boundary ``alpha + beta -> 1`` is approached as BFGS approaches it), backtracking
     until ``llf`` increases (Armijo).  Where ``-H`` is not positive definite the step uses the outer
-    product of the scores (BHHH) instead.  Stops when the largest unconstrained gradient entry per
+    product of the scores (BHHH: their outer-product matrix, mapped to the free parameters) instead.
+    Stops when the largest unconstrained gradient entry per
     observation is below ``gtol`` (BFGS's test in :func:`.results.minimize_transformed`) or the
     predicted gain is below rounding.
 
-    Returns ``(values (4,), llf, grad, hessian, scores (N, 4), OptimizeResult)`` (natural
-    parameters); ``success`` False when ``maxiter`` was reached or no step increased ``llf``: the
-    caller then falls back to BFGS.
+    ``derivs(values) -> (llf, grad, hessian, opg)``, when given, replaces :func:`derivatives` on
+    this ``y`` and ``backcast`` (the compiled pass of :mod:`.garch_compiled`: same numbers).
+
+    Returns ``(values (4,), llf, grad, hessian, opg (4, 4), OptimizeResult)`` (natural parameters;
+    ``opg`` the sum of the per-observation scores' outer products); ``success`` False when
+    ``maxiter`` was reached or no step increased ``llf``: the caller then falls back to BFGS.
     """
+    if derivs is None:
+        def derivs(values):
+            llf, g, H, G = derivatives(values, y, backcast, scores=True)
+            return llf, g, H, G.T @ G
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # trial points far out: -inf / NaN,
-        return _newton(y, backcast, start, maxiter, gtol)                  # refused by the line search
+        return _newton(y, backcast, start, maxiter, gtol, derivs)          # refused by the line search
 
 
-def _newton(y, backcast, start, maxiter, gtol):
+def _newton(y, backcast, start, maxiter, gtol, derivs):
     n = len(y)
     x = np.asarray(start, dtype=np.float64)
     u = to_free(x)
-    llf, g, H, G = derivatives(x, y, backcast, scores=True)
+    llf, g, H, S = derivs(x)
     nfev, success, message = 1, False, "maximum number of Newton iterations reached"
     it, dec_prev = 0, None
     while True:
@@ -198,8 +206,10 @@ def _newton(y, backcast, start, maxiter, gtol):
             step = np.linalg.solve(-Hu, gu)
         except np.linalg.LinAlgError:
             _, omega, p = from_free(u)
-            Gu = np.concatenate([G[:, :1], G[:, 1:2] * omega, G[:, 2:] @ (np.diag(p) - np.outer(p, p))], axis=1)
-            step = np.linalg.lstsq(Gu.T @ Gu, gu, rcond=None)[0]
+            J = np.zeros((4, 4))  # d natural / d free
+            J[0, 0], J[1, 1] = 1.0, omega
+            J[2:, 2:] = np.diag(p) - np.outer(p, p)
+            step = np.linalg.lstsq(J.T @ S @ J, gu, rcond=None)[0]
         dec = float(gu @ step)
         if not np.isfinite(dec) or dec <= 0:
             message = "no ascent direction"
@@ -210,7 +220,7 @@ def _newton(y, backcast, start, maxiter, gtol):
         # the full step first, with every derivative at once (it is accepted almost always)
         cand = u + step
         xc = from_free(cand)[0]
-        out = derivatives(xc, y, backcast, scores=True) if loglike_domain(xc) else None
+        out = derivs(xc) if loglike_domain(xc) else None
         nfev += 1
         if out is None or not out[0] >= llf + 1e-4 * dec:
             t = 0.5
@@ -225,7 +235,7 @@ def _newton(y, backcast, start, maxiter, gtol):
             else:
                 message = "line search failed to increase the log-likelihood"
                 break
-            out = derivatives(xc, y, backcast, scores=True)
+            out = derivs(xc)
             nfev += 1
         elif dec_prev is not None and dec > 0.1 * dec_prev:
             # linear convergence (an optimum at infinity in u: alpha + beta -> 1): extend the step
@@ -241,12 +251,12 @@ def _newton(y, backcast, start, maxiter, gtol):
             if t > 1.0:
                 cand = u + t * step
                 xc = from_free(cand)[0]
-                out = derivatives(xc, y, backcast, scores=True)
+                out = derivs(xc)
                 nfev += 1
         dec_prev = dec
         u, x = cand, xc
-        llf, g, H, G = out
+        llf, g, H, S = out
         it += 1
     res = OptimizeResult(x=u, success=success, status=0 if success else 1, message=message, nit=it, nfev=nfev,
                          fun=-llf / n, jac=-gu / n)
-    return x, llf, g, H, G, res
+    return x, llf, g, H, S, res
