@@ -26,13 +26,14 @@ import cmath
 import math
 
 import numpy as np
+from scipy.optimize import OptimizeResult
 from scipy.signal import lfilter, lfiltic
 
 from .covariance import check_cov_type, cov_matrix
 from .data import _numeric, check_order, label, series_info
-from .fitargs import check_fit_args
-from .results import FitResult, forecast_frame, gaussian_interval, hessian_from_gradient, minimize_transformed, \
-    warn_not_converged
+from .fitargs import NOT_GIVEN, check_fit_args
+from .results import HESSIAN_REL_STEP, FitResult, forecast_frame, gaussian_interval, hessian_from_gradient, \
+    minimize_transformed, warn_not_converged
 from .transforms import Transform
 
 LOG2PI = np.log(2 * np.pi)
@@ -94,6 +95,7 @@ class LocalLevel:
         after[:self._first + 1] = False
         edges = np.flatnonzero(np.diff(np.r_[0, after.astype(np.int8), 0]))
         self._runs = list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+        self._after_first = after if gaps.size else slice(self._first + 1, None)  # non-diffuse observations
 
     # ------------------------------------------------------------------ the filter
     def filter(self, params, *, steady=True):
@@ -395,6 +397,63 @@ class LocalLevel:
                 value = float(total.real)
         return value, g
 
+    def _level_terms(self, q, h):
+        """The local level's concentrated likelihood from one filter at ``(1, q + i h)``.
+
+        Returns ``(value, dvalue/dq, S, dS/dq, Lambda, dLambda/dq, v, F)``: the profile
+        log-likelihood (the scale ``sigma2.irregular = S / n`` concentrated out), ``S = sum v^2 / F``
+        and ``Lambda = sum log F`` over the ``n`` non-diffuse observations, with their complex-step
+        derivatives (``h > 0``, exact to rounding), and the complex innovations ``v (n,)`` and their
+        variances ``F (n,)`` at unit irregular variance (imaginary parts: ``h`` times the
+        derivatives).
+        """
+        f = self.filter(np.array([1.0, complex(q, h)]))
+        keep = self._after_first
+        v, F, llf = f["v"][keep], f["F"][keep], f["llf_obs"][keep]
+        n = len(v)
+        S = np.sum(v * v / F)
+        Lam = -2.0 * np.sum(llf) - n * LOG2PI - S  # llf = -(log 2 pi + log F + v^2 / F) / 2
+        value = -0.5 * n * (LOG2PI + 1.0 + cmath.log(S / n)) - 0.5 * Lam - 0.5 * LOG2PI
+        return value.real, value.imag / h, S.real, S.imag / h, Lam.real, Lam.imag / h, v, F
+
+    def _level_estimate(self, q, terms, cov_type):
+        """Estimate, value, gradient, scores and covariance of the local level at the ratio ``q``
+        (natural parameters ``(S / n, q S / n)``) from :meth:`_level_terms` at ``q`` (``terms``),
+        on this model's data.
+
+        With ``H = sigma2.irregular``, ``l_t = -(log 2 pi + log H + log F_t + v_t^2 / (H F_t)) / 2``
+        (``v_t, F_t`` at unit ``H``, functions of ``q`` only), so the scores in ``(H, q)`` are
+        closed forms in ``v, F`` and their complex-step ``q``-derivatives, mapped to
+        ``(sigma2.irregular, sigma2.level) = (H, H q)`` by the chain rule; the Hessian needs
+        ``S''`` and ``Lambda''``: central differences of their exact derivatives at
+        ``q (1 +- eps^(1/3))`` (two more filters, only for ``nonrobust``/``robust``).
+        Returns ``(values (2,), llf, grad (2,), scores (n, 2), cov (2, 2), v (n,), F (n,))``.
+        """
+        value, _, S, dS, _, dLam, v, F = terms
+        h = _level_step(q)
+        n = len(v)
+        H = S / n
+        vr, Fr, dv, dF = v.real, F.real, v.imag / h, F.imag / h
+        l_H = -0.5 * (1.0 / H - vr * vr / (H * H * Fr))
+        l_q = -0.5 * (dF / Fr + (2.0 * vr * dv * Fr - vr * vr * dF) / (H * Fr * Fr))
+        G = np.column_stack([l_H - (q / H) * l_q, l_q / H])
+        L_q = -0.5 * dLam - 0.5 * dS / H  # = d value / dq; d llf / dH = 0 at H = S / n
+        grad = np.array([-(q / H) * L_q, L_q / H])
+        C = np.full((2, 2), np.nan)
+        if cov_type != "none":
+            hess = None
+            if cov_type != "opg":
+                step = HESSIAN_REL_STEP * q
+                up, dn = self._level_terms(q + step, _level_step(q + step)), \
+                    self._level_terms(q - step, _level_step(q - step))
+                d2S, d2Lam = (up[3] - dn[3]) / (2 * step), (up[5] - dn[5]) / (2 * step)
+                M = np.array([[-0.5 * n / (H * H), 0.5 * dS / (H * H)],
+                              [0.5 * dS / (H * H), -0.5 * d2Lam - 0.5 * d2S / H]])
+                J = np.array([[1.0, 0.0], [-q / H, 1.0 / H]])  # d(H, q) / d(sigma2.irregular, sigma2.level)
+                hess = J.T @ M @ J + L_q * np.array([[2.0 * q / (H * H), -1.0 / (H * H)], [-1.0 / (H * H), 0.0]])
+            C = cov_matrix(cov_type, hessian=hess, scores=G if cov_type != "nonrobust" else None)
+        return np.array([H, q * H]), value, grad, G, C, vr, Fr
+
     def loglikeobs(self, params):
         return self.filter(params)["llf_obs"]
 
@@ -405,32 +464,66 @@ class LocalLevel:
         return np.full(self.m + 1, max(v, 1e-12) / (self.m + 1))
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, *, cov_type: str = "nonrobust", start_params=None, optimizer: str = "BFGS", options=None):
-        """Maximum likelihood over log-variances (BFGS on complex-step gradients); ``cov_type``
-        ``"nonrobust"`` (observed information), ``"opg"`` (statsmodels' default), ``"robust"``, ``"none"``.
-        Runs on ``y / std(y)`` and maps back."""
+    def fit(self, *, cov_type: str = "nonrobust", start_params=None, optimizer=NOT_GIVEN, options=None):
+        """Maximum likelihood with the irregular variance concentrated out (statsmodels'
+        ``concentrate_scale``), on ``y / std(y)``, mapped back.
+
+        ``optimizer`` not given (default): for the local level (one free ratio
+        ``q = sigma2.level / sigma2.irregular``) and no ``options``, the safeguarded secant method
+        on the exact derivative of the profile log-likelihood in ``log q`` (:func:`_maximise_scalar`;
+        falls back to BFGS if it does not converge); otherwise BFGS on complex-step gradients over
+        the log-ratios.  A SciPy method name (``"BFGS"``, ``"L-BFGS-B"``, ``"CG"``, ``"Newton-CG"``)
+        runs that method.  ``cov_type``: ``"nonrobust"`` (observed information), ``"opg"``
+        (statsmodels' default), ``"robust"``, ``"none"``.
+        """
         cov_type = check_cov_type(cov_type, ("nonrobust", "opg", "robust", "none"))
-        optimizer, options, start_params = check_fit_args(optimizer, options, start_params, self.param_names,
+        scalar = optimizer is NOT_GIVEN and options is None and not self.trend
+        optimizer, options, start_params = check_fit_args("BFGS" if optimizer is NOT_GIVEN else optimizer, options,
+                                                          start_params, self.param_names,
                                                           positive=range(len(self.param_names)))
-        sc = float(np.nanstd(self.y))
-        m = self if sc == 1.0 else LocalLevel(self.y / sc, trend=self.trend)
+        sc = float(np.std(self.y if self.nobs_observed == len(self.y) else self.y[~np.isnan(self.y)]))
+        m = self if sc == 1.0 else self._scaled(1.0 / sc)
         start = m.start_params() if start_params is None else start_params / sc ** 2
         n_eff = self.nobs_observed - self.m
+        res = None
+        if scalar:
+            q, terms, res = _maximise_scalar(m, float(start[1] / start[0]), n_eff)
+            if not res.success:
+                res = None
+        if res is None:
+            # the profile likelihood in the ratios q = sigma2.level / sigma2.irregular (...), whose
+            # maximiser is the maximiser of the full likelihood
+            def objective(ratios):
+                llf, g = m._profile(ratios)
+                return -llf, -g
 
-        # the irregular variance is concentrated out (statsmodels' concentrate_scale): optimise the
-        # ratios q = sigma2.level / sigma2.irregular (...) of the profile likelihood, whose maximiser
-        # is the maximiser of the full likelihood
-        def objective(ratios):
-            llf, g = m._profile(ratios)
-            return -llf, -g
+            est, res = minimize_transformed(objective, Transform([("var", self.m)]), start[1:] / start[0],
+                                            method=optimizer, options=options, scale=n_eff)
+            if not self.trend:
+                q = float(est[0])
+                terms = m._level_terms(q, _level_step(q))
+        warn_not_converged(res, f"{self.name} fit")
+        if not self.trend:
+            values_s, llf_s, g_s, _, C, v, F = m._level_estimate(q, terms, cov_type)
+            resid = np.full(len(self.y), np.nan)
+            resid[self._first] = m.y[self._first]
+            resid[self._after_first] = v
+            std = v / np.sqrt(values_s[0] * F)
+        else:
+            values_s, llf_s, g_s, C, resid, std = m._trend_estimate(est, n_eff, cov_type)
+        out = FitResult(self, list(self.param_names), values_s * sc ** 2, float(llf_s - n_eff * np.log(sc)),
+                        self.nobs_observed, C * sc ** 4, g_s / sc ** 2, label(self.info, resid * sc, 0, "resid"), res,
+                        "mle", cov_type=cov_type, std_resid=std)
+        out.extra["k_diffuse"] = self.m  # statsmodels counts the diffuse states in AIC/BIC
+        return out
 
-        est, res = minimize_transformed(objective, Transform([("var", self.m)]), start[1:] / start[0],
-                                        method=optimizer, options=options, scale=n_eff)
-        f = m.filter(np.r_[1.0, est])
+    def _trend_estimate(self, est, n_eff, cov_type):
+        """Natural estimate, value, gradient, covariance, residuals and standardised residuals at
+        the ratios ``est`` (any model; the local level has the faster :meth:`_level_estimate`)."""
+        f = self.filter(np.r_[1.0, est])
         keep = ~f["diffuse"] & ~np.isnan(f["v"])
         s2 = float(np.sum((f["v"][keep] ** 2 / f["F"][keep]).real)) / n_eff
         values_s = np.r_[1.0, est] * s2
-        warn_not_converged(res, f"{self.name} fit")
         k = len(values_s)
         # one complex-step filter per parameter gives the scores, their sum the gradient, the first
         # one's real part the value, innovations and their variances (Re f(x + ih) = f(x) + O(h^2))
@@ -439,23 +532,26 @@ class LocalLevel:
         for j in range(k):
             z = values_s.astype(np.complex128)
             z[j] += 1j * _CS
-            fs.append(m.filter(z))
+            fs.append(self.filter(z))
         G = np.stack([fj["llf_obs"][obs].imag / _CS for fj in fs], axis=1)
         llf_s, g_s = float(np.sum(fs[0]["llf_obs"]).real), G.sum(axis=0)
         if cov_type == "none":
             C = np.full((k, k), np.nan)
         else:
-            H = hessian_from_gradient(lambda x: m.loglike_and_grad(x)[1], values_s, floor=1e-3) \
+            H = hessian_from_gradient(lambda x: self.loglike_and_grad(x)[1], values_s, floor=1e-3) \
                 if cov_type != "opg" else None
             C = cov_matrix(cov_type, hessian=H, scores=G if cov_type != "nonrobust" else None)
         f = fs[0]
         keep = ~f["diffuse"] & ~np.isnan(f["v"])
         std = f["v"][keep].real / np.sqrt(f["F"][keep].real)
-        out = FitResult(self, list(self.param_names), values_s * sc ** 2, float(llf_s - n_eff * np.log(sc)),
-                        self.nobs_observed,
-                        C * sc ** 4, g_s / sc ** 2, label(self.info, f["v"].real * sc, 0, "resid"), res, "mle",
-                        cov_type=cov_type, std_resid=std)
-        out.extra["k_diffuse"] = self.m  # statsmodels counts the diffuse states in AIC/BIC
+        return values_s, llf_s, g_s, C, f["v"].real, std
+
+    def _scaled(self, c):
+        """This model on ``c * y`` (the layout shared, no checks repeated)."""
+        out = object.__new__(LocalLevel)
+        out.__dict__.update(self.__dict__)
+        out.y = self.y * c
+        out._yl = out.y.tolist()
         return out
 
     def forecast(self, result, steps, *, alpha=0.05):
@@ -489,6 +585,64 @@ class LocalLevel:
 def LocalLinearTrend(y) -> LocalLevel:
     """:class:`LocalLevel` with a stochastic slope."""
     return LocalLevel(y, trend=True)
+
+
+def _maximise_scalar(model, q0, n, *, gtol=1e-9, maxiter=100):
+    """Maximise the local level's profile log-likelihood over ``u = log q`` from ``q0``.
+
+    The secant method on the exact derivative ``g(u)`` (complex step, :meth:`LocalLevel._level_terms`)
+    with safeguards: the first step is one unit uphill; where the secant slope is not negative
+    (the profile is convex there) the step doubles the last one uphill (an optimum at ``q -> 0`` or
+    ``q -> inf`` is approached as BFGS approaches it, with a vanishing gradient); once ``g`` has
+    changed sign the iterate stays inside the bracket (bisection when the secant leaves it).
+    Stops when ``|g| / n < gtol`` (BFGS's test on the per-observation gradient, tighter).
+
+    Returns ``(q, terms at q, OptimizeResult)``; ``success`` False after ``maxiter`` evaluations or
+    a non-finite value (the caller then runs BFGS).
+    """
+    lo, hi = -math.inf, math.inf  # g(lo) > 0 > g(hi): the maximum lies between
+    u = math.log(q0)
+    terms = model._level_terms(q0, _level_step(q0))
+    f, g = terms[0], terms[1] * q0
+    u_prev = g_prev = None
+    nfev, success, message = 1, False, "maximum number of evaluations reached"
+    while nfev < maxiter:
+        if not (math.isfinite(f) and math.isfinite(g)):
+            message = "non-finite log-likelihood"
+            break
+        if abs(g) / n < gtol:
+            success, message = True, "gradient below gtol"
+            break
+        if g > 0:
+            lo = max(lo, u)
+        else:
+            hi = min(hi, u)
+        slope = (g - g_prev) / (u - u_prev) if u_prev is not None else 0.0
+        if slope < 0:
+            step = -g / slope
+        else:
+            step = math.copysign(1.0 if u_prev is None else 2.0 * abs(u - u_prev), g)
+        u_new = u + step
+        if not lo < u_new < hi:
+            u_new = 0.5 * (lo + hi)
+        if abs(u_new) > 700.0:
+            message = "the ratio sigma2.level / sigma2.irregular left [exp(-700), exp(700)]"
+            break
+        q = math.exp(u_new)
+        terms_new = model._level_terms(q, _level_step(q))
+        nfev += 1
+        u_prev, g_prev = u, g
+        u, terms = u_new, terms_new
+        f, g = terms[0], terms[1] * q
+    res = OptimizeResult(x=np.array([u]), success=success, status=0 if success else 1, message=message,
+                         nit=nfev - 1, nfev=nfev, fun=-f / n, jac=np.array([-g / n]))
+    return math.exp(u), terms, res
+
+
+def _level_step(q):
+    """The complex step in the local level's ratio ``q`` (relative, so tiny ``q`` keep their
+    precision; ``h^2`` terms stay below rounding)."""
+    return _CS * max(q, 1e-280)
 
 
 def _level_run(y, a0, p0, H, q, v, F, llf):
