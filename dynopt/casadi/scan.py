@@ -61,6 +61,10 @@ CASADI_SYMBOL_EXPORT casadi_int {prefix}_scan_iwork(void) {{ return {sz_iw}; }}
 
 _P = ctypes.c_void_p
 
+FLAGS = ("-O3", "-march=native", "-fno-semantic-interposition")
+"""Default gcc flags.  ``-fno-semantic-interposition`` lets gcc inline the (exported) step into the
+driver loop in ``-fPIC`` code."""
+
 
 def _dense_sx_step(step: ca.Function, name: str) -> ca.Function:
     """``step`` as an SX Function named ``name`` with dense column-vector inputs and outputs."""
@@ -83,6 +87,7 @@ def _dense_sx_step(step: ca.Function, name: str) -> ca.Function:
     syms = [ca.SX.sym(w, f.size1_in(i)) for i, w in enumerate(("x", "z", "p"))]
     outs = f(*syms)
     outs = [ca.densify(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
+    outs = ca.cse(outs)  # common subexpressions once (derivative graphs repeat them)
     return ca.Function(name, syms, outs, ["x", "z", "p"], ["x_next", "y"][:len(outs)])
 
 
@@ -97,7 +102,7 @@ class CompiledScan:
     prefix : str
         C symbol prefix and cache file name (letters, digits, underscores).
     flags : sequence of str
-        Compiler flags (default ``-O3 -march=native``; the cache key includes the CPU then).
+        Compiler flags (default :data:`FLAGS`; with ``-march=native`` the cache key includes the CPU).
     directory : path, optional
         Cache directory (default :func:`.codegen.cache_dir`).
 
@@ -114,7 +119,7 @@ class CompiledScan:
     milliseconds).  Calls are thread-safe (each call has its own work arrays).
     """
 
-    def __init__(self, step: ca.Function, *, prefix: str, flags=("-O3", "-march=native"), directory=None):
+    def __init__(self, step: ca.Function, *, prefix: str, flags=None, directory=None):
         from .codegen import _check_prefix, compile_functions
         _check_prefix(prefix)
         f = _dense_sx_step(step, f"{prefix}_step")
@@ -123,7 +128,8 @@ class CompiledScan:
         set_y = f"res[1] = Y ? Y + t * {self.ny} : 0;" if self.ny else ""
         source = DRIVER.format(prefix=prefix, nx=self.nx, nz=self.nz, sz_arg=max(f.sz_arg(), 3),
                                sz_res=max(f.sz_res(), 2), sz_w=f.sz_w(), sz_iw=max(f.sz_iw(), 1), set_y=set_y)
-        _, self.info = compile_functions([f], prefix=prefix, flags=tuple(flags), directory=directory,
+        _, self.info = compile_functions([f], prefix=prefix, flags=tuple(FLAGS if flags is None else flags),
+                                         directory=directory,
                                          extra_source=source)
         lib = ctypes.CDLL(str(self.info.library))
         self._fn = getattr(lib, f"{prefix}_scan")
@@ -193,7 +199,7 @@ _PENDING = {}
 _SCANS_LOCK = threading.Lock()
 
 
-def cached_scan(key, build, *, prefix: str, flags=("-O3", "-march=native")) -> Optional[CompiledScan]:
+def cached_scan(key, build, *, prefix: str, flags=None) -> Optional[CompiledScan]:
     """The process-wide :class:`CompiledScan` for ``key``: ``build()`` makes its step Function the
     first time (then compiled, or loaded from the disk cache).  Returns None when compiled code is
     switched off (``DYNOPT_COMPILE=0``) or could not be built (no compiler, compiler error: the
@@ -214,7 +220,7 @@ def cached_scan(key, build, *, prefix: str, flags=("-O3", "-march=native")) -> O
         return _SCANS.setdefault(key, scan)
 
 
-def scan_when_ready(key, build, *, prefix: str, flags=("-O3", "-march=native")) -> Optional[CompiledScan]:
+def scan_when_ready(key, build, *, prefix: str, flags=None) -> Optional[CompiledScan]:
     """Non-blocking :func:`cached_scan`: the scan if it is ready, otherwise None while it is built
     in the background (:func:`dynopt.core.background.submit`; a library already in the disk cache
     is ready on the next call)."""

@@ -27,7 +27,7 @@ LOG2PI = float(np.log(2 * np.pi))
 KEY = ("garch11", "constant-mean", 1)
 PREFIX = "dynopt_garch11"
 K = 4
-FLAGS = ("-O3", "-march=native", "-freciprocal-math")
+FLAGS = _scan.FLAGS + ("-freciprocal-math",)
 """gcc flags: ``-freciprocal-math`` lets the step divide by ``s_t`` once (its derivatives divide by
 ``s_t`` nine times); it changes results by rounding only (tested against the lfilter form)."""
 
