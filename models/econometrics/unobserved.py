@@ -42,6 +42,8 @@ _CS = 1e-30
 SHORT_RUN = 24
 """Runs of observed values shorter than this go through the local level filter step by step (the
 closed form's fixed cost, a few NumPy calls, is more than ~24 scalar steps)."""
+SHORT_TAIL = 64
+"""A steady-state tail shorter than this stays in the closed form (same numbers to rounding)."""
 _ONE = np.ones(1)
 
 
@@ -407,9 +409,14 @@ class LocalLevel:
         variances ``F (n,)`` at unit irregular variance (imaginary parts: ``h`` times the
         derivatives).
         """
-        f = self.filter(np.array([1.0, complex(q, h)]))
-        keep = self._after_first
-        v, F, llf = f["v"][keep], f["F"][keep], f["llf_obs"][keep]
+        t0, N, z = self._first, len(self.y), complex(q, h)
+        if self._runs == [(t0 + 1, N)] and N - t0 - 1 >= SHORT_RUN:  # no gap: the one run directly
+            v, F, llf = (np.empty(N - t0 - 1, dtype=complex) for _ in range(3))
+            _level_run(self.y[t0 + 1:], self.y[t0], 1.0 + z, 1.0, z, v, F, llf)
+        else:
+            f = self.filter(np.array([1.0, z]))
+            keep = self._after_first
+            v, F, llf = f["v"][keep], f["F"][keep], f["llf_obs"][keep]
         n = len(v)
         S = np.sum(v * v / F)
         Lam = -2.0 * np.sum(llf) - n * LOG2PI - S  # llf = -(log 2 pi + log F + v^2 / F) / 2
@@ -483,11 +490,12 @@ class LocalLevel:
                                                           positive=range(len(self.param_names)))
         sc = float(np.std(self.y if self.nobs_observed == len(self.y) else self.y[~np.isnan(self.y)]))
         m = self if sc == 1.0 else self._scaled(1.0 / sc)
-        start = m.start_params() if start_params is None else start_params / sc ** 2
+        # the ratios of start_params() (equal variances) are ones
+        ratios = np.ones(self.m) if start_params is None else start_params[1:] / start_params[0]
         n_eff = self.nobs_observed - self.m
         res = None
         if scalar:
-            q, terms, res = _maximise_scalar(m, float(start[1] / start[0]), n_eff)
+            q, terms, res = _maximise_scalar(m, float(ratios[0]), n_eff)
             if not res.success:
                 res = None
         if res is None:
@@ -497,7 +505,7 @@ class LocalLevel:
                 llf, g = m._profile(ratios)
                 return -llf, -g
 
-            est, res = minimize_transformed(objective, Transform([("var", self.m)]), start[1:] / start[0],
+            est, res = minimize_transformed(objective, Transform([("var", self.m)]), ratios,
                                             method=optimizer, options=options, scale=n_eff)
             if not self.trend:
                 q = float(est[0])
@@ -592,8 +600,9 @@ def _maximise_scalar(model, q0, n, *, gtol=1e-9, maxiter=100):
 
     The secant method on the exact derivative ``g(u)`` (complex step, :meth:`LocalLevel._level_terms`)
     with safeguards: the first step is one unit uphill; where the secant slope is not negative
-    (the profile is convex there) the step doubles the last one uphill (an optimum at ``q -> 0`` or
-    ``q -> inf`` is approached as BFGS approaches it, with a vanishing gradient); once ``g`` has
+    (the profile is convex there) or two steps in a row cut ``|g|`` by less than a factor 0.3 (a
+    flat tail) the step doubles the last one uphill (an optimum at ``q -> 0`` or ``q -> inf`` is
+    approached as BFGS approaches it, with a vanishing gradient); once ``g`` has
     changed sign the iterate stays inside the bracket (bisection when the secant leaves it).
     Stops when ``|g| / n < gtol`` (BFGS's test on the per-observation gradient, tighter).
 
@@ -605,6 +614,7 @@ def _maximise_scalar(model, q0, n, *, gtol=1e-9, maxiter=100):
     terms = model._level_terms(q0, _level_step(q0))
     f, g = terms[0], terms[1] * q0
     u_prev = g_prev = None
+    slow = 0  # consecutive steps that kept the sign of g and less than a factor 0.3 of its size
     nfev, success, message = 1, False, "maximum number of evaluations reached"
     while nfev < maxiter:
         if not (math.isfinite(f) and math.isfinite(g)):
@@ -618,7 +628,8 @@ def _maximise_scalar(model, q0, n, *, gtol=1e-9, maxiter=100):
         else:
             hi = min(hi, u)
         slope = (g - g_prev) / (u - u_prev) if u_prev is not None else 0.0
-        if slope < 0:
+        slow = slow + 1 if u_prev is not None and (g > 0) == (g_prev > 0) and abs(g) > 0.3 * abs(g_prev) else 0
+        if slope < 0 and slow < 2:
             step = -g / slope
         else:
             step = math.copysign(1.0 if u_prev is None else 2.0 * abs(u - u_prev), g)
@@ -686,6 +697,8 @@ def _level_run(y, a0, p0, H, q, v, F, llf):
     r0 = abs((1.0 - d0).real)
     kr = abs(kappa.real)
     head = min(n, max(1, int(math.log(2.0 ** -60 / r0) / math.log(kr)) + 1)) if r0 > 0.0 and 0.0 < kr < 1.0 else n
+    if n - head < SHORT_TAIL:  # a short steady tail costs more apart than in the closed form
+        head = n
     d = lfilter(_ONE, [1.0, -kappa], np.full(head, s / den), zi=[kappa * d0])[0]  # d_1 .. d_head
     p = np.empty(head, dtype=d.dtype)
     p[0] = d0
