@@ -138,10 +138,17 @@ def test_compiled_garch_pass_equals_the_lfilter_form_and_the_fit(monkeypatch):
         np.testing.assert_allclose(g, g_r, rtol=1e-10, atol=1e-10 * np.abs(g_r).max())
         np.testing.assert_allclose(H, H_r, rtol=1e-11, atol=1e-12 * np.abs(H_r).max())
         np.testing.assert_allclose(S, G_r.T @ G_r, rtol=1e-11)
-    fast = GARCH(y).fit()  # compiled pass (series longer than COMPILED_MIN_N, library loaded)
+    # the start grid: every candidate in one compiled loop, as the lfilter log-likelihood
+    grid = garch_compiled.grid_candidates()
+    om, al, be = np.var(y) * (1 - grid[:, 0]), grid[:, 1], grid[:, 0] - grid[:, 1]
+    llfs = garch_compiled.grid_loglikes(y, y.mean(), om, al, be, bc, block=True)
+    ref = [garch_newton.loglike(np.array([y.mean(), w, a, b]), y, bc) for w, a, b in zip(om, al, be)]
+    np.testing.assert_allclose(llfs, ref, rtol=1e-13)
+    fast = GARCH(y).fit()  # the compiled pass (library loaded above)
     monkeypatch.setenv("DYNOPT_COMPILE", "0")
     assert garch_compiled.pass_function(y, bc) is None
     ref = GARCH(y).fit()
+    assert fast.extra["path"] == "Newton, compiled pass" and ref.extra["path"] == "Newton, lfilter pass"
     assert fast.llf == pytest.approx(ref.llf, rel=1e-13)
     np.testing.assert_allclose(fast.values, ref.values, rtol=1e-9)
     np.testing.assert_allclose(fast.cov, ref.cov, rtol=1e-7)

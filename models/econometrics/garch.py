@@ -31,8 +31,6 @@ from .transforms import Transform
 
 LOG2PI = np.log(2 * np.pi)
 PRECONDITION_N = 2000
-COMPILED_MIN_N = 1000
-"""Series at least this long use the compiled derivative pass (:mod:`.garch_compiled`) once built."""
 
 
 def arch_backcast(resid):
@@ -145,20 +143,29 @@ class GARCH:
 
     def _grid_start(self, backcast):
         """:meth:`start_params` with ``(alpha, beta)`` from the best point of a small grid of
-        persistence ``alpha + beta`` and ``alpha`` (``omega = var (1 - persistence)``), as arch does."""
+        persistence ``alpha + beta`` and ``alpha`` (``omega = var (1 - persistence)``), as arch does
+        (:func:`.garch_compiled.grid_candidates`; all candidates in one compiled loop when it is
+        available)."""
         base = self.start_params()
         v = np.var(self.y)
-        best, out = -np.inf, base
-        for pers in (0.5, 0.8, 0.9, 0.95, 0.98):
-            for a in (0.01, 0.05, 0.1, 0.2):
-                if a >= pers:
-                    continue
+        grid = garch_compiled.grid_candidates()
+        omega, alpha, beta = v * (1 - grid[:, 0]), grid[:, 1], grid[:, 0] - grid[:, 1]
+        llfs = None
+        if self.mean == "constant":
+            llfs = garch_compiled.grid_loglikes(self.y, base[0], omega, alpha, beta, backcast)
+        if llfs is None:
+            llfs = []
+            for w, a, b in zip(omega, alpha, beta):
                 cand = base.copy()
-                cand[self.n_mean:] = [v * (1 - pers), a, pers - a]
-                llf = garch_newton.loglike(cand, self.y, backcast) if self.mean == "constant" else \
-                    self.loglike_and_grad(cand, backcast=backcast, grad=False)[0]
-                if llf > best:
-                    best, out = llf, cand
+                cand[self.n_mean:] = [w, a, b]
+                llfs.append(garch_newton.loglike(cand, self.y, backcast) if self.mean == "constant" else
+                            self.loglike_and_grad(cand, backcast=backcast, grad=False)[0])
+        llfs = np.where(np.isnan(llfs), -np.inf, llfs)
+        if not np.isfinite(llfs).any():
+            return base
+        k = int(np.argmax(llfs))
+        out = base.copy()
+        out[self.n_mean:] = [omega[k], alpha[k], beta[k]]
         return out
 
     def loglikeobs(self, values, *, backcast=None):
@@ -174,7 +181,11 @@ class GARCH:
 
         ``optimizer`` not given (default): with the constant mean and no ``options``, Newton's method on
         the exact Hessian (:mod:`.garch_newton`; falls back to BFGS if it does not converge), whose
-        Hessian and scores at the estimate also give the covariance; otherwise BFGS.  A SciPy
+        Hessian and scores at the estimate also give the covariance; otherwise BFGS.  Newton's
+        derivatives come from one compiled pass over the data (:mod:`.garch_compiled`, built once per
+        machine in the background from the first fit on) or, until it is ready or with
+        ``DYNOPT_COMPILE=0``, from the lfilter form: the same numbers to rounding.  Which one ran is
+        in ``result.extra["path"]``.  A SciPy
         method name (``"BFGS"``, ``"L-BFGS-B"``, ``"CG"``, ``"Newton-CG"``) runs that method.
 
         ``cov_type``: ``"robust"`` (QMLE sandwich, arch's default and its convention: the score
@@ -207,10 +218,12 @@ class GARCH:
         n = len(self.y) - self.p
         exact = None
         if newton:
-            derivs = garch_compiled.pass_function(m.y, bc) if len(m.y) >= COMPILED_MIN_N else None
+            derivs = garch_compiled.pass_function(m.y, bc)
             values_s, llf_s, g_s, H, S, res = garch_newton.newton_fit(m.y, bc, start, derivs=derivs)
             exact = (H, S) if res.success else None
+            path = f"Newton, {'compiled pass' if derivs is not None else 'lfilter pass'}"
         if exact is None:
+            path = f"{optimizer}" + (" (Newton did not converge)" if newton else "")
             if optimizer == "BFGS" and not (options and "hess_inv0" in options):
                 options = dict(options or {},
                                hess_inv0=pre._start_inverse_hessian(start, bc, tr, len(pre.y) - self.p))
@@ -241,6 +254,7 @@ class GARCH:
                         std_resid=u_s / np.sqrt(s2_s))
         out.extra["sigma2"] = s2_s * sd * sd
         out.extra["backcast"] = self.backcast
+        out.extra["path"] = path
         out.conditional_volatility = label(self.info, np.sqrt(s2_s) * sd, self.p, "cond_vol")
         return out
 

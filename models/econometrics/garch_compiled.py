@@ -79,6 +79,46 @@ def pass_function(y, backcast, *, block: bool = False) -> Optional[Callable]:
     return derivs
 
 
+GRID_KEY = ("garch11", "grid", 1)
+
+
+def grid_candidates():
+    """The start grid of :meth:`.garch.GARCH._grid_start`: ``(persistence, alpha)`` pairs, ``(n, 2)``."""
+    return np.array([(pers, a) for pers in (0.5, 0.8, 0.9, 0.95, 0.98) for a in (0.01, 0.05, 0.1, 0.2) if a < pers])
+
+
+def build_grid_step():
+    """Every grid candidate's variance recursion and its sum of ``e_t^2 / s_t`` in one step:
+    state ``(s (n,), sum (n,))``, inputs ``(sq_{t-1}, e_t^2)``, parameters ``(omega, alpha, beta)`` per
+    candidate; per-step output ``s (n,)`` (the logs are summed outside, vectorised)."""
+    import casadi as ca
+    n = len(grid_candidates())
+    x, z, p = ca.SX.sym("x", 2 * n), ca.SX.sym("z", 2), ca.SX.sym("p", 3 * n)
+    s = p[:n] + p[n:2 * n] * z[0] + p[2 * n:] * x[:n]
+    return ca.Function("garch11_grid", [x, z, p], [ca.vertcat(s, x[n:] + z[1] / s), s])
+
+
+def grid_loglikes(y, mu, omega, alpha, beta, backcast, *, block: bool = False) -> Optional[np.ndarray]:
+    """Log-likelihoods ``(n,)`` of the grid candidates (``omega, alpha, beta`` each ``(n,)``, the
+    constant mean ``mu``) on ``y``, in one compiled loop; None while it is not available."""
+    n = len(grid_candidates())
+    if not len(omega) == len(alpha) == len(beta) == n:
+        raise ValueError(f"omega, alpha, beta: expected {n} values each (one per grid candidate), got "
+                         f"{len(omega)}, {len(alpha)}, {len(beta)}")
+    scan = (_scan.cached_scan if block else _scan.scan_when_ready)(GRID_KEY, build_grid_step, prefix=PREFIX + "_grid")
+    if scan is None:
+        return None
+    e = np.asarray(y, dtype=np.float64) - mu
+    Z = np.empty((len(e), 2))
+    Z[0, 0], Z[1:, 0] = backcast, e[:-1] * e[:-1]
+    Z[:, 1] = e * e
+    X0 = np.zeros(2 * n)
+    X0[:n] = backcast  # s_{-1} = b: s_0 = omega + (alpha + beta) b
+    XT, S = scan(X0, Z, np.concatenate([omega, alpha, beta]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return -0.5 * (len(e) * LOG2PI + np.log(S).sum(axis=0) + XT[n:])
+
+
 def status() -> str:
     """What the compiled pass is doing: ``"compiled"``, ``"building"``, ``"not requested"`` or
     ``"not compiled: <reason>"`` (:func:`dynopt.casadi.scan.scan_status`)."""
