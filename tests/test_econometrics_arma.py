@@ -354,11 +354,26 @@ def test_css_r_convention_matches_r_arima_css_on_cpi():
     (statsmodels/tsa/tests/results/results_arima.py, ARIMA111 css: "coefs, bse ... taken from R")."""
     d = sm.datasets.macrodata.load_pandas().data
     y = np.diff(d["cpi"].to_numpy(dtype=float))
+    r_params = [1.0087257, 0.9455393, -0.8021834, 0.6355913]
+    r_bse = [0.21583833, 0.03844939, 0.08566390]
     res = ARMA(y, 1, 1).fit("css", cov_type="r-css")
-    # R stops its optimiser at reltol 1e-8 and differentiates numerically (ndeps 1e-3): 1e-4 relative
-    np.testing.assert_allclose(res.values[:3], [1.0087257, 0.9455393, -0.8021834], rtol=1e-4)
-    assert res.values[3] == pytest.approx(0.6355913, rel=1e-6)
-    np.testing.assert_allclose(res.bse[:3], [0.21583833, 0.03844939, 0.08566390], rtol=2e-4)
+    # R stops its optimiser at reltol 1e-8: its estimates are 1e-4 from the optimum (ours: gtol 1e-8)
+    np.testing.assert_allclose(res.values[:3], r_params[:3], rtol=1e-4)
+    assert res.values[3] == pytest.approx(r_params[3], rel=1e-6)
+    assert res.llf >= ARMA(y, 1, 1).loglike(r_params, "css")
+    # the convention itself, at R's published point: R's standard errors to 1e-4 (R differentiates
+    # numerically, ndeps 1e-3; the exact Hessian here)
+    np.testing.assert_allclose(np.sqrt(np.diag(ARMA(y, 1, 1).cov_params(r_params, "css", cov_type="r-css")))[:3],
+                               r_bse, rtol=1e-4)
+    # at our optimum the standard errors move with the estimates (R's const is 7e-5 from the optimum)
+    np.testing.assert_allclose(res.bse[:3], r_bse, rtol=2e-4)
+    # cov_params at the fit's own estimate is the fit's covariance
+    np.testing.assert_allclose(ARMA(y, 1, 1).cov_params(res.values, "css", cov_type="r-css"), res.cov, rtol=1e-6,
+                               atol=1e-9 * np.abs(res.cov).max())
+    with pytest.raises(ValueError, match=r"params: expected shape \(4,\)"):
+        ARMA(y, 1, 1).cov_params(r_params[:3], "css")
+    with pytest.raises(ValueError, match="cov_type: 'r-css' is R's convention for method='css'"):
+        ARMA(y, 1, 1).cov_params(r_params, "mle", cov_type="r-css")
     # the same fit with the observed-information convention differs by sqrt(N / (N - p))
     obs = ARMA(y, 1, 1).fit("css")
     np.testing.assert_allclose(obs.bse / res.bse, np.sqrt(len(y) / (len(y) - 1)), rtol=1e-12)

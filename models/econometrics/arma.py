@@ -304,6 +304,43 @@ class ARMA:
                         cov_type=cov_type, df_correction=df_correction, std_resid=std)
         return out
 
+    def cov_params(self, params, method: str = "mle", *, cov_type: str = "nonrobust",
+                   df_correction: bool = False) -> np.ndarray:
+        """Covariance ``(k, k)`` of the estimates, evaluated at ``params`` in the convention ``cov_type``.
+
+        What :meth:`fit` computes at its own optimum, at any point: e.g. a published estimate's
+        standard errors reproduced at the published point (the covariance convention is then
+        checked apart from where each optimiser stopped; statsmodels' ``smooth(params,
+        cov_type=...)`` serves the same purpose).
+
+        Parameters
+        ----------
+        params : (k,) array
+            Natural parameters in the order of :attr:`param_names` (``sigma2`` last).
+        method : {"mle", "css"}
+        cov_type : {"nonrobust", "opg", "robust", "r-css", "none"}
+            As in :meth:`fit` (``"r-css"`` only with ``method="css"``).
+        df_correction : bool
+        """
+        if method not in ("mle", "css"):
+            raise ValueError(f"method: expected 'mle' or 'css', got {method!r}")
+        cov_type = check_cov_type(cov_type)
+        df_correction = check_flag("df_correction", df_correction)
+        if cov_type == "r-css" and method != "css":
+            raise ValueError(f"cov_type: 'r-css' is R's convention for method='css', got method={method!r}")
+        values = self._check_params(params)
+        if not values[-1] > 0:
+            raise ValueError(f"params: sigma2 (the last entry) must be > 0, got {values[-1]!r}")
+        scores = None
+        if method == "css":
+            nobs = len(self.y) - self.p
+        elif cov_type in ("opg", "robust"):
+            scores, v, _ = arma_exact_scores(self.layout, self.y, self.exog, values)
+            nobs = int((~np.isnan(v)).sum())
+        else:
+            nobs = int((~np.isnan(self.y)).sum())
+        return self._covariance(values, method, cov_type, df_correction, nobs, scores)
+
     def _optimize(self, method, start, optimizer, transformed, options, u0=None):
         """Fit in this model's own scale: ``(values, scipy result or None)``."""
         N = len(self.y)
