@@ -99,3 +99,116 @@ def test_example_fit_local_level_nile_runs(capsys, load_example):
     y[[40, 41]] = np.nan
     assert level.llf == pytest.approx(uc(y, "llevel").loglike(level.values), rel=1e-12)
     assert level.nobs == 98 and arima.converged and level.converged
+
+
+# ------------------------------------------------------------------ the closed-form local level filter
+def _simulated_with_gaps(seed=11, n=400, q=0.05):
+    """A simulated local level series (sigma2.irregular = 2, sigma2.level = 2 q) with missing values:
+    leading, isolated, a short run between gaps (filtered step by step) and a long gap."""
+    y = LocalLevel(np.arange(5.0)).simulate([2.0, 2.0 * q], n, rng=np.random.default_rng(seed), level0=50.0)
+    y[[0, 1, 57, 90, 95, 96, 100, 399]] = np.nan
+    y[200:260] = np.nan
+    return y
+
+
+@pytest.mark.parametrize("ratio", [1e-9, 1e-4, 0.0973, 3.0, 1e5])
+@pytest.mark.parametrize("data", ["nile", "gaps"])
+def test_closed_form_level_filter_matches_statsmodels_and_the_recursion(data, ratio):
+    y = nile() if data == "nile" else _simulated_with_gaps()
+    m = LocalLevel(y)
+    theta = np.array([15099.0, 15099.0 * ratio]) if data == "nile" else np.array([2.0, 2.0 * ratio])
+    ref = uc(y, "llevel")
+    # 1e-10: statsmodels differs from all three of ours (closed form, scalar recursion, NumPy matrix
+    # filter, which agree to 1e-15) by up to 1.1e-11 relative on the series with gaps
+    assert m.loglike(theta) == pytest.approx(ref.loglike(theta), rel=1e-10)
+    assert m.loglike(theta) == pytest.approx(m.filter_reference(theta)["llf_obs"].sum(), rel=1e-13)
+    fast, slow = m.filter(theta), m.filter(theta, steady=False)  # closed form / step by step
+    np.testing.assert_allclose(fast["llf_obs"], slow["llf_obs"], rtol=1e-11, atol=1e-11)
+    np.testing.assert_array_equal(np.isnan(fast["v"]), np.isnan(y))
+    np.testing.assert_allclose(fast["a"], slow["a"], rtol=1e-11)
+    np.testing.assert_allclose(fast["P"], slow["P"], rtol=1e-11)
+    # predictions and their variances as statsmodels' filter has them
+    fr = ref.filter(theta)
+    obs = ~np.isnan(y)
+    obs[np.argmax(obs)] = False  # statsmodels' F at the diffuse step is F_inf + F*; ours is F_inf
+    # (statsmodels freezes F once its change is below its steady-state tolerance: 2e-10 apart)
+    np.testing.assert_allclose(fast["F"][obs], fr.forecasts_error_cov[0, 0][obs], rtol=1e-9)
+    np.testing.assert_allclose(fast["v"][obs], fr.forecasts_error[0][obs], rtol=1e-9, atol=1e-9 * np.nanstd(y))
+    # the complex-step gradient of the closed form against the step-by-step recursion's and (where
+    # the step 1e-5 theta is not lost in rounding) against central differences
+    _, grad = m.loglike_and_grad(theta)
+    for j in range(2):
+        z = theta.astype(complex)
+        z[j] += 1e-30j * theta[j]
+        ref_j = m.filter(z, steady=False)["llf_obs"].sum().imag / (1e-30 * theta[j])
+        assert grad[j] == pytest.approx(ref_j, rel=1e-8)
+    if 1e-3 < ratio < 10:
+        fd = np.array([(m.loglike(theta + e) - m.loglike(theta - e)) / (2 * e.max())
+                       for e in np.diag(theta * 1e-5)])
+        roundoff = 1e-14 * abs(m.loglike(theta)) / (1e-5 * theta)
+        np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=roundoff.max())
+
+
+def _sm_fit(y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mod = uc(y, "llevel")
+        return mod, mod.fit(disp=0, method_kwargs=TIGHT)
+
+
+@pytest.mark.parametrize("data", ["nile", "gaps"])
+def test_scalar_fit_matches_statsmodels_in_every_cov_type(data):
+    y = nile() if data == "nile" else _simulated_with_gaps()
+    mod, ref = _sm_fit(y)
+    for cov_type, sm_cov in [("nonrobust", "approx"), ("opg", "opg"), ("robust", "robust_approx")]:
+        res = LocalLevel(y).fit(cov_type=cov_type)
+        assert res.llf >= ref.llf - 1e-9 * abs(ref.llf) and res.llf == pytest.approx(ref.llf, rel=1e-6)
+        assert res.llf == pytest.approx(mod.loglike(res.values), rel=1e-10)  # (1e-11 apart on the gaps, above)
+        np.testing.assert_allclose(res.values, ref.params, rtol=3e-2)  # statsmodels stops short (1% on Nile)
+        at = mod.smooth(res.values, cov_type=sm_cov)
+        np.testing.assert_allclose(res.bse, at.bse, rtol=1e-6)  # measured 1e-9 .. 1e-13
+        # the exact gradient at the estimate against central differences of statsmodels' loglike
+        fd = np.array([(mod.loglike(res.values + e) - mod.loglike(res.values - e)) / (2 * e.max())
+                       for e in np.diag(res.values * 1e-5)])
+        assert np.all(np.abs(res.grad - fd) * res.values < 1e-7 * abs(ref.llf))  # fd: rounding ~1e-9 llf
+        assert np.all(np.abs(res.grad * res.values) < 1e-6)
+        # residuals and standardised residuals as statsmodels' filter at the same parameters
+        # (1e-7: statsmodels' frozen steady-state F, above, moves its innovations by up to 5e-9)
+        np.testing.assert_allclose(res.resid, at.filter_results.forecasts_error[0], rtol=1e-7,
+                                   atol=1e-9 * np.nanstd(y))
+        obs = ~np.isnan(y)
+        std = at.standardized_forecasts_error[0][obs][1:]
+        np.testing.assert_allclose(res.std_resid, std, rtol=1e-7, atol=1e-9)
+    cov_none = LocalLevel(y).fit(cov_type="none")
+    assert np.isnan(cov_none.cov).all() and cov_none.llf == pytest.approx(res.llf, rel=1e-14)
+
+
+def test_scalar_fit_keeps_the_optimizer_options_and_start_params_semantics():
+    y = nile()
+    base = LocalLevel(y).fit()
+    assert base.optimizer.nfev <= 8  # secant evaluations on Nile (7 when written): keep them from growing
+    # a SciPy method given, or options given: SciPy runs (its result carries nit and its own fields)
+    for kw in [dict(optimizer="BFGS"), dict(optimizer="L-BFGS-B"), dict(options={"gtol": 1e-10})]:
+        res = LocalLevel(y).fit(**kw)
+        assert "hess_inv" in res.optimizer and res.converged
+        np.testing.assert_allclose(res.values, base.values, rtol=1e-5)
+        assert res.llf == pytest.approx(base.llf, rel=1e-11)
+        np.testing.assert_allclose(res.bse, base.bse, rtol=1e-4)
+    # start_params are the secant's start: at the optimum one evaluation suffices
+    again = LocalLevel(y).fit(start_params=base.values)
+    assert again.optimizer.nfev == 1 and again.llf == pytest.approx(base.llf, rel=1e-14)
+    far = LocalLevel(y).fit(start_params=[1.0, 1e6])
+    assert far.optimizer.nfev > base.optimizer.nfev and far.llf == pytest.approx(base.llf, rel=1e-12)
+
+
+@pytest.mark.parametrize("boundary", ["level fixed", "no irregular"])
+def test_scalar_fit_on_the_boundary_reaches_statsmodels(boundary):
+    # sigma2.level -> 0 (a constant level plus noise) or sigma2.irregular -> 0 (a random walk):
+    # the optimum is at a ratio of 0 or infinity; the fit approaches it without a warning
+    rng = np.random.default_rng(0)
+    y = 10.0 + rng.standard_normal(120) if boundary == "level fixed" else np.cumsum(rng.standard_normal(120))
+    _, ref = _sm_fit(y)
+    res = LocalLevel(y).fit()
+    assert res.converged and res.llf >= ref.llf - 1e-9 * abs(ref.llf)
+    ratio = res.values[1] / res.values[0]
+    assert (ratio < 1e-6) if boundary == "level fixed" else (ratio > 1e4)
