@@ -123,11 +123,12 @@ def _sp500(n):
     return 100 * np.diff(np.log(px))[-n:]
 
 
-def test_compiled_garch_pass_equals_the_lfilter_form_and_the_fit(monkeypatch):
+def test_compiled_garch_pass_equals_the_lfilter_form_and_the_fit(monkeypatch, tmp_path):
     from dynopt.models.econometrics import GARCH, garch_compiled, garch_newton
     y = _sp500(3000)
     bc = GARCH(y)._backcast(None)
     monkeypatch.setenv("DYNOPT_COMPILE", "1")
+    monkeypatch.setenv("DYNOPT_CACHE_DIR", str(tmp_path))  # (unless this process built it already)
     derivs = garch_compiled.pass_function(y, bc, block=True)
     assert derivs is not None, garch_compiled.status()
     assert garch_compiled.status() == "compiled"
