@@ -13,11 +13,17 @@ contribute nothing and skip the update (prediction only); forecasts are predicti
 values at the end.  This is statsmodels' ``UnobservedComponents(level="llevel"/"lltrend")`` with
 its exact diffuse initialisation.
 
-Speed: the filter runs step by step only until its covariance reaches the steady state (and no
+Speed.  Local level: the scalar Riccati recursion is a Moebius map, solved in closed form, so each
+run of observed values is filtered by a few NumPy calls with no step-by-step loop
+(:func:`_level_run`); the fit maximises the profile likelihood in its one ratio
+``q = sigma2.level / sigma2.irregular`` by a safeguarded secant method on the exact derivative
+(:func:`_maximise_scalar`, ~7 filters on Nile), and the scores, gradient and Hessian at the estimate
+follow from the same filter in closed form (:meth:`LocalLevel._level_estimate`).  Local linear
+trend: the filter runs step by step only until its covariance reaches the steady state (and no
 observation is missing afterwards); the rest is one :func:`scipy.signal.lfilter` call on the
-steady-state innovations form ``det(I - T L) y_t = det(I - (T - K Z) L) v_t``.  Every operation is
-complex-safe, so the gradient of the log-likelihood in the (2 or 3) variances is the complex step,
-exact to rounding.
+steady-state innovations form ``det(I - T L) y_t = det(I - (T - K Z) L) v_t``; BFGS on the profile
+likelihood.  Every operation is complex-safe, so the gradient of the log-likelihood in the (2 or 3)
+variances is the complex step, exact to rounding.
 """
 
 from __future__ import annotations
@@ -44,6 +50,9 @@ SHORT_RUN = 24
 closed form's fixed cost, a few NumPy calls, is more than ~24 scalar steps)."""
 SHORT_TAIL = 64
 """A steady-state tail shorter than this stays in the closed form (same numbers to rounding)."""
+SHORT_HEAD = 128
+"""Runs up to this long before the steady state take the powers and cumulative-sum forms of the
+recursions (no ``lfilter`` call); longer ones ``lfilter`` (rounding error growing more slowly)."""
 _ONE = np.ones(1)
 
 
@@ -105,10 +114,12 @@ class LocalLevel:
 
         Returns a dict: ``llf_obs (N,)`` (0 where missing; ``-1/2 (log 2 pi + log F_inf)`` at
         diffuse steps), ``v (N,)`` innovations (NaN where missing), ``F (N,)``, ``diffuse (N,)
-        bool``, the final prediction ``a (m,)``, ``P (m, m)`` and the steady-state switch step.
-        The step-by-step part runs on Python scalars (the 1x1 and 2x2 algebra written out), the
-        fastest form for these small states; :meth:`filter_reference` is the same filter in
-        NumPy matrix form (the tests check they agree).
+        bool``, the final prediction ``a (m,)``, ``P (m, m)`` and ``switch``, the step from which
+        the filter stopped running step by step.  The local level runs in closed form
+        (:func:`_level_run`; ``steady=False`` runs it step by step instead); the local linear
+        trend's step-by-step part runs on Python scalars (the 2x2 algebra written out), the fastest
+        form for this small state; :meth:`filter_reference` is the same filter in NumPy matrix form
+        (the tests check they agree).
         """
         params = np.asarray(params)
         return self._filter_level(params, steady) if not self.trend else self._filter_scalar(params, steady)
@@ -666,7 +677,8 @@ def _level_run(y, a0, p0, H, q, v, F, llf):
     terms), ``p_t = s / d_t + p_lo`` and the gain's complement ``H / F_t = phi d_t / d_{t+1}``
     (``phi = H / (H + p_hi)``), so ``b_t = a_t d_t`` obeys the constant-coefficient recursion
     ``b_{t+1} = phi b_t + K_t d_{t+1} y_t``: two :func:`scipy.signal.lfilter` calls replace the
-    step-by-step filter.  Once ``|r_t|`` is below 2^-60 the filter is in its steady state
+    step-by-step filter (or, cheaper for short runs, powers of ``kappa`` and ``phi`` and one
+    cumulative sum).  Once ``|r_t|`` is below 2^-60 the filter is in its steady state
     (``d_t = 1`` to rounding) and the rest is one constant-gain ``lfilter``.
 
     Parameters
@@ -699,14 +711,25 @@ def _level_run(y, a0, p0, H, q, v, F, llf):
     head = min(n, max(1, int(math.log(2.0 ** -60 / r0) / math.log(kr)) + 1)) if r0 > 0.0 and 0.0 < kr < 1.0 else n
     if n - head < SHORT_TAIL:  # a short steady tail costs more apart than in the closed form
         head = n
-    d = lfilter(_ONE, [1.0, -kappa], np.full(head, s / den), zi=[kappa * d0])[0]  # d_1 .. d_head
+    powers = np.arange(1.0, head + 1.0)
+    if head <= SHORT_HEAD and r0 < 0.9:  # d_t = 1 - r_0 kappa^t loses at most log10(1 / (1 - r_0)) = 1 digit
+        d = 1.0 - (1.0 - d0) * kappa ** powers  # d_1 .. d_head
+    else:
+        d = lfilter(_ONE, [1.0, -kappa], np.full(head, s / den), zi=[kappa * d0])[0]
     p = np.empty(head, dtype=d.dtype)
     p[0] = d0
     p[1:] = d[:-1]
     p = s / p + p_lo
     Fh = F[:head]
     Fh[:] = p + H
-    b = lfilter(_ONE, [1.0, -phi], p / Fh * d * y[:head], zi=[phi * a0 * d0])[0]  # b_1 .. b_head
+    u = p / Fh * d * y[:head]
+    if head <= SHORT_HEAD and head * math.log(abs(phi.real)) > -600.0:  # (phi^t far from underflow)
+        # b_t = phi^t (b_0 + sum_{s < t} u_s phi^-(s + 1)): the rounding of the sum, times phi^t, is
+        # about sum_s |u_s| phi^(t - s - 1) eps, as in the recursion
+        ph = phi ** powers
+        b = ph * (a0 * d0 + np.cumsum(u / ph))  # b_1 .. b_head
+    else:
+        b = lfilter(_ONE, [1.0, -phi], u, zi=[phi * a0 * d0])[0]
     vh = v[:head]
     vh[0] = y[0] - a0
     vh[1:] = y[1:head] - b[:-1] / d[:-1]
