@@ -723,7 +723,7 @@ def _level_run(y, a0, p0, H, q, v, F, llf):
     Fh = F[:head]
     Fh[:] = p + H
     u = p / Fh * d * y[:head]
-    if head <= SHORT_HEAD and head * math.log(abs(phi.real)) > -600.0:  # (phi^t far from underflow)
+    if head <= SHORT_HEAD and head * math.log(abs(phi.real)) > -300.0:  # (phi^-t far from overflow)
         # b_t = phi^t (b_0 + sum_{s < t} u_s phi^-(s + 1)): the rounding of the sum, times phi^t, is
         # about sum_s |u_s| phi^(t - s - 1) eps, as in the recursion
         ph = phi ** powers
