@@ -529,14 +529,14 @@ class LocalLevel:
             resid[self._after_first] = v
             std = v / np.sqrt(values_s[0] * F)
         else:
-            values_s, llf_s, g_s, C, resid, std = m._trend_estimate(est, n_eff, cov_type)
+            values_s, llf_s, g_s, C, resid, std = m._generic_estimate(est, n_eff, cov_type)
         out = FitResult(self, list(self.param_names), values_s * sc ** 2, float(llf_s - n_eff * np.log(sc)),
                         self.nobs_observed, C * sc ** 4, g_s / sc ** 2, label(self.info, resid * sc, 0, "resid"), res,
                         "mle", cov_type=cov_type, std_resid=std)
         out.extra["k_diffuse"] = self.m  # statsmodels counts the diffuse states in AIC/BIC
         return out
 
-    def _trend_estimate(self, est, n_eff, cov_type):
+    def _generic_estimate(self, est, n_eff, cov_type):
         """Natural estimate, value, gradient, covariance, residuals and standardised residuals at
         the ratios ``est`` (any model; the local level has the faster :meth:`_level_estimate`)."""
         f = self.filter(np.r_[1.0, est])
