@@ -381,13 +381,19 @@ def test_css_r_convention_matches_r_arima_css_on_cpi():
         ARMA(y, 1, 1).fit("mle", cov_type="r-css")
 
 
+@pytest.mark.parametrize("compiled", ["0", "1"])
 @pytest.mark.parametrize("cov_type, sm_name, rtol", [("nonrobust", "approx", 1e-5), ("opg", "opg", 1e-8),
                                                      ("robust", "robust_approx", 1e-5)])
-def test_arma_mle_covariance_types_match_statsmodels(cov_type, sm_name, rtol):
+def test_arma_mle_covariance_types_match_statsmodels(cov_type, sm_name, rtol, compiled, monkeypatch):
     """statsmodels' covariance at dynopt's estimate (mod.smooth(params, cov_type=...)): the same
-    matrix up to its numerical differentiation (complex-step scores, approximate Hessian)."""
+    matrix up to its numerical differentiation (complex-step scores or the compiled scan's exact
+    ones, approximate Hessian); compiled="1": the fit through the compiled Kalman scan."""
+    from dynopt.models.econometrics.kalman_compiled import kalman_scan
+    monkeypatch.setenv("DYNOPT_COMPILE", compiled)
     y = sunspots()
-    res = ARMA(y, 2, 1).fit("mle", cov_type=cov_type)
+    m = ARMA(y, 2, 1)
+    assert (kalman_scan(m.layout, block=True) is not None) == (compiled == "1")
+    res = m.fit("mle", cov_type=cov_type)
     ref = sm.tsa.arima.ARIMA(y, order=(2, 0, 1), trend="c").smooth(res.values, cov_type=sm_name)
     np.testing.assert_allclose(res.bse, ref.bse, rtol=rtol)
     assert res.cov_type == cov_type and f"Covariance Type:{cov_type:>22}" in res.summary()
@@ -541,7 +547,7 @@ def test_compiled_kalman_equals_the_bptt_filter(p, q, kx, N, ma, rng):
     theta = m.start_params()
     theta[m.layout.kc + kx:-1] = [0.3, -0.1][:p] + [ma, 0.1][:q]
     ref, gref, info = exact_loglike(m.layout, m.y, m.exog, theta)
-    out = exact_loglike_compiled(m.layout, m.y, m.exog, theta)
+    out = exact_loglike_compiled(m.layout, m.y, m.exog, theta, use_scan=False)
     if info["m"] > HEAD and N > HEAD:
         assert out is None
     else:
@@ -550,6 +556,45 @@ def test_compiled_kalman_equals_the_bptt_filter(p, q, kx, N, ma, rng):
     llf, g = m.loglike_and_grad(theta)
     assert llf == pytest.approx(ref, rel=1e-12)
     np.testing.assert_allclose(g, gref, rtol=1e-9, atol=1e-12 * np.abs(gref).max())
+
+
+@pytest.mark.parametrize("p, q, kx, N, ma", [(2, 1, 0, 300, 0.3), (1, 2, 1, 25, 0.2), (2, 1, 0, 5000, 0.3),
+                                             (1, 1, 0, 400, -0.995), (0, 1, 2, 200, 0.5), (3, 0, 0, 150, 0.0)])
+def test_compiled_scan_equals_the_bptt_filter(p, q, kx, N, ma, rng, monkeypatch):
+    """The compiled scan (Kalman step + forward sensitivities in one C loop, kalman_compiled.
+    exact_loglike_scan) against dynopt's BPTT through the step-by-step filter, with and without
+    missing observations; N = 5000 > FULL_MAX runs its head in the scan and the steady tail by
+    lfilter.  Its per-observation outputs against the batched complex-step filter."""
+    from dynopt.models.econometrics.kalman import exact_loglike
+    from dynopt.models.econometrics.kalman_compiled import FULL_MAX, exact_loglike_scan, kalman_scan
+    from dynopt.models.econometrics.loglikeobs import arma_exact_scores
+    monkeypatch.setenv("DYNOPT_COMPILE", "1")  # (the suite runs without compiled code unless asked)
+    y = lfilter([1, 0.4], [1, -0.5], rng.standard_normal(N)) + 1.0
+    m = ARMA(y, p, q, exog=rng.standard_normal((N, kx)) if kx else None)
+    scan = kalman_scan(m.layout, block=True)
+    assert scan is not None
+    theta = m.start_params()
+    theta[m.layout.kc + kx:-1] = [0.3, -0.1, 0.2][:p] + [ma, 0.1][:q]
+    ref, gref, _ = exact_loglike(m.layout, m.y, m.exog, theta)
+    llf, g = exact_loglike_scan(m.layout, m.y, m.exog, theta, scan, head=64 if ma > -0.9 else N)
+    assert llf == pytest.approx(ref, rel=1e-12)
+    np.testing.assert_allclose(g, gref, rtol=1e-9, atol=1e-11 * np.abs(gref).max())
+    if N > FULL_MAX:
+        with pytest.raises(ValueError, match="outputs: per-observation outputs need N <= "):
+            exact_loglike_scan(m.layout, m.y, m.exog, theta, scan, outputs=True)
+        return
+    yn = m.y.copy()
+    yn[[1, N // 3, N // 3 + 1, N - 2]] = np.nan  # missing observations: ARMA's own (CasADi-form) filter
+    mn = ARMA(yn, p, q, exog=m.exog if kx else None)
+    from dynopt.models.econometrics.kalman_compiled import exact_loglike_compiled
+    ref, gref = exact_loglike_compiled(mn.layout, mn.y, mn.exog, theta, head=N, use_scan=False)
+    llf, g, Y = exact_loglike_scan(mn.layout, mn.y, mn.exog, theta, scan, outputs=True)
+    assert llf == pytest.approx(ref, rel=1e-12)
+    np.testing.assert_allclose(g, gref, rtol=1e-9, atol=1e-11 * np.abs(gref).max())
+    G, v, F = arma_exact_scores(mn.layout, mn.y, mn.exog, theta)
+    np.testing.assert_allclose(Y[:, 2:], G, rtol=1e-9, atol=1e-11 * np.abs(G).max())
+    np.testing.assert_allclose(Y[:, 0], v, rtol=1e-10, atol=1e-12)  # NaN where missing, in both
+    np.testing.assert_allclose(Y[:, 1], F, rtol=1e-10)
 
 
 def test_missing_observations_are_skipped_by_the_exact_likelihood():

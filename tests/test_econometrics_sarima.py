@@ -25,9 +25,15 @@ def sm_fit(mod, **kw):
         return mod.fit(method_kwargs=TIGHT, cov_type="approx", **kw)
 
 
-def test_arima_111_with_drift_matches_statsmodels_on_cpi():
+@pytest.mark.parametrize("compiled", ["0", "1"])
+def test_arima_111_with_drift_matches_statsmodels_on_cpi(compiled, monkeypatch):
+    """compiled="1": the fit through the compiled Kalman scan (kalman_compiled.exact_loglike_scan)."""
+    from dynopt.models.econometrics.kalman_compiled import kalman_scan
+    monkeypatch.setenv("DYNOPT_COMPILE", compiled)
     y = macro("cpi")
-    res = ARIMA(y, (1, 1, 1), trend="t").fit()
+    model = ARIMA(y, (1, 1, 1), trend="t")
+    assert (kalman_scan(model.inner.layout, block=True) is not None) == (compiled == "1")
+    res = model.fit()
     # SARIMAX's intercept c is the drift in intercept form: c = drift (1 - phi); statsmodels starts
     # from dynopt's estimate (its optimiser must not find a higher likelihood)
     drift, phi = res.values[0], res.values[1]
@@ -48,6 +54,11 @@ def test_arima_111_with_drift_matches_statsmodels_on_cpi():
     sf = ar.smooth(res.values).get_forecast(6)
     np.testing.assert_allclose(fc["mean"], sf.predicted_mean, rtol=1e-6)
     np.testing.assert_allclose(fc["se"], sf.se_mean, rtol=1e-4)
+    # outer product of the scores (the benchmark's convention) at the same point
+    opg = model.fit(cov_type="opg")
+    np.testing.assert_allclose(opg.values, res.values, rtol=1e-6)
+    at = ref.model.smooth(np.r_[opg.values[0] * (1 - opg.values[1]), opg.values[1:]], cov_type="opg")
+    np.testing.assert_allclose(opg.bse[1:], at.bse[1:], rtol=1e-6)
 
 
 def test_seasonal_airline_type_model_matches_statsmodels_on_real_gdp():

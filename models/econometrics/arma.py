@@ -28,7 +28,7 @@ from .data import (check_exog, check_full_rank, check_not_constant, check_order,
 from .filters import allpole, allpole_adjoint
 from .fitargs import NOT_GIVEN, check_fit_args
 from .kalman import ARMALayout, exact_loglike, steady_state_prediction
-from .kalman_compiled import HEAD, exact_loglike_compiled
+from .kalman_compiled import HEAD, exact_loglike_compiled, exact_scores
 from .loglikeobs import arma_exact_obs, arma_exact_scores, arma_final_prediction, css_obs
 from .results import (FitResult, forecast_frame, gaussian_interval, hessian_from_gradient, minimize_transformed,
                       warn_not_converged, warn_better_start)
@@ -82,6 +82,23 @@ def css_sse_and_grad(layout: ARMALayout, y, exog, theta, *, grad=True):
     e, ctx = css_residuals(layout, y, exog, theta)
     S = float(e @ e)
     return S, (css_residuals_vjp(ctx, 2.0 * e) if grad else None), e
+
+
+def exact_scores_and_innovations(layout: ARMALayout, y, exog, theta, expand=None, *, compiled=True):
+    """``(scores (N, k), v (N,), F (N,))``: per-observation scores of the exact log-likelihood in
+    ``theta`` (the input of ``expand``, a complex-safe map to ``layout``'s parameters, or ``layout``'s
+    own parameters when None), innovations and their variances.  One pass of the compiled Kalman
+    scan when it is ready (:func:`.kalman_compiled.exact_scores`; ``expand``'s Jacobian by the
+    complex step), else the batched complex-step filter (:func:`.loglikeobs.arma_exact_scores`)."""
+    theta = np.asarray(theta, dtype=np.float64)
+    out = exact_scores(layout, y, exog, theta if expand is None else expand(theta)) if compiled else None
+    if out is None:
+        return arma_exact_scores(layout, y, exog, theta, expand)
+    G, v, F = out
+    if expand is not None:
+        from .transforms import complex_step_jacobian
+        G = G @ complex_step_jacobian(expand, theta)
+    return G, v, F
 
 
 def warm_inverse_hessian(res_css, optimizer, transformed, options):
@@ -292,7 +309,7 @@ class ARMA:
             resid_s, std, nobs, offset = e, e / np.sqrt(values_s[-1]), len(e), self.p
         else:
             if cov_type in ("opg", "robust"):  # scores and innovations from one batched complex-step filter
-                scores, v, F = arma_exact_scores(m.layout, m.y, m.exog, values_s)
+                scores, v, F = exact_scores_and_innovations(m.layout, m.y, m.exog, values_s, compiled=m.compiled)
             else:
                 _, v, F = arma_exact_obs(m.layout, m.y, m.exog, values_s)
             ok = ~np.isnan(v)
@@ -335,7 +352,8 @@ class ARMA:
         if method == "css":
             nobs = len(self.y) - self.p
         elif cov_type in ("opg", "robust"):
-            scores, v, _ = arma_exact_scores(self.layout, self.y, self.exog, values)
+            scores, v, _ = exact_scores_and_innovations(self.layout, self.y, self.exog, values,
+                                                        compiled=self.compiled)
             nobs = int((~np.isnan(v)).sum())
         else:
             nobs = int((~np.isnan(self.y)).sum())

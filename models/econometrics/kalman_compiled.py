@@ -1,12 +1,25 @@
 r"""The exact ARMA likelihood of :mod:`.kalman` with its time-varying part in one compiled loop.
 
-The first ``M`` Kalman steps (the part of the filter before its covariance reaches the steady
-state) run as a CasADi ``mapaccum`` of the SX Kalman step (one C loop in CasADi's virtual machine)
-whose reverse mode gives the adjoint of the same steps; the steady-state tail is the
-:class:`.kalman.SteadyStateTail` ``lfilter`` pair and the stationary initialisation the adjoint
-Lyapunov equation, exactly as :func:`.kalman.exact_loglike`.  Same value and gradient to
-rounding (tested), without a Python step per observation: the fix for short series, where the
-per-step Python Kalman filter dominated.
+Two compiled forms of the same Kalman steps; both give the value and gradient of
+:func:`.kalman.exact_loglike` to rounding (tested):
+
+* the **scan** (default when it is built): the Kalman step and its forward sensitivities with
+  respect to the natural parameters, ``D_t = d (a_t, P_t) / d theta``, as one
+  :class:`dynopt.casadi.scan.CompiledScan` (a C loop over the NumPy buffers, ~20-40 ns per step for
+  ARMA(1, 1)-(2, 1), no argument conversion).  The loop also sums the terms and their gradients and
+  can write the innovations, their variances and the per-observation scores (the OPG
+  covariance's input).  Series of up to :data:`FULL_MAX` observations run to the end in it; longer
+  ones run the head of ``M`` steps in it and the steady-state tail as below, the tail's adjoint of
+  ``a_M`` chained through ``D_M``.  The stationary ``P_0`` and its derivative come from the
+  Lyapunov equation and its derivative (one ``r^2 x r^2`` solve for all parameters).  The step is
+  compiled in the background the first time a model shape ``(p, q, k_exog, trend)`` asks for it
+  (cached on disk, later processes load it in milliseconds); until then, for ``r > SCAN_R_MAX``,
+  or with compiled code switched off (``DYNOPT_COMPILE=0``), the CasADi form answers.
+* the **CasADi form**: the first ``M`` Kalman steps (the part of the filter before its covariance
+  reaches the steady state) as a CasADi ``mapaccum`` of the SX Kalman step (one C loop in
+  CasADi's virtual machine) whose reverse mode gives the adjoint of the same steps; the
+  steady-state tail is the :class:`.kalman.SteadyStateTail` ``lfilter`` pair and the stationary
+  initialisation the adjoint Lyapunov equation, exactly as :func:`.kalman.exact_loglike`.
 
 Missing observations (NaN in ``y``) skip the update and add no likelihood term; the head is
 lengthened to cover the last of them.  ``M = min(N, head)``; when ``P_M`` has not reached the
@@ -25,6 +38,12 @@ from .kalman import STEADY_TOL, SteadyStateTail
 
 HEAD = 32
 EXPAND_MAX = 1024
+FULL_MAX = 4096
+"""Series up to this length run to the end in the compiled scan (no steady-state tail): per step the
+scan costs less than the tail's ``lfilter`` pair at these lengths."""
+SCAN_R_MAX = 6
+"""Largest state dimension ``r = max(p, q + 1)`` given to the compiled scan (its step grows as
+``r^2 k``; larger models, e.g. seasonal ones, keep the CasADi form)."""
 _CACHE = {}
 
 
@@ -83,9 +102,182 @@ def _dense(v):
     return np.asarray(v, dtype=np.float64).ravel()
 
 
-def exact_loglike_compiled(layout, y, exog, theta, *, grad=True, head=HEAD):
+def _triu(r):
+    return [(i, j) for i in range(r) for j in range(i, r)]
+
+
+def _scan_step(p, q, kx, kc):
+    """The Kalman step with forward sensitivities, ``(X, z, theta) -> (X_next, y)`` for
+    :class:`dynopt.casadi.scan.CompiledScan`.
+
+    ``X = (a (r), triu P (r (r + 1) / 2, row-major), vec D (nx k, column-major), L, g (k))`` with
+    ``nx = r + r (r + 1) / 2``, ``D = d (a, triu P) / d theta``, ``L`` the running sum of
+    ``l_t = -log N(v_t; 0, F_t)`` and ``g`` of its gradient; ``z = (y_t (0 where missing), x_t (kx),
+    observed flag)``; ``theta`` the natural parameters ``(const?, beta, phi, theta, sigma2)``;
+    per-step output ``y = (v_t, F_t, d log N / d theta (k))``.
+    """
+    import casadi as ca
+    r = max(p, q + 1)
+    tri = _triu(r)
+    nx, k = r + len(tri), kc + kx + p + q + 1
+    x, z, th = ca.SX.sym("x", nx), ca.SX.sym("z", 2 + kx), ca.SX.sym("theta", k)
+    mu = th[0] if kc else 0.0
+    beta, phi, ma, s2 = th[kc:kc + kx], th[kc + kx:kc + kx + p], th[kc + kx + p:kc + kx + p + q], th[k - 1]
+    T = ca.SX.zeros(r, r)
+    for i in range(p):
+        T[i, 0] = phi[i]
+    for i in range(r - 1):
+        T[i, i + 1] = 1.0
+    R = ca.SX.zeros(r, 1)
+    R[0] = 1.0
+    for j in range(q):
+        R[j + 1] = ma[j]
+    a = x[:r]
+    P = ca.SX.zeros(r, r)
+    for n, (i, j) in enumerate(tri):
+        P[i, j] = P[j, i] = x[r + n]
+    seen = z[1 + kx]
+    yt = z[0] - mu - (ca.dot(z[1:1 + kx], beta) if kx else 0.0)
+    v = seen * (yt - a[0])  # a missing observation: no update, no likelihood term
+    F = P[0, 0]
+    g = T @ P[:, 0]
+    a1 = T @ a + g * (v / F)
+    P1 = T @ P @ T.T + s2 * (R @ R.T) - seen * (g @ g.T) / F
+    lt = seen * 0.5 * (np.log(2 * np.pi) + ca.log(F) + v * v / F)
+    fx = ca.vertcat(a1, *[P1[i, j] for i, j in tri])
+    D = ca.reshape(ca.SX.sym("D", nx * k), nx, k)
+    D1 = ca.jacobian(fx, x) @ D + ca.jacobian(fx, th)
+    dl = (ca.jacobian(lt, x) @ D + ca.jacobian(lt, th)).T
+    Ls, gs = ca.SX.sym("L"), ca.SX.sym("g", k)
+    X = ca.vertcat(x, ca.vec(D), Ls, gs)
+    Xn = ca.vertcat(fx, ca.vec(D1), Ls + lt, gs + dl)
+    return ca.Function("kalman_scan", [X, z, th], [Xn, ca.vertcat(v, F, -dl)])
+
+
+def kalman_scan(layout, *, block=False):
+    """The process-wide compiled scan of :func:`_scan_step` for ``layout``'s shape, or None (not built
+    yet, being built in the background, ``r > SCAN_R_MAX``, or compiled code unavailable).
+    ``block``: build (or load) it now."""
+    if layout.r > SCAN_R_MAX:
+        return None
+    from dynopt.casadi import scan as _scan
+    p, q, kx, kc = layout.p, layout.q, layout.kx, layout.kc
+    key = ("arma_kalman_scan", p, q, kx, kc)
+    get = _scan.cached_scan if block else _scan.scan_when_ready
+    return get(key, lambda: _scan_step(p, q, kx, kc), prefix=f"dynopt_kalman_p{p}_q{q}_x{kx}_c{kc}")
+
+
+class _ScanLayout:
+    """Offsets into the scan's augmented state (see :func:`_scan_step`)."""
+
+    def __init__(self, layout):
+        r = layout.r
+        self.r, self.k = r, layout.n_params
+        self.iu = np.triu_indices(r)
+        self.nt = len(self.iu[0])
+        self.nx = r + self.nt
+        self.d_at = self.nx
+        self.l_at = self.nx * (1 + self.k)
+        self.n = self.l_at + 1 + self.k
+
+
+def _initial_state(layout, sl, T, R, s2, P0, grad):
+    """``X_0``: ``a_0 = 0``, the stationary ``P_0`` and, with ``grad``, its derivative in the natural
+    parameters (``dP0 = T dP0 T' + dT P0 T' + T P0 dT' + d(s2 R R')``: one solve for all of them)."""
+    r, k = sl.r, sl.k
+    X0 = np.zeros(sl.n)
+    X0[r:sl.nx] = P0[sl.iu]
+    if not grad:
+        return X0
+    o = layout.kc + layout.kx
+    p, q = layout.p, layout.q
+    Q = np.zeros((k, r, r))
+    TP = T @ P0
+    for i in range(p):  # dT = e_i e_0': dT P0 T' + T P0 dT' = e_i c' + c e_i', c = T P0 e_0
+        Q[o + i, i, :] += TP[:, 0]
+        Q[o + i, :, i] += TP[:, 0]
+    for j in range(q):  # dR = e_{j+1}
+        Q[o + p + j, j + 1, :] += s2 * R
+        Q[o + p + j, :, j + 1] += s2 * R
+    Q[k - 1] = np.outer(R, R)
+    K = (T[:, None, :, None] * T[None, :, None, :]).reshape(r * r, r * r)
+    dP = np.linalg.solve(np.eye(r * r) - K, Q.reshape(k, r * r).T).T.reshape(k, r, r)
+    D0 = np.zeros((sl.nx, k))
+    D0[r:] = dP[:, sl.iu[0], sl.iu[1]].T
+    X0[sl.d_at:sl.l_at] = D0.ravel(order="F")
+    return X0
+
+
+def _scan_inputs(y, exog, M):
+    missing = np.isnan(y[:M])
+    Z = np.empty((M, 2 + exog.shape[1]))
+    Z[:, 0] = np.where(missing, 0.0, y[:M])
+    Z[:, 1:-1] = exog[:M]
+    Z[:, -1] = ~missing
+    return Z
+
+
+def _head_length(y, head):
+    N = len(y)
+    if N <= FULL_MAX:
+        return N
+    M = min(N, head)
+    missing = np.isnan(y)
+    if missing.any():  # the head covers every missing observation
+        last = int(np.nonzero(missing)[0][-1]) + 1
+        while M < min(N, last + 1):
+            M *= 2
+    return min(N, M)
+
+
+def exact_loglike_scan(layout, y, exog, theta, scan, *, grad=True, head=HEAD, outputs=False):
+    """``(llf, grad or None)`` as :func:`.kalman.exact_loglike` through the compiled scan, ``None`` when
+    the head does not reach the steady state (try a longer head); with ``outputs`` (series of at most
+    :data:`FULL_MAX` observations) ``(llf, grad, Y)``, ``Y (N, 2 + k)`` the innovations, their
+    variances and the per-observation scores (rows of missing observations: ``v`` NaN, scores 0)."""
+    theta = np.asarray(theta, dtype=np.float64)
+    T, R, s2 = layout.matrices(theta)
+    N, r = len(y), layout.r
+    if not s2 > 0 or (layout.p and np.max(np.abs(np.linalg.eigvals(T))) >= 1.0):
+        return (-np.inf, (np.zeros_like(theta) if grad else None)) + ((None,) if outputs else ())
+    sl = _ScanLayout(layout)
+    M = _head_length(y, head)
+    if outputs and M < N:
+        raise ValueError(f"outputs: per-observation outputs need N <= {FULL_MAX}, got N = {N}")
+    P0 = _lyapunov(T, s2 * (R[:, None] * R[None, :]))
+    X0 = _initial_state(layout, sl, T, R, s2, P0, grad)
+    XT, Y = scan(X0, _scan_inputs(y, exog, M), theta, outputs=outputs)
+    J = float(XT[sl.l_at])
+    g = XT[sl.l_at + 1:].copy()
+    if M < N:
+        iu = sl.iu
+        Pss = s2 * np.outer(R, R)
+        if np.abs(XT[r:sl.nx] - Pss[iu]).max() > STEADY_TOL * np.abs(Pss).max() * 10:
+            return None
+        xM = np.concatenate([XT[:r], np.zeros(r * r)])
+        tail = SteadyStateTail(layout, y[M:], exog[M:])
+        tc, tctx = tail.forward(xM[None, :], theta)
+        J += float(tc[0])
+        if grad:
+            xb_tail, th_tail = tail.vjp(tctx, np.ones(1))
+            g += np.asarray(th_tail, dtype=np.float64)
+            if xb_tail is not None:
+                DM = XT[sl.d_at:sl.l_at].reshape(sl.k, sl.nx).T
+                g += DM[:r].T @ np.asarray(xb_tail, dtype=np.float64).ravel()[:r]
+    out = (-J, -g if grad else None)
+    if outputs:
+        Y[:, 0][np.isnan(y)] = np.nan
+        return out + (Y,)
+    return out
+
+
+def exact_loglike_compiled(layout, y, exog, theta, *, grad=True, head=HEAD, use_scan=True):
     """``(llf, grad or None)`` as :func:`.kalman.exact_loglike`, or ``None`` when the head of
-    ``M = min(N, head)`` steps does not reach the steady state (try a longer head)."""
+    ``M = min(N, head)`` steps does not reach the steady state (try a longer head).  The compiled
+    scan when it is ready (:func:`exact_loglike_scan`), else the CasADi form."""
+    scan = kalman_scan(layout) if use_scan else None
+    if scan is not None:
+        return exact_loglike_scan(layout, y, exog, theta, scan, grad=grad, head=head)
     theta = np.asarray(theta, dtype=np.float64)
     T, R, s2 = layout.matrices(theta)
     mu, beta, phi, th, _ = layout.split(theta)
@@ -134,3 +326,16 @@ def exact_loglike_compiled(layout, y, exog, theta, *, grad=True, head=HEAD):
     g[layout.kc:layout.kc + kx] += gp[1:1 + kx]
     g = g + np.asarray(th_tail, dtype=np.float64)
     return -J, -g
+
+
+def exact_scores(layout, y, exog, theta):
+    """``(scores (N, k), v (N,), F (N,))`` as :func:`.loglikeobs.arma_exact_scores` (per-observation
+    scores of the exact log-likelihood, innovations, their variances) from one pass of the compiled
+    scan, or None when the scan is not ready or ``N > FULL_MAX`` (the caller's NumPy path answers)."""
+    scan = kalman_scan(layout) if len(y) <= FULL_MAX else None
+    if scan is None:
+        return None
+    _, _, Y = exact_loglike_scan(layout, y, exog, theta, scan, grad=True, outputs=True)
+    if Y is None:
+        return None
+    return Y[:, 2:], Y[:, 0], Y[:, 1]

@@ -29,7 +29,7 @@ from scipy.signal import lfilter
 
 from dynopt.core.validation import check_flag
 
-from .arma import ARMA, css_residuals, css_sse_and_grad, warm_inverse_hessian
+from .arma import ARMA, css_residuals, css_sse_and_grad, exact_scores_and_innovations, warm_inverse_hessian
 from .covariance import check_cov_type, complex_step_scores, cov_matrix
 from .data import _numeric, check_exog, check_order, check_series, label, series_info
 from .fitargs import check_fit_args
@@ -218,9 +218,11 @@ class SARIMA:
             e, _ = css_residuals(m.inner.layout, m.inner.y, m.inner.exog, full)
             resid, std, nobs, off = e, e / np.sqrt(full[-1]), len(e), self.n_diff + m.inner.p
         else:
-            from .loglikeobs import arma_exact_obs, arma_exact_scores
-            if cov_type in ("opg", "robust"):  # scores and innovations from one batched complex-step filter
-                G, v, F = arma_exact_scores(m.inner.layout, m.inner.y, m.inner.exog, values_s, m.expand)
+            from .loglikeobs import arma_exact_obs
+            if cov_type in ("opg", "robust"):  # scores and innovations from one pass (compiled scan or batched filter)
+                G, v, F = exact_scores_and_innovations(m.inner.layout, m.inner.y, m.inner.exog, values_s,
+                                                       m.expand if (self.P or self.Q) else None,
+                                                       compiled=m.inner.compiled)
             else:
                 _, v, F = arma_exact_obs(m.inner.layout, m.inner.y, m.inner.exog, full)
             resid, std, nobs, off = v, v / np.sqrt(F), len(v), self.n_diff
