@@ -597,6 +597,40 @@ def test_compiled_scan_equals_the_bptt_filter(p, q, kx, N, ma, rng, monkeypatch)
     np.testing.assert_allclose(Y[:, 1], F, rtol=1e-10)
 
 
+@pytest.mark.parametrize("p, q, trend, kx", [(2, 1, "c", 0), (1, 2, "n", 2), (3, 0, "c", 1), (0, 2, "c", 0)])
+def test_css_residual_jacobian_matches_the_complex_step(p, q, trend, kx, rng):
+    """css_residuals_jacobian (lfilter of lagged inputs) against the complex-step Jacobian of the CSS
+    residuals (exact to rounding, an independent derivative)."""
+    from dynopt.models.econometrics.arma import css_residuals, css_residuals_jacobian
+    from dynopt.models.econometrics.transforms import complex_step_jacobian
+    y, X = macro()
+    m = ARMA(y, p, q, trend=trend, exog=X[:, :kx] if kx else None)
+    theta = m.start_params()
+    theta[m.layout.kc + kx:-1] = [0.5, -0.2, 0.1][:p] + [0.3, -0.2][:q]
+    e, J = css_residuals_jacobian(m.layout, m.y, m.exog, theta)
+    ref = complex_step_jacobian(lambda z: css_residuals(m.layout, m.y, m.exog, np.append(z, 1.0))[0], theta[:-1])
+    np.testing.assert_allclose(e, css_residuals(m.layout, m.y, m.exog, theta)[0], rtol=0, atol=0)
+    np.testing.assert_allclose(J, ref, rtol=1e-11, atol=1e-12 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("series, order", [("sunspots", (2, 1)), ("infl", (1, 1)), ("elnino", (3, 1))])
+def test_gauss_newton_css_start_is_the_css_estimate(series, order):
+    """The exact fit's start (the CSS estimate by Gauss-Newton, arma.css_start_gauss_newton) is the
+    CSS optimum that BFGS finds on the same objective (fit("css")), and its curvature makes BFGS's
+    first inverse Hessian."""
+    from dynopt.models.econometrics.arma import css_inverse_hessian, css_start_gauss_newton
+    y = {"sunspots": sunspots, "infl": lambda: macro()[0], "elnino": elnino}[series]()
+    m = ARMA(y / np.std(y), *order)
+    css = m.fit("css", cov_type="none")
+    values, e, J = css_start_gauss_newton(m, m.start_params())
+    # (Gauss-Newton stops at a relative decrease of the sum of squares <= 1e-9: a start, not an estimate)
+    np.testing.assert_allclose(values, css.values, rtol=1e-3, atol=1e-5)
+    assert m.loglike(values, "css") >= css.llf - 1e-8 * abs(css.llf)
+    tr = m._transform(True)
+    H = css_inverse_hessian(J, e, tr, tr.inverse(values), len(y))
+    assert H.shape == (len(values), len(values)) and np.all(np.linalg.eigvalsh(H) > 0)
+
+
 def test_missing_observations_are_skipped_by_the_exact_likelihood():
     """NaN in y: the Kalman filter predicts through it (statsmodels ARIMA does the same)."""
     y = sunspots().copy()

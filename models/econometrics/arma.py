@@ -84,6 +84,140 @@ def css_sse_and_grad(layout: ARMALayout, y, exog, theta, *, grad=True):
     return S, (css_residuals_vjp(ctx, 2.0 * e) if grad else None), e
 
 
+def css_residuals_jacobian(layout: ARMALayout, y, exog, theta):
+    """CSS residuals ``e (N - p,)`` (:func:`css_residuals`) and their Jacobian ``d e / d theta``
+    ``(N - p, k - 1)`` in the parameters other than ``sigma2``: every column is the MA all-pole filter
+    of a lagged input, one ``lfilter`` over the stacked columns::
+
+        d e / d phi_i = -theta(L)^-1 y~_{t-i},   d e / d theta_j = -theta(L)^-1 e_{t-j},
+        d e / d mu = -theta(L)^-1 phi(1),        d e / d beta = -theta(L)^-1 phi(L) x_t
+    """
+    e, (_, _, yt, phi, ma, _) = css_residuals(layout, y, exog, theta)
+    p, n = layout.p, len(y)
+    m = n - p
+    W = np.empty((m, layout.n_params - 1))
+    c = 0
+    if layout.kc:
+        W[:, 0] = -(1.0 - phi.sum())
+        c = 1
+    for j in range(layout.kx):
+        xw = exog[p:, j].copy()
+        for i in range(1, p + 1):
+            xw -= phi[i - 1] * exog[p - i:n - i, j]
+        W[:, c] = -xw
+        c += 1
+    for i in range(1, p + 1):
+        W[:, c] = -yt[p - i:n - i]
+        c += 1
+    for j in range(1, layout.q + 1):
+        W[:j, c] = 0.0
+        W[j:, c] = -e[:m - j]
+        c += 1
+    return e, (lfilter([1.0], ma, W, axis=0) if layout.q else W)
+
+
+GN_MAX_ITER = 50
+
+
+def gauss_newton(residuals, x0, inside, *, max_iter=GN_MAX_ITER, rtol=1e-9):
+    """Minimise ``||e(x)||^2`` by Gauss-Newton steps halved until the sum of squares decreases and
+    ``inside(x)`` holds.
+
+    Parameters
+    ----------
+    residuals : callable
+        ``x (k,) -> (e (n,), d e / d x (n, k))``.
+    x0 : (k,) array
+        Start (``inside(x0)`` true).
+    inside : callable
+        ``x -> bool``: whether ``x`` is in the parameter space.
+
+    Returns
+    -------
+    ``(x, e, J)`` at the last iterate, or None when no step decreases the sum of squares before
+    converging (the caller falls back to its optimiser).  Converged: the relative decrease of the
+    sum of squares at most ``rtol`` and the step at most ``1e-8 (1 + |x|)``.
+    """
+    x = np.asarray(x0, dtype=np.float64)
+    e, J = residuals(x)
+    S = float(e @ e)
+    for _ in range(max_iter):
+        d = np.linalg.lstsq(J, -e, rcond=None)[0]
+        if not np.all(np.isfinite(d)):
+            return None
+        step = 1.0
+        while True:
+            xn = x + step * d
+            if inside(xn):
+                en, Jn = residuals(xn)
+                Sn = float(en @ en)
+                if np.isfinite(Sn) and Sn <= S:
+                    break
+            step *= 0.5
+            if step < 1e-6:  # at the optimum to rounding: no decrease left
+                return (x, e, J) if np.linalg.norm(d) <= 1e-6 * (1 + np.linalg.norm(x)) else None
+        done = S - Sn <= rtol * S
+        x, e, J, S = xn, en, Jn, Sn
+        if done:
+            return x, e, J
+    return None
+
+
+def css_inverse_hessian(J, e, transform, u, N):
+    """BFGS's initial inverse Hessian for the exact-likelihood fit in the unconstrained ``u`` of
+    ``transform`` (objective ``-llf / N``), from the CSS Gauss-Newton curvature at its optimum:
+    ``J' J / (N s2)`` (``s2 = e'e / n``) for the coefficients chained through ``d params / d u``, and
+    2 for ``log sigma2`` (``S / (2 s2 N) ~ 1/2``).  None when not positive definite."""
+    s2 = float(e @ e) / len(e)
+    k = J.shape[1]
+    H = np.zeros((k + 1, k + 1))
+    Jt = transform.jacobian(u)[:k, :k]
+    H[:k, :k] = Jt.T @ (J.T @ J) @ Jt / (N * s2)
+    H[k, k] = 0.5
+    try:
+        Lc = np.linalg.cholesky(H)
+    except np.linalg.LinAlgError:
+        return None
+    Li = np.linalg.inv(Lc)
+    return Li.T @ Li
+
+
+def css_start_gauss_newton(model, start, expand=None):
+    """The CSS estimate by :func:`gauss_newton` from ``start`` (natural parameters, ``sigma2`` last)
+    for the exact-likelihood fit of ``model`` (an :class:`ARMA`, or a SARIMA whose inner ARMA is
+    ``model.inner`` and whose ``expand`` maps its parameters to the inner ones; Jacobian chained by
+    the complex step).  Returns ``(values (k,), e, J)`` or None."""
+    inner = getattr(model, "inner", model)
+    tr = model._transform(False)
+
+    def inside(x):
+        try:
+            tr.inverse(x)
+        except ValueError:
+            return False
+        return True
+
+    if expand is None:
+        def residuals(x):
+            return css_residuals_jacobian(inner.layout, inner.y, inner.exog, np.append(x, 1.0))
+    else:
+        from .transforms import complex_step_jacobian
+
+        def residuals(x):
+            e, J = css_residuals_jacobian(inner.layout, inner.y, inner.exog, expand(np.append(x, 1.0)))
+            return e, J @ complex_step_jacobian(lambda z: expand(np.append(z, 1.0))[:-1], x)
+
+    x0 = np.asarray(start, dtype=np.float64)[:-1]
+    if not len(x0) or not inside(x0):
+        return None
+    with np.errstate(all="ignore"):
+        out = gauss_newton(residuals, x0, inside)
+    if out is None:
+        return None
+    x, e, J = out
+    return np.append(x, float(e @ e) / len(e)), e, J
+
+
 def exact_scores_and_innovations(layout: ARMALayout, y, exog, theta, expand=None, *, compiled=True):
     """``(scores (N, k), v (N,), F (N,))``: per-observation scores of the exact log-likelihood in
     ``theta`` (the input of ``expand``, a complex-safe map to ``layout``'s parameters, or ``layout``'s
@@ -262,7 +396,10 @@ class ARMA:
             statsmodels and R.
         start_params : (k,) array, optional
             Natural parameters to start from; default: for ``"css"`` :meth:`start_params`, for
-            ``"mle"`` the CSS estimate (if stationary and invertible, else :meth:`start_params`).
+            ``"mle"`` the CSS estimate (if stationary and invertible, else :meth:`start_params`),
+            found by Gauss-Newton steps on the CSS residuals (:func:`gauss_newton`, to a relative
+            decrease of the sum of squares of 1e-9: a start) whose curvature also gives BFGS its
+            first inverse Hessian; if Gauss-Newton fails, by ``optimizer`` as ``fit("css")``.
         optimizer : {"BFGS", "L-BFGS-B", "CG"}
             SciPy method, run with ``jac=True`` on exact gradients.
         transformed : bool
@@ -365,7 +502,12 @@ class ARMA:
         hess0 = None
         if start is None:
             start = self.start_params()
-            if method == "mle" and not self.missing.any():
+            gn = css_start_gauss_newton(self, start) if method == "mle" and not self.missing.any() else None
+            if gn is not None:  # the CSS estimate by Gauss-Newton, its curvature for BFGS
+                start, e, J = gn
+                if optimizer == "BFGS" and transformed and not (options and "hess_inv0" in options):
+                    hess0 = css_inverse_hessian(J, e, self._transform(True), self._transform(True).inverse(start), N)
+            elif method == "mle" and not self.missing.any():
                 css, res_css = self._optimize("css", None, optimizer, transformed, options)
                 try:
                     self._transform(True).inverse(css)

@@ -29,7 +29,8 @@ from scipy.signal import lfilter
 
 from dynopt.core.validation import check_flag
 
-from .arma import ARMA, css_residuals, css_sse_and_grad, exact_scores_and_innovations, warm_inverse_hessian
+from .arma import (ARMA, css_inverse_hessian, css_residuals, css_sse_and_grad, css_start_gauss_newton,
+                   exact_scores_and_innovations, warm_inverse_hessian)
 from .covariance import check_cov_type, complex_step_scores, cov_matrix
 from .data import _numeric, check_exog, check_order, check_series, label, series_info
 from .fitargs import check_fit_args
@@ -187,12 +188,12 @@ class SARIMA:
     # ------------------------------------------------------------------ fitting
     def fit(self, method="mle", *, cov_type="nonrobust", df_correction=False, start_params=None, optimizer="BFGS",
             options=None, starts: int = 1, seed=None) -> FitResult:
-        """Maximum likelihood (``"mle"``, from the CSS estimate) or conditional sum of squares
-        (``"css"``) on exact gradients; ``cov_type`` as :meth:`ARMA.fit`; ``starts``/``seed``: the
-        default start plus ``starts - 1`` random ARMA coefficients (unconstrained N(0, 1) draws; trend,
-        regression and variance from the first optimum), the best returned with a ``RuntimeWarning``
-        when it is not the default start's.  Runs on ``y / std(w)``
-        and maps back (scale-free)."""
+        """Maximum likelihood (``"mle"``, from the CSS estimate found as in :meth:`ARMA.fit`) or
+        conditional sum of squares (``"css"``) on exact gradients; ``cov_type`` as :meth:`ARMA.fit`;
+        ``starts``/``seed``: the default start plus ``starts - 1`` random ARMA coefficients
+        (unconstrained N(0, 1) draws; trend, regression and variance from the first optimum), the
+        best returned with a ``RuntimeWarning`` when it is not the default start's.  Runs on
+        ``y / std(w)`` and maps back (scale-free)."""
         if method not in ("mle", "css"):
             raise ValueError(f"method: expected 'mle' or 'css', got {method!r}")
         cov_type = check_cov_type(cov_type)
@@ -269,7 +270,14 @@ class SARIMA:
         hess0 = None
         if start is None:
             start = self.start_params()
-            if method == "mle":
+            gn = css_start_gauss_newton(self, start, self.expand if (self.P or self.Q) else None) \
+                if method == "mle" else None
+            if gn is not None:  # the CSS estimate by Gauss-Newton, its curvature for BFGS
+                start, e, J = gn
+                if optimizer == "BFGS" and not (options and "hess_inv0" in options):
+                    tr = self._transform(True)
+                    hess0 = css_inverse_hessian(J, e, tr, tr.inverse(start), len(self.w))
+            elif method == "mle":
                 css, res_css = self._optimize("css", None, optimizer, options)
                 try:
                     self._transform(True).inverse(css)
