@@ -29,6 +29,14 @@ def test_compiled_scan_equals_a_python_loop(tmp_path):
         x = np.array([p[0] * x[0] + Z[t, 0], p[1] * np.tanh(x[1]) + x[0] * Z[t, 0]])
     np.testing.assert_allclose(xT, x, rtol=1e-13)
     np.testing.assert_allclose(Y, rows, rtol=1e-13, atol=1e-15)  # the structural zero is written as 0
+    # reverse: t = T-1 .. 0, outputs still in row t
+    xR, YR = sc(x0, Z, p, reverse=True)
+    x, rows = x0.copy(), [None] * T
+    for t in range(T - 1, -1, -1):
+        rows[t] = [x[0] ** 2, 0.0, np.sin(x[1])]
+        x = np.array([p[0] * x[0] + Z[t, 0], p[1] * np.tanh(x[1]) + x[0] * Z[t, 0]])
+    np.testing.assert_allclose(xR, x, rtol=1e-13)
+    np.testing.assert_allclose(YR, rows, rtol=1e-13, atol=1e-15)
     # outputs=False skips Y; a reused buffer is written in place; T = 0 returns x0
     xT2, none = sc(x0, Z, p, outputs=False)
     assert none is None and np.array_equal(xT2, xT)

@@ -30,20 +30,22 @@ import numpy as np
 
 
 DRIVER = r"""
-/* dynopt.casadi.scan driver: x <- {prefix}_step(x, z_t, p) for t < T, y_t written to Y (unless Y is NULL). */
+/* dynopt.casadi.scan driver: x <- {prefix}_step(x, z_t, p) for t < T (t = T-1 .. 0 if reverse),
+   y_t written to row t of Y (unless Y is NULL). */
 #include <string.h>
 CASADI_SYMBOL_EXPORT int {prefix}_scan(casadi_int T, const casadi_real* x0, const casadi_real* Z,
                                        const casadi_real* p, casadi_real* xT, casadi_real* Y,
-                                       casadi_real* w, casadi_int* iw) {{
+                                       casadi_real* w, casadi_int* iw, casadi_int reverse) {{
   const casadi_real* arg[{sz_arg}];
   casadi_real* res[{sz_res}];
   casadi_real *xa = w, *xb = w + {nx}, *ws = w + 2 * {nx}, *tmp;
-  casadi_int t;
+  casadi_int i, t;
   memset(arg, 0, sizeof(arg));
   memset(res, 0, sizeof(res));
   memcpy(xa, x0, {nx} * sizeof(casadi_real));
   arg[2] = p;
-  for (t = 0; t < T; ++t) {{
+  for (i = 0; i < T; ++i) {{
+    t = reverse ? T - 1 - i : i;
     arg[0] = xa;
     arg[1] = Z + t * {nz};
     res[0] = xb;
@@ -137,12 +139,12 @@ class CompiledScan:
         lib = ctypes.CDLL(str(self.info.library))
         self._fn = getattr(lib, f"{prefix}_scan")
         self._fn.restype = ctypes.c_int
-        self._fn.argtypes = [ctypes.c_longlong, _P, _P, _P, _P, _P, _P, _P]
+        self._fn.argtypes = [ctypes.c_longlong, _P, _P, _P, _P, _P, _P, _P, ctypes.c_longlong]
         self._nw = int(ctypes.CFUNCTYPE(ctypes.c_longlong)((f"{prefix}_scan_work", lib))())
         self._niw = int(ctypes.CFUNCTYPE(ctypes.c_longlong)((f"{prefix}_scan_iwork", lib))())
         self._lib = lib
 
-    def __call__(self, x0, Z, p, *, outputs: bool = True, Y: Optional[np.ndarray] = None
+    def __call__(self, x0, Z, p, *, outputs: bool = True, Y: Optional[np.ndarray] = None, reverse: bool = False
                  ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         """Run the loop.
 
@@ -158,6 +160,8 @@ class CompiledScan:
             Whether to return the per-step outputs ``y`` (when the step has them).
         Y : (T, ny) float64 C-contiguous array, optional
             Where to write them (reused buffer); allocated when None.
+        reverse : bool
+            Run ``t = T - 1, ..., 0`` (an adjoint sweep); ``y_t`` still goes to row ``t``.
 
         Returns
         -------
@@ -184,7 +188,7 @@ class CompiledScan:
         w = np.empty(self._nw)
         iw = np.zeros(self._niw, dtype=np.int64)
         if self._fn(T, x0.ctypes.data, Z.ctypes.data, p.ctypes.data, xT.ctypes.data,
-                    None if Y is None else Y.ctypes.data, w.ctypes.data, iw.ctypes.data):
+                    None if Y is None else Y.ctypes.data, w.ctypes.data, iw.ctypes.data, 1 if reverse else 0):
             raise RuntimeError("the compiled step reported an error")  # generated SX code never does
         return xT, Y
 
