@@ -132,26 +132,37 @@ def _maps(form, shared, adjoint_of, B, tag):
     return fwd, vjp
 
 
-def build_sweeps(problem, *, chunk: Optional[int] = None) -> _Built:
-    """Build the compiled-sweep Functions of a problem (see the module docstring).
+@dataclass
+class SweepSteps:
+    """One time step of the forward and of the backward sweep as CasADi Functions, and the
+    terminal cost with its dual (shared by the tower of :func:`build_sweeps` and the compiled
+    scans of :mod:`.scan_sweeps`).
 
-    ``grad(H0, X, theta, phi, pc, pt) -> (J, g_theta, g_phi, g_pc, g_pt, lam0, xT, Hs, U, C, cT)``
-    and ``value(H0, X, theta, phi, pc, pt) -> (J, xT, Hs, U, C, cT)`` where ``H0`` (k n, B) is
-    the initial history stacked newest first, ``X`` (nX, T B), ``Hs`` the state windows
-    (k n, T B), ``U`` (m, T B), ``C`` (1, T B) stage costs, ``cT`` (1, B) terminal costs.
+    ``fstep(H, Xt, pt, theta, phi, pc) -> (H_next, H_t, u, c)``;
+    ``bstep(Lam, G, H_t, u_t, Xt, pt, theta, phi, pc) -> (Lam_next, G_next, g_pt)``;
+    ``terminal(xT, pt) -> (cT, lam_T, g_pt)`` (None without a terminal cost).
+    """
+
+    fstep: ca.Function
+    bstep: ca.Function
+    terminal: Optional[ca.Function]
+    n: Dict[str, int]
+
+
+def sweep_steps(problem) -> SweepSteps:
+    """The per-step Functions of ``problem``'s sweeps (see :class:`SweepSteps`).
 
     Raises
     ------
     TypeError
         If a component is not CasADi-expressible.
     """
-    t_start = time.perf_counter()
     forms = problem_forms(problem)
     if forms is None:
         raise TypeError("problem: every component needs a CasADi form for compiled sweeps; "
                         "use dynopt.casadi.reference.supports(problem) to check")
     plant, pol, cost, term = forms["plant"], forms["policy"], forms["cost"], forms["terminal"]
-    T, B = problem.horizon, problem.B
+    B = problem.B
     n, m, k = problem.plant.n_state, problem.plant.n_control, problem.plant.lags
     nX = exog_width(problem)
     post = problem.cost is not None and getattr(problem.cost, "timing", "pre") == "post"
@@ -190,7 +201,6 @@ def build_sweeps(problem, *, chunk: Optional[int] = None) -> _Built:
     Hn = ca.vertcat(xn, *hist[:k - 1])
     fstep = ca.Function("fwd_step", [H, Xt, pt, th, phi, pc], [Hn, H, u, c],
                         ["H", "Xt", "pt", "theta", "phi", "pc"], ["H_next", "H_t", "u", "c"])
-    floop = time_loop(fstep, T, 1, 2, chunk=chunk, name="fwd_loop")
 
     # ---------------------------------------------------------------- backward step (adjoint recursion)
     n_g = n_th + (0 if ps else n_phi) + n_pc
@@ -223,6 +233,39 @@ def build_sweeps(problem, *, chunk: Optional[int] = None) -> _Built:
         Gn, g_slice = G + ca.vertcat(g_th, g_phi, g_pc), MX.zeros(0, 1)
     bstep = ca.Function("bwd_step", [L, G, Hb, ub_in, Xb, ptb, thb, phib, pcb], [Ln, Gn, g_slice],
                         ["Lam", "G", "H_t", "u_t", "Xt", "pt", "theta", "phi", "pc"], ["Lam_next", "G_next", "g_pt"])
+
+    terminal = None
+    if term is not None:
+        t_fwd, t_vjp = _maps(term, [1], [0, 1], B, "terminal")
+        xT, PT = MX.sym("xT", n, B), MX.sym("pt", n_pt)
+        lam_T, g_pt = t_vjp(xT, PT, cbar * MX.ones(1, B))
+        terminal = ca.Function("terminal", [xT, PT], [t_fwd(xT, PT), lam_T, g_pt], ["xT", "pt"],
+                               ["cT", "lam_T", "g_pt"])
+    return SweepSteps(fstep, bstep, terminal, dict(n=n, m=m, k=k, nX=nX, B=B, n_th=n_th, n_phi=n_phi,
+                                                   n_pc=n_pc, n_pt=n_pt, ps=ps, n_g=n_g))
+
+
+def build_sweeps(problem, *, chunk: Optional[int] = None) -> _Built:
+    """Build the compiled-sweep Functions of a problem (see the module docstring).
+
+    ``grad(H0, X, theta, phi, pc, pt) -> (J, g_theta, g_phi, g_pc, g_pt, lam0, xT, Hs, U, C, cT)``
+    and ``value(H0, X, theta, phi, pc, pt) -> (J, xT, Hs, U, C, cT)`` where ``H0`` (k n, B) is
+    the initial history stacked newest first, ``X`` (nX, T B), ``Hs`` the state windows
+    (k n, T B), ``U`` (m, T B), ``C`` (1, T B) stage costs, ``cT`` (1, B) terminal costs.
+
+    Raises
+    ------
+    TypeError
+        If a component is not CasADi-expressible.
+    """
+    t_start = time.perf_counter()
+    steps = sweep_steps(problem)
+    fstep, bstep = steps.fstep, steps.bstep
+    T, B = problem.horizon, problem.B
+    n, m, k, nX = (steps.n[key] for key in ("n", "m", "k", "nX"))
+    n_th, n_phi, n_pc, n_pt, ps, n_g = (steps.n[key] for key in ("n_th", "n_phi", "n_pc", "n_pt", "ps", "n_g"))
+    MX = ca.MX
+    floop = time_loop(fstep, T, 1, 2, chunk=chunk, name="fwd_loop")
     bloop = time_loop(bstep, T, 2, 4, reverse=True, chunk=chunk, name="bwd_loop")
 
     # ---------------------------------------------------------------- whole sweep
@@ -234,10 +277,8 @@ def build_sweeps(problem, *, chunk: Optional[int] = None) -> _Built:
     xT = HT[:n, :]
     total = ca.sum2(C)
     lam_T, g_pt, cT = MX.zeros(n, B), MX.zeros(n_pt, 1), MX.zeros(1, B)
-    if term is not None:
-        t_fwd, t_vjp = _maps(term, [1], [0, 1], B, "terminal")
-        cT = t_fwd(xT, PT)
-        lam_T, g_pt = t_vjp(xT, PT, cbar * MX.ones(1, B))
+    if steps.terminal is not None:
+        cT, lam_T, g_pt = steps.terminal(xT, PT)
         total = total + ca.sum2(cT)
     J = total / B
     D = ca.densify  # dense outputs: results are read through CasADi's buffer interface (nonzeros only)
