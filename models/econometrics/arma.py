@@ -17,6 +17,8 @@ without regressors.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from scipy.signal import lfilter
 
@@ -375,6 +377,14 @@ class ARMA:
         resid = self.y[ok] - Z @ coef
         return np.concatenate([coef, np.zeros(self.p + self.q), [np.mean(resid ** 2)]])
 
+    def _with_series(self, y):
+        """This model on another series of the same length (the fit's ``y / s``), without validating
+        the data again: a shallow copy with ``y`` replaced (missing values where ``y`` is NaN)."""
+        m = copy.copy(self)
+        m.y = np.asarray(y, dtype=np.float64)
+        m.missing = np.isnan(m.y)
+        return m
+
     def _scale_vector(self, s):
         """Natural parameters of ``y / s`` times this vector = parameters of ``y``."""
         L = self.layout
@@ -432,7 +442,7 @@ class ARMA:
         if self.missing.any() and not self.compiled:
             raise ValueError("y: missing observations need the compiled Kalman filter (ARMA.compiled = True)")
         s = float(np.nanstd(self.y))
-        m = self if s == 1.0 else ARMA(self.y / s, self.p, self.q, trend=self.trend, exog=self.exog)
+        m = self if s == 1.0 else self._with_series(self.y / s)
         D = self._scale_vector(s)
         start = None if start_params is None else start_params / D
         values_s, res = m._optimize(method, start, optimizer, transformed, options)

@@ -167,6 +167,17 @@ def kalman_scan(layout, *, block=False):
     return get(key, lambda: _scan_step(p, q, kx, kc), prefix=f"dynopt_kalman_p{p}_q{q}_x{kx}_c{kc}")
 
 
+_LAYOUTS = {}
+
+
+def _scan_layout(layout):
+    key = (layout.p, layout.q, layout.kx, layout.kc)
+    sl = _LAYOUTS.get(key)
+    if sl is None:
+        sl = _LAYOUTS[key] = _ScanLayout(layout)
+    return sl
+
+
 class _ScanLayout:
     """Offsets into the scan's augmented state (see :func:`_scan_step`)."""
 
@@ -181,14 +192,21 @@ class _ScanLayout:
         self.n = self.l_at + 1 + self.k
 
 
-def _initial_state(layout, sl, T, R, s2, P0, grad):
-    """``X_0``: ``a_0 = 0``, the stationary ``P_0`` and, with ``grad``, its derivative in the natural
-    parameters (``dP0 = T dP0 T' + dT P0 T' + T P0 dT' + d(s2 R R')``: one solve for all of them)."""
+def _initial_state(layout, sl, T, R, s2, grad):
+    """``(X_0, P_0)``: ``a_0 = 0``, the stationary ``P_0`` (``P0 = T P0 T' + s2 R R'``) and, with
+    ``grad``, its derivative in the natural parameters (``dP0 = T dP0 T' + dT P0 T' + T P0 dT' +
+    d(s2 R R')``: one solve for all of them, with the same matrix ``I - T kron T``)."""
     r, k = sl.r, sl.k
+    if r > 10:
+        A = None
+        P0 = _lyapunov(T, s2 * (R[:, None] * R[None, :]))
+    else:
+        A = np.eye(r * r) - (T[:, None, :, None] * T[None, :, None, :]).reshape(r * r, r * r)
+        P0 = np.linalg.solve(A, (s2 * (R[:, None] * R[None, :])).reshape(r * r)).reshape(r, r)
     X0 = np.zeros(sl.n)
     X0[r:sl.nx] = P0[sl.iu]
     if not grad:
-        return X0
+        return X0, P0
     o = layout.kc + layout.kx
     p, q = layout.p, layout.q
     Q = np.zeros((k, r, r))
@@ -200,12 +218,23 @@ def _initial_state(layout, sl, T, R, s2, P0, grad):
         Q[o + p + j, j + 1, :] += s2 * R
         Q[o + p + j, :, j + 1] += s2 * R
     Q[k - 1] = np.outer(R, R)
-    K = (T[:, None, :, None] * T[None, :, None, :]).reshape(r * r, r * r)
-    dP = np.linalg.solve(np.eye(r * r) - K, Q.reshape(k, r * r).T).T.reshape(k, r, r)
+    if A is None:
+        dP = np.stack([_lyapunov(T, Qj) for Qj in Q])
+    else:
+        dP = np.linalg.solve(A, Q.reshape(k, r * r).T).T.reshape(k, r, r)
     D0 = np.zeros((sl.nx, k))
     D0[r:] = dP[:, sl.iu[0], sl.iu[1]].T
     X0[sl.d_at:sl.l_at] = D0.ravel(order="F")
-    return X0
+    return X0, P0
+
+
+def _stationary(layout, T):
+    """Whether the AR part is stationary (all eigenvalues of ``T`` inside the unit circle)."""
+    if layout.p == 0:
+        return True
+    if layout.p == 1:
+        return abs(T[0, 0]) < 1.0
+    return np.max(np.abs(np.linalg.eigvals(T))) < 1.0
 
 
 def _scan_inputs(y, exog, M):
@@ -238,14 +267,13 @@ def exact_loglike_scan(layout, y, exog, theta, scan, *, grad=True, head=HEAD, ou
     theta = np.asarray(theta, dtype=np.float64)
     T, R, s2 = layout.matrices(theta)
     N, r = len(y), layout.r
-    if not s2 > 0 or (layout.p and np.max(np.abs(np.linalg.eigvals(T))) >= 1.0):
+    if not s2 > 0 or not _stationary(layout, T):
         return (-np.inf, (np.zeros_like(theta) if grad else None)) + ((None,) if outputs else ())
-    sl = _ScanLayout(layout)
+    sl = _scan_layout(layout)
     M = _head_length(y, head)
     if outputs and M < N:
         raise ValueError(f"outputs: per-observation outputs need N <= {FULL_MAX}, got N = {N}")
-    P0 = _lyapunov(T, s2 * (R[:, None] * R[None, :]))
-    X0 = _initial_state(layout, sl, T, R, s2, P0, grad)
+    X0, _ = _initial_state(layout, sl, T, R, s2, grad)
     XT, Y = scan(X0, _scan_inputs(y, exog, M), theta, outputs=outputs)
     J = float(XT[sl.l_at])
     g = XT[sl.l_at + 1:].copy()

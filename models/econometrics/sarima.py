@@ -24,6 +24,8 @@ Parameters in statsmodels' order and names: ``const``, ``drift``, ``x1..``, ``ar
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from scipy.signal import lfilter
 
@@ -125,6 +127,15 @@ class SARIMA:
             [f"ar.L{i + 1}" for i in range(p)] + [f"ma.L{i + 1}" for i in range(q)] + \
             [f"ar.S.L{s * (i + 1)}" for i in range(P)] + [f"ma.S.L{s * (i + 1)}" for i in range(Q)] + ["sigma2"]
 
+    def _with_series(self, y):
+        """This model on another series of the same length (the fit's ``y / std(w)``), without
+        validating the data again: a shallow copy with ``y``, ``w`` and the inner ARMA replaced."""
+        m = copy.copy(self)
+        m.y = np.asarray(y, dtype=np.float64)
+        m.w = lfilter(self.delta, [1.0], m.y)[self.n_diff:]
+        m.inner = self.inner._with_series(m.w)
+        return m
+
     # ------------------------------------------------------------------ parameters
     def _split(self, v):
         o = self.kx
@@ -164,8 +175,10 @@ class SARIMA:
     def loglike_and_grad(self, params, method="mle", *, grad=True):
         """``(llf, d llf / d params)`` (chain rule through :meth:`expand`)."""
         params = self._check_params(params)
+        if not (self.P or self.Q):  # no seasonal ARMA terms: expand is the identity
+            return self.inner.loglike_and_grad(params, method, grad=grad)
         llf, gf = self.inner.loglike_and_grad(self.expand(params), method, grad=grad)
-        if not grad or not (self.P or self.Q):  # no seasonal ARMA terms: expand is the identity
+        if not grad:
             return llf, gf
         return llf, complex_step_jacobian(self.expand, params).T @ gf
 
@@ -203,9 +216,7 @@ class SARIMA:
         if cov_type == "r-css" and method != "css":
             raise ValueError(f"cov_type: 'r-css' is R's convention for method='css', got method={method!r}")
         sc = float(np.std(self.w))
-        m = self if sc == 1.0 else SARIMA(self.y / sc, (self.p, self.d, self.q),
-                                          (self.P, self.D, self.Q, self.s), trend=self.trend,
-                                          exog=self._Xl[:, len(TRENDS[self.trend]):])
+        m = self if sc == 1.0 else self._with_series(self.y / sc)
         Dv = np.concatenate([np.full(self.kx, sc), np.ones(self.p + self.q + self.P + self.Q), [sc * sc]])
         start = None if start_params is None else start_params / Dv
         starts = check_order("starts", starts, 1)
