@@ -119,9 +119,13 @@ def css_residuals_jacobian(layout: ARMALayout, y, exog, theta):
 
 
 GN_MAX_ITER = 50
+GN_RTOL = 1e-6
+"""Gauss-Newton's stop for the exact fit's start: a relative decrease of the CSS sum of squares of
+at most this (the start is then within ~1e-3 of the CSS estimate, which itself differs from the
+exact-likelihood estimate by far more; tighter costs more iterations than it saves BFGS)."""
 
 
-def gauss_newton(residuals, x0, inside, *, max_iter=GN_MAX_ITER, rtol=1e-9):
+def gauss_newton(residuals, x0, inside, *, max_iter=GN_MAX_ITER, rtol=GN_RTOL):
     """Minimise ``||e(x)||^2`` by Gauss-Newton steps halved until the sum of squares decreases and
     ``inside(x)`` holds.
 
@@ -144,7 +148,10 @@ def gauss_newton(residuals, x0, inside, *, max_iter=GN_MAX_ITER, rtol=1e-9):
     e, J = residuals(x)
     S = float(e @ e)
     for _ in range(max_iter):
-        d = np.linalg.lstsq(J, -e, rcond=None)[0]
+        try:  # normal equations (k small, J well conditioned inside the region), least squares otherwise
+            d = np.linalg.solve(J.T @ J, -(J.T @ e))
+        except np.linalg.LinAlgError:
+            d = np.linalg.lstsq(J, -e, rcond=None)[0]
         if not np.all(np.isfinite(d)):
             return None
         step = 1.0
@@ -184,11 +191,12 @@ def css_inverse_hessian(J, e, transform, u, N):
     return Li.T @ Li
 
 
-def css_start_gauss_newton(model, start, expand=None):
+def css_start_gauss_newton(model, start, expand=None, *, rtol=GN_RTOL):
     """The CSS estimate by :func:`gauss_newton` from ``start`` (natural parameters, ``sigma2`` last)
     for the exact-likelihood fit of ``model`` (an :class:`ARMA`, or a SARIMA whose inner ARMA is
     ``model.inner`` and whose ``expand`` maps its parameters to the inner ones; Jacobian chained by
-    the complex step).  Returns ``(values (k,), e, J)`` or None."""
+    the complex step), stopped at ``rtol`` (:func:`gauss_newton`).  Returns ``(values (k,), e, J)`` or
+    None."""
     inner = getattr(model, "inner", model)
     tr = model._transform(False)
 
@@ -213,7 +221,7 @@ def css_start_gauss_newton(model, start, expand=None):
     if not len(x0) or not inside(x0):
         return None
     with np.errstate(all="ignore"):
-        out = gauss_newton(residuals, x0, inside)
+        out = gauss_newton(residuals, x0, inside, rtol=rtol)
     if out is None:
         return None
     x, e, J = out
@@ -408,7 +416,7 @@ class ARMA:
             Natural parameters to start from; default: for ``"css"`` :meth:`start_params`, for
             ``"mle"`` the CSS estimate (if stationary and invertible, else :meth:`start_params`),
             found by Gauss-Newton steps on the CSS residuals (:func:`gauss_newton`, to a relative
-            decrease of the sum of squares of 1e-9: a start) whose curvature also gives BFGS its
+            decrease of the sum of squares of :data:`GN_RTOL`: a start) whose curvature also gives BFGS its
             first inverse Hessian; if Gauss-Newton fails, by ``optimizer`` as ``fit("css")``.
         optimizer : {"BFGS", "L-BFGS-B", "CG"}
             SciPy method, run with ``jac=True`` on exact gradients.
