@@ -633,6 +633,23 @@ def test_gauss_newton_css_start_is_the_css_estimate(series, order):
     assert H.shape == (len(values), len(values)) and np.all(np.linalg.eigvalsh(H) > 0)
 
 
+def test_exact_fit_without_gauss_newton_falls_back_to_the_css_fit(monkeypatch):
+    """When Gauss-Newton gives up (returns None) the exact fit starts from fit("css")'s BFGS
+    optimum, as before it, and reaches the same maximum likelihood estimate."""
+    from dynopt.models.econometrics import ARIMA
+    from dynopt.models.econometrics import arma as arma_module
+    y = sunspots()
+    cpi = np.log(sm.datasets.macrodata.load_pandas().data["cpi"].to_numpy(dtype=float)) * 100
+    fits = [lambda: ARMA(y, 2, 1).fit("mle", cov_type="opg"), lambda: ARIMA(cpi, (1, 1, 1), trend="t").fit()]
+    ref = [f() for f in fits]
+    monkeypatch.setattr(arma_module, "gauss_newton", lambda *a, **k: None)
+    for f, r in zip(fits, ref):
+        res = f()
+        assert res.llf == pytest.approx(r.llf, rel=1e-11)
+        np.testing.assert_allclose(res.values, r.values, rtol=1e-5)
+        np.testing.assert_allclose(res.bse, r.bse, rtol=1e-4)
+
+
 def test_missing_observations_are_skipped_by_the_exact_likelihood():
     """NaN in y: the Kalman filter predicts through it (statsmodels ARIMA does the same)."""
     y = sunspots().copy()

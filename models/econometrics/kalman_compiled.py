@@ -193,39 +193,31 @@ class _ScanLayout:
 
 
 def _initial_state(layout, sl, T, R, s2, grad):
-    """``(X_0, P_0)``: ``a_0 = 0``, the stationary ``P_0`` (``P0 = T P0 T' + s2 R R'``) and, with
-    ``grad``, its derivative in the natural parameters (``dP0 = T dP0 T' + dT P0 T' + T P0 dT' +
-    d(s2 R R')``: one solve for all of them, with the same matrix ``I - T kron T``)."""
+    """``X_0``: ``a_0 = 0``, the stationary ``P_0`` (``P0 = T P0 T' + s2 R R'``) and, with ``grad``,
+    its derivative in the natural parameters (``dP0 = T dP0 T' + dT P0 T' + T P0 dT' + d(s2 R R')``),
+    all from one inverse of ``I - T kron T`` (``r <= SCAN_R_MAX``)."""
     r, k = sl.r, sl.k
-    if r > 10:
-        A = None
-        P0 = _lyapunov(T, s2 * (R[:, None] * R[None, :]))
-    else:
-        A = np.eye(r * r) - (T[:, None, :, None] * T[None, :, None, :]).reshape(r * r, r * r)
-        P0 = np.linalg.solve(A, (s2 * (R[:, None] * R[None, :])).reshape(r * r)).reshape(r, r)
+    Ainv = np.linalg.inv(np.eye(r * r) - (T[:, None, :, None] * T[None, :, None, :]).reshape(r * r, r * r))
+    RR = R[:, None] * R[None, :]
+    P0 = (Ainv @ (s2 * RR).reshape(r * r)).reshape(r, r)
     X0 = np.zeros(sl.n)
     X0[r:sl.nx] = P0[sl.iu]
     if not grad:
-        return X0, P0
-    o = layout.kc + layout.kx
+        return X0
     p, q = layout.p, layout.q
-    Q = np.zeros((k, r, r))
-    TP = T @ P0
-    for i in range(p):  # dT = e_i e_0': dT P0 T' + T P0 dT' = e_i c' + c e_i', c = T P0 e_0
-        Q[o + i, i, :] += TP[:, 0]
-        Q[o + i, :, i] += TP[:, 0]
-    for j in range(q):  # dR = e_{j+1}
-        Q[o + p + j, j + 1, :] += s2 * R
-        Q[o + p + j, :, j + 1] += s2 * R
-    Q[k - 1] = np.outer(R, R)
-    if A is None:
-        dP = np.stack([_lyapunov(T, Qj) for Qj in Q])
-    else:
-        dP = np.linalg.solve(A, Q.reshape(k, r * r).T).T.reshape(k, r, r)
+    # right-hand sides for (phi_1..p, theta_1..q, sigma2): dT = e_i e_0' gives e_i c' + c e_i' with
+    # c = T P0 e_0; dR = e_{j+1} gives s2 (e_{j+1} R' + R e_{j+1}'); d sigma2 gives R R'
+    E = np.eye(r)
+    c = T @ P0[:, 0]
+    Ep, Eq = E[:p], E[1:q + 1]
+    Q = np.concatenate([Ep[:, :, None] * c[None, None, :] + c[None, :, None] * Ep[:, None, :],
+                        s2 * (Eq[:, :, None] * R[None, None, :] + R[None, :, None] * Eq[:, None, :]),
+                        RR[None]])
+    dP = (Ainv @ Q.reshape(p + q + 1, r * r).T).T.reshape(p + q + 1, r, r)
     D0 = np.zeros((sl.nx, k))
-    D0[r:] = dP[:, sl.iu[0], sl.iu[1]].T
+    D0[r:, k - p - q - 1:] = dP[:, sl.iu[0], sl.iu[1]].T
     X0[sl.d_at:sl.l_at] = D0.ravel(order="F")
-    return X0, P0
+    return X0
 
 
 def _stationary(layout, T):
@@ -273,7 +265,7 @@ def exact_loglike_scan(layout, y, exog, theta, scan, *, grad=True, head=HEAD, ou
     M = _head_length(y, head)
     if outputs and M < N:
         raise ValueError(f"outputs: per-observation outputs need N <= {FULL_MAX}, got N = {N}")
-    X0, _ = _initial_state(layout, sl, T, R, s2, grad)
+    X0 = _initial_state(layout, sl, T, R, s2, grad)
     XT, Y = scan(X0, _scan_inputs(y, exog, M), theta, outputs=outputs)
     J = float(XT[sl.l_at])
     g = XT[sl.l_at + 1:].copy()
