@@ -191,9 +191,42 @@ def css_inverse_hessian(J, e, transform, u, N):
     return Li.T @ Li
 
 
+def hannan_rissanen(u, p: int, q: int):
+    """Hannan-Rissanen estimates ``(phi (p,), theta (q,))`` of an ARMA(p, q) for the zero-mean series
+    ``u (n,)``, or None when the series is too short for the long autoregression.
+
+    Steps 1-2 of statsmodels' ``hannan_rissanen(u, p, q, demean=False, unbiased=False)`` (Hannan and
+    Rissanen 1982; the long AR order ``max(floor(log(n)^2), 2 max(p, q))`` of Gomez and Maravall
+    2001): a long AR by Yule-Walker (biased autocovariances), its residuals ``e``, then least
+    squares of ``u_t`` on ``u_{t-1..p}`` and ``e_{t-1..q}``; without an MA part, least squares of
+    ``u_t`` on its ``p`` lags.  A consistent start for the CSS and exact fits.
+    """
+    from scipy.linalg import solve_toeplitz
+    u = np.asarray(u, dtype=np.float64)
+    n = len(u)
+    if q == 0:
+        if p == 0:
+            return np.zeros(0), np.zeros(0)
+        X = np.column_stack([u[p - i:n - i] for i in range(1, p + 1)])
+        return np.linalg.lstsq(X, u[p:], rcond=None)[0], np.zeros(0)
+    m = max(int(np.floor(np.log(n) ** 2)), 2 * max(p, q))
+    if n - m - q <= 2 * (p + q):
+        return None
+    acov = np.array([u[:n - k] @ u[k:] for k in range(m + 1)]) / n
+    a = solve_toeplitz(acov[:m], acov[1:])
+    X = np.column_stack([u[m - i:n - i] for i in range(1, m + 1)])
+    e = u[m:] - X @ a  # e[k] is the residual at t = m + k
+    t0 = m + q
+    cols = [u[t0 - i:n - i] for i in range(1, p + 1)] + [e[q - j:n - m - j] for j in range(1, q + 1)]
+    b = np.linalg.lstsq(np.column_stack(cols), u[t0:], rcond=None)[0]
+    return b[:p], b[p:]
+
+
 def css_start_gauss_newton(model, start, expand=None, *, rtol=GN_RTOL):
     """The CSS estimate by :func:`gauss_newton` from ``start`` (natural parameters, ``sigma2`` last)
-    for the exact-likelihood fit of ``model`` (an :class:`ARMA`, or a SARIMA whose inner ARMA is
+    and, for non-seasonal models, from the Hannan-Rissanen coefficients (:func:`hannan_rissanen`, when
+    stationary and invertible; mean and regression from ``start``), the lower sum of squares of the
+    two, for the exact-likelihood fit of ``model`` (an :class:`ARMA`, or a SARIMA whose inner ARMA is
     ``model.inner`` and whose ``expand`` maps its parameters to the inner ones; Jacobian chained by
     the complex step), stopped at ``rtol`` (:func:`gauss_newton`).  Returns ``(values (k,), e, J)`` or
     None."""
@@ -220,11 +253,26 @@ def css_start_gauss_newton(model, start, expand=None, *, rtol=GN_RTOL):
     x0 = np.asarray(start, dtype=np.float64)[:-1]
     if not len(x0) or not inside(x0):
         return None
-    with np.errstate(all="ignore"):
-        out = gauss_newton(residuals, x0, inside, rtol=rtol)
-    if out is None:
+    starts = [x0]
+    L = inner.layout
+    if expand is None and L.p + L.q:  # Hannan-Rissanen's consistent ARMA coefficients first
+        k0 = L.kc + L.kx
+        u = inner.y - inner.exog @ x0[L.kc:k0] - (x0[0] if L.kc else 0.0)
+        hr = hannan_rissanen(u, L.p, L.q)
+        if hr is not None:
+            x1 = x0.copy()
+            x1[k0:k0 + L.p + L.q] = np.concatenate(hr)
+            if np.all(np.isfinite(x1)) and inside(x1):
+                starts.insert(0, x1)
+    best = None
+    for x0 in starts:  # the lower sum of squares of the two (each start finds a better CSS optimum on some series)
+        with np.errstate(all="ignore"):
+            out = gauss_newton(residuals, x0, inside, rtol=rtol)
+        if out is not None and (best is None or out[1] @ out[1] < best[1] @ best[1]):
+            best = out
+    if best is None:
         return None
-    x, e, J = out
+    x, e, J = best
     return np.append(x, float(e @ e) / len(e)), e, J
 
 
@@ -415,9 +463,11 @@ class ARMA:
         start_params : (k,) array, optional
             Natural parameters to start from; default: for ``"css"`` :meth:`start_params`, for
             ``"mle"`` the CSS estimate (if stationary and invertible, else :meth:`start_params`),
-            found by Gauss-Newton steps on the CSS residuals (:func:`gauss_newton`, to a relative
-            decrease of the sum of squares of :data:`GN_RTOL`: a start) whose curvature also gives BFGS its
-            first inverse Hessian; if Gauss-Newton fails, by ``optimizer`` as ``fit("css")``.
+            found by Gauss-Newton steps on the CSS residuals (:func:`css_start_gauss_newton`: from
+            :meth:`start_params` and from the Hannan-Rissanen estimate, the better of the two, each
+            to a relative decrease of the sum of squares of
+            :data:`GN_RTOL`: a start) whose curvature also gives BFGS its first inverse Hessian;
+            if Gauss-Newton fails, by ``optimizer`` as ``fit("css")``.
         optimizer : {"BFGS", "L-BFGS-B", "CG"}
             SciPy method, run with ``jac=True`` on exact gradients.
         transformed : bool

@@ -28,6 +28,8 @@ def constrain_stationary(u):
     """Unconstrained ``(n,)`` -> coefficients of a stationary AR polynomial ``(n,)``."""
     u = np.asarray(u)
     n = u.shape[0]
+    if n == 1:  # the recursion's one step, without its work matrix
+        return -u / np.sqrt(1 + u * u)
     y = np.zeros((n, n), dtype=u.dtype)
     r = u / np.sqrt(1 + u * u)
     for k in range(n):
@@ -43,6 +45,11 @@ def unconstrain_stationary(c):
     n = c.shape[0]
     if n == 0:
         return np.zeros(0)
+    if n == 1:
+        r = -c
+        if abs(r[0]) >= 1:
+            raise ValueError(f"coefficients {c} are not stationary (a partial autocorrelation has |r| >= 1)")
+        return r / np.sqrt(1 - r * r)
     y = np.zeros((n, n))
     y[n - 1] = -c
     for k in range(n - 1, 0, -1):
