@@ -265,11 +265,13 @@ def css_start_gauss_newton(model, start, expand=None, *, rtol=GN_RTOL):
             if np.all(np.isfinite(x1)) and inside(x1):
                 starts.insert(0, x1)
     best = None
-    for x0 in starts:  # the lower sum of squares of the two (each start finds a better CSS optimum on some series)
-        with np.errstate(all="ignore"):
-            out = gauss_newton(residuals, x0, inside, rtol=rtol)
-        if out is not None and (best is None or out[1] @ out[1] < best[1] @ best[1]):
-            best = out
+    with np.errstate(all="ignore"):
+        for x0 in starts:  # the lower sum of squares of the two (each finds the better CSS optimum on some series),
+            out = gauss_newton(residuals, x0, inside, rtol=max(rtol, 1e-3))  # compared near their optima
+            if out is not None and (best is None or out[1] @ out[1] < best[1] @ best[1]):
+                best = out
+        if best is not None and rtol < 1e-3:
+            best = gauss_newton(residuals, best[0], inside, rtol=rtol)
     if best is None:
         return None
     x, e, J = best
