@@ -15,7 +15,7 @@ import pytest
 from dynopt import RK4, Discretized, Euler, Problem
 from dynopt.casadi.codegen import CompilerNotFoundWarning
 from dynopt.casadi.compiled import CompiledBPTT
-from dynopt.casadi.components import CasadiPlant
+from dynopt.casadi.components import CasadiPlant, CasadiStageCost
 from dynopt.models import (DoubleIntegrator, LinearFeedback, LinearPlant, MLPPolicy, OpenLoop, Pendulum, Quadratic,
                            QuadraticTerminal, SwingUpCost)
 from dynopt.models.reactor import CSTR, steady_state
@@ -100,6 +100,54 @@ def test_compiled_vm_equals_python_loop(name):
     assert abs(method.value(problem, W) - J) <= RTOL * abs(J)
 
 
+def post_step_cost(T=15):
+    """A post-step stage cost (timing="post": the cost reads x[t+1]) on a nonlinear plant."""
+    import casadi as ca
+
+    def f(x, u, p):
+        return ca.vertcat(x[0] + 0.1 * x[1], x[1] + 0.1 * (p[0] * ca.sin(x[0]) + u[0]))
+
+    def c(x, u, p):
+        return p[0] * x[0] ** 2 + x[1] ** 2 + 0.1 * u[0] ** 2
+
+    class PostStepCost(CasadiStageCost):
+        timing = "post"
+
+    plant = CasadiPlant(f, n_state=2, n_control=1, params=[-0.8])
+    cost = PostStepCost(c, n_state=2, n_control=1, params=[1.5])
+    return Problem(plant, LinearFeedback(2, 1, K0=[[0.5, 0.2]]), cost, horizon=T,
+                   x0=np.array([[0.3, 0.0], [-0.2, 0.1]]), decision=("policy", "plant", "cost"))
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc on PATH")
+@pytest.mark.parametrize("name", sorted(CASES) + ["post-step-cost"])
+def test_compiled_scans_equal_python_loop(name, tmp_path):
+    """loop="scan": the forward and adjoint sweeps as two compiled C loops (dynopt.casadi.scan_sweeps)."""
+    problem = post_step_cost() if name == "post-step-cost" else CASES[name]()
+    W = problem.W0 * (1 + 0.01 * np.cos(np.arange(problem.n_decision)))
+    J, g = problem.value_and_grad(W)
+    method = CompiledBPTT(codegen=True, cache_dir=tmp_path, loop="scan")
+    ev = method.evaluate(problem, W)
+    Jc, gc, traj = ev
+    assert ev.stats["build"]["loop"] == "scan" and ev.stats["build"]["compiled"]
+    assert abs(Jc - J) <= RTOL * abs(J)
+    assert _rel(gc, g) < RTOL
+    ref = problem.simulate(W)
+    assert _rel(traj.x, ref.x) < RTOL and _rel(traj.u, ref.u) < RTOL
+    assert _rel(traj.stage_cost, ref.stage_cost) < RTOL
+    assert abs(method.value(problem, W) - J) <= RTOL * abs(J)
+    if name == "lag2-exog":  # a second run loads both libraries from the cache
+        again = CompiledBPTT(codegen=True, cache_dir=tmp_path, loop="scan").evaluate(problem, W)
+        assert again.stats["build"]["cached"] and again.stats["build"]["compile_seconds"] == 0.0
+        np.testing.assert_array_equal(again[1], gc)
+        assert len(list(tmp_path.glob("*.so"))) == 2
+
+
+def test_compiled_loop_argument_is_checked():
+    with pytest.raises(ValueError, match="loop: expected 'auto', 'scan' or 'tower', got 'fast'"):
+        CompiledBPTT(codegen=True, loop="fast")
+
+
 def test_compiled_as_the_problems_gradient_strategy():
     problem = lag2_exog()
     J, g = problem.value_and_grad(problem.W0)
@@ -112,9 +160,10 @@ def test_compiled_as_the_problems_gradient_strategy():
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc on PATH (the fallback has its own test)")
 def test_codegen_equals_python_loop_and_is_cached(tmp_path):
+    """The tower (loop="tower"): one library per structure, loaded by key without building a graph."""
     problem = open_loop(T=12)
     J, g = problem.value_and_grad(problem.W0)
-    first = CompiledBPTT(codegen=True, cache_dir=tmp_path)
+    first = CompiledBPTT(codegen=True, cache_dir=tmp_path, loop="tower")
     ev = first.evaluate(problem, problem.W0)
     Jc, gc, _ = ev
     assert ev.stats["build"]["compiled"] and not ev.stats["build"]["cached"]
@@ -122,14 +171,14 @@ def test_codegen_equals_python_loop_and_is_cached(tmp_path):
     libs = list(tmp_path.glob("*.so"))
     assert len(libs) == 1
     mtime = libs[0].stat().st_mtime_ns
-    second = CompiledBPTT(codegen=True, cache_dir=tmp_path)  # a new run: same structure, no recompiling
+    second = CompiledBPTT(codegen=True, cache_dir=tmp_path, loop="tower")  # a new run: no recompiling
     ev = second.evaluate(open_loop(T=12), problem.W0)
     Jd, gd, _ = ev
     assert ev.stats["build"]["cached"] and ev.stats["build"]["compile_seconds"] == 0.0
     assert ev.stats["build"]["build_seconds"] == 0.0  # loaded by structure key: no graph built
     assert libs[0].stat().st_mtime_ns == mtime
     np.testing.assert_array_equal(gd, gc)
-    other = CompiledBPTT(codegen=True, cache_dir=tmp_path)  # another horizon is another structure
+    other = CompiledBPTT(codegen=True, cache_dir=tmp_path, loop="tower")  # another horizon: another structure
     ev = other.evaluate(open_loop(T=13), open_loop(T=13).W0)
     assert not ev.stats["build"]["cached"] and len(list(tmp_path.glob("*.so"))) == 2
 

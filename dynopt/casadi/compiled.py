@@ -105,15 +105,16 @@ def _split(M, w, length):
 
 @dataclass
 class _Built:
-    """The Functions of one problem structure and what they cost to build."""
+    """The Functions of one problem structure (or its compiled scans) and what they cost to build."""
 
-    grad: ca.Function
-    value: ca.Function
+    grad: Optional[ca.Function]
+    value: Optional[ca.Function]
     build_seconds: float
     compiled: bool = False
     info: object = None
     record: dict = field(default_factory=dict)
     n: Dict[str, int] = field(default_factory=dict)
+    scan: object = None  # a scan_sweeps.ScanSweeps (then grad and value are None)
 
 
 def _maps(form, shared, adjoint_of, B, tag):
@@ -388,19 +389,28 @@ class CompiledBPTT(GradientMethod):
     cache_dir : path, optional
         Cache directory; default ``$DYNOPT_CACHE_DIR`` or ``~/.cache/dynopt``.
     chunk : int, optional
-        Steps unrolled per inner loop (default ``ceil(sqrt(T))``).
+        Steps unrolled per inner loop of the tower (default ``ceil(sqrt(T))``).
+    loop : {"auto", "scan", "tower"}
+        With ``codegen``: ``"scan"`` runs the forward and the adjoint sweep as two compiled C loops
+        over time (:mod:`.scan_sweeps`: fastest for scalar recursions and small batches, C code
+        grows with the batch), ``"tower"`` as the two-level CasADi loop of the module docstring;
+        ``"auto"`` (default) takes the scans when their estimated size is at most
+        :data:`.scan_sweeps.MAX_INSTRUCTIONS`.  Same numbers either way.
 
     Notes
     -----
     ``evaluate(problem, W).stats["build"]`` describes the build the evaluation used:
     ``build_seconds`` (graph), ``generate_seconds`` and ``compile_seconds`` (C and gcc, 0 when
-    loaded from the cache), ``cached``, ``compiled``.  ``build(problem).record`` gives the same.
+    loaded from the cache), ``cached``, ``compiled``, ``loop``.  ``build(problem).record`` gives the same.
     """
 
     def __init__(self, codegen: bool = False, *, compiler: str = "gcc", flags: Sequence[str] = DEFAULT_FLAGS,
-                 cache_dir=None, chunk: Optional[int] = None):
+                 cache_dir=None, chunk: Optional[int] = None, loop: str = "auto"):
         self.codegen = bool(codegen)
         self.compiler, self.flags, self.cache_dir, self.chunk = compiler, tuple(flags), cache_dir, chunk
+        if loop not in ("auto", "scan", "tower"):
+            raise ValueError(f"loop: expected 'auto', 'scan' or 'tower', got {loop!r}")
+        self.loop = loop
         self._built: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
         self._warned = False
 
@@ -414,7 +424,20 @@ class CompiledBPTT(GradientMethod):
             return self._built[problem]
         except KeyError:
             pass
-        record = dict(build_seconds=0.0, generate_seconds=0.0, compile_seconds=0.0, cached=False, compiled=False)
+        record = dict(build_seconds=0.0, generate_seconds=0.0, compile_seconds=0.0, cached=False, compiled=False,
+                      loop="tower" if self.codegen else "vm")
+        if self.codegen and self.compiler == "gcc" and self.loop != "tower":
+            from . import scan_sweeps
+            if self.loop == "scan" or scan_sweeps.fits(problem):
+                try:
+                    sweeps = scan_sweeps.ScanSweeps(problem, directory=self.cache_dir)
+                except CompilerNotFound:
+                    pass  # the tower below warns once and runs in the VM
+                else:
+                    built = _Built(grad=None, value=None, build_seconds=sweeps.record["build_seconds"], compiled=True,
+                                   scan=sweeps, record=dict(sweeps.record))
+                    self._built[problem] = built
+                    return built
         key = None
         if self.codegen:
             key = sweep_key(problem, chunk=self.chunk, compiler=self.compiler, flags=self.flags)
@@ -450,12 +473,14 @@ class CompiledBPTT(GradientMethod):
 
     def _evaluate(self, problem, W):
         built = self.build(problem)
-        ins = _inputs(problem, W)
         T, B, n, m, k = problem.horizon, problem.B, problem.plant.n_state, problem.plant.n_control, problem.plant.lags
-        g = built.grad
-        o = _call(self._buffers(built, "grad"), ins, {
-            0: (1,), 1: (g.nnz_out(1),), 2: (g.nnz_out(2),), 3: (g.nnz_out(3),), 4: (g.nnz_out(4),),
-            5: (B, k, n), 6: (B, n), 7: (T, B, k * n), 8: (T, B, m), 9: (T, B), 10: (B,)})
+        if built.scan is not None:
+            o = built.scan.gradient(problem, W)
+        else:
+            g = built.grad
+            o = _call(self._buffers(built, "grad"), _inputs(problem, W), {
+                0: (1,), 1: (g.nnz_out(1),), 2: (g.nnz_out(2),), 3: (g.nnz_out(3),), 4: (g.nnz_out(4),),
+                5: (B, k, n), 6: (B, n), 7: (T, B, k * n), 8: (T, B, m), 9: (T, B), 10: (B,)})
         term = None if problem.terminal_cost is None else o[10]
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow is located by the template
             total = o[9].sum(axis=0) if term is None else o[9].sum(axis=0) + term
@@ -482,13 +507,16 @@ class CompiledBPTT(GradientMethod):
     def _value(self, problem, W):
         """J(W) from the compiled forward loop only."""
         built = self.build(problem)
-        ins = _inputs(problem, W)
         T, B = problem.horizon, problem.B
-        o = _call(self._buffers(built, "value"), ins, {4: (T, B), 5: (B,)})
+        if built.scan is not None:
+            C, cT = built.scan.value(problem, W)
+            o = {4: C, 5: cT}
+        else:
+            o = _call(self._buffers(built, "value"), _inputs(problem, W), {4: (T, B), 5: (B,)})
         term = None if problem.terminal_cost is None else o[5]
         with np.errstate(over="ignore", invalid="ignore"):
             total = o[4].sum(axis=0) if term is None else o[4].sum(axis=0) + term
         return float(total.sum() / B), {"forward": 1}
 
     def __repr__(self):
-        return f"CompiledBPTT(codegen={self.codegen})"
+        return f"CompiledBPTT(codegen={self.codegen}" + (f", loop={self.loop!r})" if self.loop != "auto" else ")")

@@ -227,10 +227,10 @@ def cached_scan(key, build, *, prefix: str, flags=None) -> Optional[CompiledScan
         return _SCANS.setdefault(key, scan)
 
 
-def scan_when_ready(key, build, *, prefix: str, flags=None) -> Optional[CompiledScan]:
+def scan_when_ready(key, build, *, prefix: str, flags=None, lane: str = "small") -> Optional[CompiledScan]:
     """Non-blocking :func:`cached_scan`: the scan if it is ready, otherwise None while it is built
-    in the background (:func:`dynopt.core.background.submit`; a library already in the disk cache
-    is ready on the next call)."""
+    in the background (:func:`dynopt.core.background.submit` in ``lane``; a library already in the
+    disk cache is ready on the next call)."""
     from ..core.background import compile_allowed, submit
     if not compile_allowed():
         return None
@@ -239,7 +239,7 @@ def scan_when_ready(key, build, *, prefix: str, flags=None) -> Optional[Compiled
             return _SCANS[key]
         if key in _PENDING:
             return None
-        _PENDING[key] = submit(lambda: cached_scan(key, build, prefix=prefix, flags=flags))
+        _PENDING[key] = submit(lambda: cached_scan(key, build, prefix=prefix, flags=flags), lane=lane)
     return None
 
 

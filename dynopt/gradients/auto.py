@@ -9,7 +9,11 @@ the compiled sweeps of :class:`~dynopt.CompiledBPTT` (C code, gcc, the private d
 :mod:`dynopt.casadi.codegen`) in a background thread and keeps answering with NumPy meanwhile.
 Once the library is loaded it times both paths on the same W and keeps the faster one (ties go
 to NumPy): compiled loops win for small batches and scalar recursions, where NumPy's
-per-step overhead dominates; NumPy wins for BLAS-heavy batches.
+per-step overhead dominates; NumPy wins for BLAS-heavy batches.  Compiled sweeps come in two
+forms (:class:`~dynopt.CompiledBPTT`'s ``loop``): the compiled scans (two plain C loops, fastest,
+gcc time grows with the batch) and the tower (built in about a second).  Small scans are built
+directly; where the scans would take gcc several seconds, the tower is built first and answers,
+then the scans are built in the background and replace it if they are faster.
 
 Both paths compute the same exact gradient (they agree to ~1e-13 relative; see
 ``tests/test_auto.py``), so the choice never changes an answer beyond rounding.  What was
@@ -49,6 +53,9 @@ class _Choice:
         self.compiled = None           # the CompiledBPTT strategy once loaded
         self.build: dict = {}
         self.settled = False
+        self.tiers: Optional[list] = None  # compiled loops to build, in order ("tower" and/or "scan")
+        self.tier = 0
+        self.est: Optional[int] = None     # estimated size of the scans (SX instructions)
 
 
 class Auto(GradientMethod):
@@ -106,48 +113,77 @@ class Auto(GradientMethod):
 
     def _start_build(self, problem, ch: _Choice) -> None:
         from ..casadi.compiled import CompiledBPTT
+        from ..casadi.scan_sweeps import FAST_BUILD_INSTRUCTIONS, SMALL_INSTRUCTIONS, estimate_instructions, fits
 
-        strategy = CompiledBPTT(codegen=True, cache_dir=self.cache_dir)
-        ch.reason = "compiled build running in the background"
+        if ch.tiers is None:
+            # scans are fastest where they fit, but a large one takes seconds of gcc: the tower (built
+            # in a second) answers meanwhile, then the scans replace it if they are faster
+            est = estimate_instructions(problem)
+            ch.tiers = (["tower"] if not fits(problem) else ["scan"] if est <= FAST_BUILD_INSTRUCTIONS
+                        else ["tower", "scan"])
+            ch.est = est
+        loop = ch.tiers[ch.tier]
+        strategy = CompiledBPTT(codegen=True, cache_dir=self.cache_dir, loop=loop)
+        ch.reason = (f"compiled build running in the background ({loop})" if ch.path == "numpy" else
+                     f"{ch.reason}; building the compiled {loop} in the background")
 
         def build():
             built = strategy.build(problem)
             return strategy, built
 
-        ch.future = _submit(build)
+        small = loop == "tower" or (ch.est is not None and ch.est <= SMALL_INSTRUCTIONS)
+        ch.future = _submit(build, lane="small" if small and ch.tier == 0 else "large")
 
     def _finish_build(self, problem, ch: _Choice, W) -> None:
+        last = ch.tier + 1 >= len(ch.tiers)
         try:
             strategy, built = ch.future.result()
-        except Exception as exc:  # noqa: BLE001 - any build failure leaves the NumPy path in charge
-            ch.reason, ch.settled = f"compiled build failed ({type(exc).__name__}: {exc}); NumPy kept", True
+        except Exception as exc:  # noqa: BLE001 - any build failure leaves the current path in charge
+            ch.reason = f"compiled build failed ({type(exc).__name__}: {exc}); {ch.path} kept"
+            self._next_tier(ch, last)
             return
-        ch.build = dict(getattr(built, "record", {}) or {})
-        if not ch.build.get("compiled", False):
-            ch.reason, ch.settled = "compiled build fell back to CasADi's VM; NumPy kept", True
+        record = dict(getattr(built, "record", {}) or {})
+        if not record.get("compiled", False):
+            ch.reason = f"compiled build fell back to CasADi's VM; {ch.path} kept"
+            self._next_tier(ch, last)
             return
-        # time both paths on the same W (best of two each; the first compiled call warms buffers)
+        # time the candidate against the path in use on the same W (best of two each; the first
+        # compiled call warms buffers); NumPy is timed once
         try:
             with np.errstate(all="ignore"):
                 strategy._evaluate(problem, W)
                 t_c = min(_timed(strategy._evaluate, problem, W) for _ in range(2))
-                t_n = min(_timed(self._numpy._evaluate, problem, W) for _ in range(2))
+                if ch.numpy_time is None or ch.compiled is None:
+                    ch.numpy_time = min(_timed(self._numpy._evaluate, problem, W) for _ in range(2))
+                if ch.compiled is not None:
+                    ch.compiled_time = min(_timed(ch.compiled._evaluate, problem, W) for _ in range(2))
         except SimulationDivergedError:
             return  # not a point to time at: decide at the next evaluation
-        ch.compiled_time, ch.numpy_time = t_c, t_n
-        if t_c < 0.9 * t_n:
-            ch.path, ch.compiled = "compiled", strategy
-            ch.reason = f"compiled sweeps {t_c * 1e3:.3g} ms vs NumPy {t_n * 1e3:.3g} ms per gradient"
+        best = ch.numpy_time if ch.compiled is None else min(ch.numpy_time, ch.compiled_time)
+        loop = record.get("loop", "")
+        if t_c < 0.9 * best:
+            ch.path, ch.compiled, ch.compiled_time, ch.build = "compiled", strategy, t_c, record
+            ch.reason = f"compiled sweeps ({loop}) {t_c * 1e3:.3g} ms vs NumPy {ch.numpy_time * 1e3:.3g} ms per gradient"
+        elif ch.compiled is None:
+            ch.reason = f"NumPy {ch.numpy_time * 1e3:.3g} ms vs compiled ({loop}) {t_c * 1e3:.3g} ms per gradient"
         else:
-            ch.reason = f"NumPy {t_n * 1e3:.3g} ms vs compiled {t_c * 1e3:.3g} ms per gradient"
-        ch.settled = True
+            ch.reason += f"; compiled {loop} {t_c * 1e3:.3g} ms not faster"
+        self._next_tier(ch, last)
+
+    @staticmethod
+    def _next_tier(ch: _Choice, last: bool) -> None:
+        if last:
+            ch.settled = True
+        else:
+            ch.tier += 1
+            ch.future = None  # the next _step starts it
 
     def _step(self, problem, W) -> _Choice:
         ch = self._choice(problem)
         ch.calls += 1
         if not ch.settled:
             if ch.future is None:
-                if ch.calls >= self.min_calls and ch.numpy_seconds >= self.compile_after:
+                if ch.tier > 0 or (ch.calls >= self.min_calls and ch.numpy_seconds >= self.compile_after):
                     self._start_build(problem, ch)
             elif ch.future.done():
                 self._finish_build(problem, ch, W)
@@ -176,12 +212,15 @@ class Auto(GradientMethod):
         at ``W`` (default ``problem.W0``) and choose; returns the path now in use.  For
         benchmarks and tests; ordinary use never waits."""
         ch = self._choice(problem)
-        if ch.settled:
-            return ch.path
-        if ch.future is None:
-            self._start_build(problem, ch)
-        ch.future.result(timeout)
-        self._finish_build(problem, ch, problem.check_W(problem.W0 if W is None else W))
+        W = problem.check_W(problem.W0 if W is None else W)
+        while not ch.settled:
+            if ch.future is None:
+                self._start_build(problem, ch)
+            ch.future.result(timeout)
+            tier = ch.tier
+            self._finish_build(problem, ch, W)
+            if ch.tier == tier and not ch.settled:
+                break  # W could not be timed (diverged): decide later
         return ch.path
 
     def describe(self, problem) -> str:
