@@ -11,7 +11,7 @@ Two compiled forms of the same Kalman steps; both give the value and gradient of
   covariance's input).  Series of up to :data:`FULL_MAX` observations run to the end in it; longer
   ones run the head of ``M`` steps in it and the steady-state tail as below, the tail's adjoint of
   ``a_M`` chained through ``D_M``.  The stationary ``P_0`` and its derivative come from the
-  Lyapunov equation and its derivative (one ``r^2 x r^2`` solve for all parameters).  The step is
+  Lyapunov equation and its derivative (one inverse of ``I - T kron T`` for all parameters).  The step is
   compiled in the background the first time a model shape ``(p, q, k_exog, trend)`` asks for it
   (cached on disk, later processes load it in milliseconds); until then, for ``r > SCAN_R_MAX``,
   or with compiled code switched off (``DYNOPT_COMPILE=0``), the CasADi form answers.
@@ -39,8 +39,9 @@ from .kalman import STEADY_TOL, SteadyStateTail
 HEAD = 32
 EXPAND_MAX = 1024
 FULL_MAX = 4096
-"""Series up to this length run to the end in the compiled scan (no steady-state tail): per step the
-scan costs less than the tail's ``lfilter`` pair at these lengths."""
+"""Series up to this length run to the end in the compiled scan (no steady-state tail): measured for
+ARMA(2, 1), one value and gradient costs 160 vs 190 us at N = 2000 and 230 vs 220 us at N = 4000
+(full scan vs head and ``lfilter`` tail), 380 vs 290 us at N = 8000."""
 SCAN_R_MAX = 6
 """Largest state dimension ``r = max(p, q + 1)`` given to the compiled scan (its step grows as
 ``r^2 k``; larger models, e.g. seasonal ones, keep the CasADi form)."""
