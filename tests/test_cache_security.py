@@ -1,5 +1,9 @@
 """The compiled-code cache loads only libraries that the user alone could have written (issue 15).
 
+The tests run the tower form of the compiled sweeps (one library per structure); the compiled
+scans (two libraries, loaded through ctypes) go through the same cache functions and have their own
+tampering test at the end.
+
 Loading a shared library runs its code, so: the cache directory is created 0700; a directory
 or library that someone else owns or can write is refused before anything is loaded, with a
 message naming the path, the owner and mode found and the fix; a library whose SHA-256 does
@@ -102,7 +106,7 @@ def test_writable_cache_dir_is_refused_before_loading(tmp_path, loads, mode, who
     planted = _plant(shared, problem)  # a valid record does not help: the directory is not private
     os.chmod(shared, mode)
     with pytest.raises(UnsafeCacheError) as err:
-        CompiledBPTT(codegen=True, cache_dir=shared).evaluate(problem, problem.W0)
+        CompiledBPTT(codegen=True, cache_dir=shared, loop="tower").evaluate(problem, problem.W0)
     msg = str(err.value)
     assert f"{shared}:" in msg and f"writable by {who}" in msg
     assert f"mode {stat.filemode(stat.S_IFDIR | mode)} = {mode:04o}" in msg and "found owner" in msg
@@ -124,7 +128,7 @@ def test_cache_dir_owned_by_another_user_is_refused(tmp_path, loads):
     _plant(other, problem)
     os.chown(other, nobody.pw_uid, nobody.pw_gid)
     with pytest.raises(UnsafeCacheError) as err:
-        CompiledBPTT(codegen=True, cache_dir=other).evaluate(problem, problem.W0)
+        CompiledBPTT(codegen=True, cache_dir=other, loop="tower").evaluate(problem, problem.W0)
     msg = str(err.value)
     assert f"{other}: it is owned by another user" in msg
     assert f"found owner nobody (uid {nobody.pw_uid})" in msg and "mode drwx------ = 0700" in msg
@@ -164,7 +168,7 @@ def test_world_writable_parent_without_sticky_bit_is_refused(tmp_path):
 def test_tampered_library_is_rebuilt_never_loaded(tmp_path, loads):
     problem = open_loop(8)
     J, g = problem.value_and_grad(problem.W0)
-    first = CompiledBPTT(codegen=True, cache_dir=tmp_path)
+    first = CompiledBPTT(codegen=True, cache_dir=tmp_path, loop="tower")
     first.evaluate(problem, problem.W0)
     lib = tmp_path / f"dynopt_sweeps_{_key(problem)}.so"
     good = hashlib.sha256(lib.read_bytes()).hexdigest()
@@ -179,7 +183,7 @@ def test_tampered_library_is_rebuilt_never_loaded(tmp_path, loads):
     info = cache_info(tmp_path)
     assert not info.ok and "SHA-256 does not match" in info.problems[0]
     assert codegen.load_cached(["dynopt_grad"], prefix="dynopt_sweeps", key=_key(problem), directory=tmp_path) is None
-    second = CompiledBPTT(codegen=True, cache_dir=tmp_path)
+    second = CompiledBPTT(codegen=True, cache_dir=tmp_path, loop="tower")
     again = open_loop(8)
     Jc, gc, _ = second.evaluate(again, problem.W0)
     assert not build_record(second, again)["cached"] and build_record(second, again)["compiled"]
@@ -190,7 +194,7 @@ def test_tampered_library_is_rebuilt_never_loaded(tmp_path, loads):
     assert abs(Jc - J) <= RTOL * abs(J) and np.max(np.abs(gc - g)) <= RTOL * np.max(np.abs(g))
     # a record that no longer matches (the library is intact) also means rebuild
     (tmp_path / (lib.name + ".sha256")).write_text("0" * 64 + "  " + lib.name + "\n")
-    third = CompiledBPTT(codegen=True, cache_dir=tmp_path)
+    third = CompiledBPTT(codegen=True, cache_dir=tmp_path, loop="tower")
     third.evaluate(again, problem.W0)
     assert not build_record(third, again)["cached"] and cache_info(tmp_path).ok
 
@@ -236,7 +240,7 @@ def spy(names, lib):
 codegen._load = spy
 problem = open_loop(int(sys.argv[2]))
 time.sleep(max(0.0, float(sys.argv[3]) - time.time()))  # both start building at the same moment
-method = CompiledBPTT(codegen=True, cache_dir=sys.argv[1])
+method = CompiledBPTT(codegen=True, cache_dir=sys.argv[1], loop="tower")
 J, g, _ = method.evaluate(problem, problem.W0)
 print(json.dumps(dict(J=J, g=list(g), loaded=seen, cached=build_record(method, problem)["cached"])))
 """
@@ -302,3 +306,28 @@ def test_native_builds_key_on_the_processor(monkeypatch):
     assert sweep_key(problem, chunk=None, compiler="gcc", flags=DEFAULT_FLAGS) != base
     assert sweep_key(problem, chunk=None, compiler="gcc", flags=("-O3",)) == portable
 
+
+
+@needs_gcc
+def test_tampered_scan_library_is_rebuilt_never_loaded(tmp_path, loads):
+    """The compiled scans (loop="scan", loaded through ctypes): a library whose bytes no longer match
+    its SHA-256 record is rebuilt; the tampered bytes are never loaded."""
+    problem = open_loop(8)
+    J, g = problem.value_and_grad(problem.W0)
+    CompiledBPTT(codegen=True, cache_dir=tmp_path, loop="scan").evaluate(problem, problem.W0)
+    libs = sorted(tmp_path.glob("dynopt_*.so"))  # the forward and the backward scan
+    assert len(libs) == 2 and sorted(p for p, _ in loads) == libs
+    lib = libs[0]
+    tampered = lib.read_bytes()[:-64] + b"\0" * 64
+    planted = tmp_path / "planted"
+    planted.write_bytes(tampered)
+    os.chmod(planted, 0o600)
+    os.replace(planted, lib)
+    bad = hashlib.sha256(tampered).hexdigest()
+    again = open_loop(8)
+    method = CompiledBPTT(codegen=True, cache_dir=tmp_path, loop="scan")
+    Jc, gc, _ = method.evaluate(again, problem.W0)
+    assert not method.build(again).record["cached"]  # one of the two was rebuilt
+    assert bad not in [h for _, h in loads]
+    assert hashlib.sha256(lib.read_bytes()).hexdigest() != bad
+    assert abs(Jc - J) <= RTOL * abs(J) and np.max(np.abs(gc - g)) <= RTOL * np.max(np.abs(g))

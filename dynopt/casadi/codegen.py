@@ -32,6 +32,7 @@ default directory lies in the user's profile, private under Windows' default ACL
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import importlib
@@ -45,7 +46,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import casadi as ca
 
@@ -297,8 +298,11 @@ def verified(lib: Path) -> Optional[str]:
     return got if want and want[0] == got else None
 
 
-def _load(names: Sequence[str], lib: Path) -> Dict[str, ca.Function]:
-    """Load ``names`` from the (verified) library ``lib``."""
+def _load(names: Optional[Sequence[str]], lib: Path):
+    """Load ``names`` from the (verified) library ``lib`` as CasADi Functions or, with ``names=None``,
+    the library itself through ``ctypes`` (:mod:`.scan` calls its driver loop that way)."""
+    if names is None:
+        return ctypes.CDLL(str(lib))
     return {n: ca.external(n, str(lib)) for n in names}
 
 
@@ -353,7 +357,7 @@ class _Lock:
 
 def compile_functions(functions: Sequence[ca.Function], *, prefix: str, compiler: str = "gcc",
                       flags: Sequence[str] = ("-O2",), directory: Optional[os.PathLike] = None,
-                      key: Optional[str] = None, extra_source: str = ""):
+                      key: Optional[str] = None, extra_source: str = "", as_library: bool = False):
     """Generate, compile (or load from the cache) and load a group of CasADi Functions.
 
     Parameters
@@ -375,11 +379,13 @@ def compile_functions(functions: Sequence[ca.Function], *, prefix: str, compiler
     extra_source : str
         C code appended to the generated file (e.g. :mod:`.scan`'s driver loop, which calls the
         generated Functions by name); part of the default key.
+    as_library : bool
+        Return the verified library loaded through ``ctypes`` instead of the Functions.
 
     Returns
     -------
-    loaded : dict of name -> casadi.Function
-        The compiled Functions (``casadi.external``).
+    loaded : dict of name -> casadi.Function, or ctypes.CDLL
+        The compiled Functions (``casadi.external``), or the library (``as_library``).
     info : CompileInfo
 
     Raises
@@ -396,7 +402,7 @@ def compile_functions(functions: Sequence[ca.Function], *, prefix: str, compiler
     root = private_cache_dir(directory)
     key = key or structure_key(functions, compiler, flags, extra_source)
     lib = root / f"{prefix}_{key}.so"
-    names = [f.name() for f in functions]
+    names = None if as_library else [f.name() for f in functions]
     if verified(lib) is not None:
         return _load(names, lib), CompileInfo(lib, True, 0.0, 0.0)
     exe = shutil.which(compiler)

@@ -133,10 +133,8 @@ class CompiledScan:
         set_y = f"res[1] = Y ? Y + t * {self.ny} : 0;" if self.ny else ""
         source = DRIVER.format(prefix=prefix, nx=self.nx, nz=self.nz, sz_arg=max(f.sz_arg(), 3),
                                sz_res=max(f.sz_res(), 2), sz_w=f.sz_w(), sz_iw=max(f.sz_iw(), 1), set_y=set_y)
-        _, self.info = compile_functions([f], prefix=prefix, flags=tuple(FLAGS if flags is None else flags),
-                                         directory=directory,
-                                         extra_source=source)
-        lib = ctypes.CDLL(str(self.info.library))
+        lib, self.info = compile_functions([f], prefix=prefix, flags=tuple(FLAGS if flags is None else flags),
+                                           directory=directory, extra_source=source, as_library=True)
         self._fn = getattr(lib, f"{prefix}_scan")
         self._fn.restype = ctypes.c_int
         self._fn.argtypes = [ctypes.c_longlong, _P, _P, _P, _P, _P, _P, _P, ctypes.c_longlong]
