@@ -214,8 +214,7 @@ def hannan_rissanen(u, p: int, q: int):
         return None
     acov = np.array([u[:n - k] @ u[k:] for k in range(m + 1)]) / n
     a = solve_toeplitz(acov[:m], acov[1:])
-    X = np.column_stack([u[m - i:n - i] for i in range(1, m + 1)])
-    e = u[m:] - X @ a  # e[k] is the residual at t = m + k
+    e = lfilter(np.concatenate([[1.0], -a]), [1.0], u)[m:]  # e[k] is the residual at t = m + k
     t0 = m + q
     cols = [u[t0 - i:n - i] for i in range(1, p + 1)] + [e[q - j:n - m - j] for j in range(1, q + 1)]
     b = np.linalg.lstsq(np.column_stack(cols), u[t0:], rcond=None)[0]
