@@ -141,6 +141,7 @@ class CompiledScan:
         self._nw = int(ctypes.CFUNCTYPE(ctypes.c_longlong)((f"{prefix}_scan_work", lib))())
         self._niw = int(ctypes.CFUNCTYPE(ctypes.c_longlong)((f"{prefix}_scan_iwork", lib))())
         self._lib = lib
+        self._local = threading.local()
 
     def __call__(self, x0, Z, p, *, outputs: bool = True, Y: Optional[np.ndarray] = None, reverse: bool = False
                  ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
@@ -169,7 +170,8 @@ class CompiledScan:
         """
         x0 = self._vector("x0", x0, self.nx)
         p = self._vector("p", p, self.np_)
-        Z = np.ascontiguousarray(Z, dtype=np.float64)
+        if not (type(Z) is np.ndarray and Z.dtype == np.float64 and Z.flags.c_contiguous):
+            Z = np.ascontiguousarray(Z, dtype=np.float64)
         if Z.ndim != 2 or Z.shape[1] != self.nz:
             raise ValueError(f"Z: expected shape (T, {self.nz}), got {Z.shape}")
         T = Z.shape[0]
@@ -183,16 +185,25 @@ class CompiledScan:
         else:
             Y = None
         xT = np.empty(self.nx)
-        w = np.empty(self._nw)
-        iw = np.zeros(self._niw, dtype=np.int64)
+        w, iw = self._work()
         if self._fn(T, x0.ctypes.data, Z.ctypes.data, p.ctypes.data, xT.ctypes.data,
-                    None if Y is None else Y.ctypes.data, w.ctypes.data, iw.ctypes.data, 1 if reverse else 0):
+                    None if Y is None else Y.ctypes.data, w, iw, 1 if reverse else 0):
             raise RuntimeError("the compiled step reported an error")  # generated SX code never does
         return xT, Y
 
+    def _work(self):
+        """This thread's work arrays' addresses (allocated once per thread: calls are thread-safe)."""
+        local = self._local
+        got = getattr(local, "work", None)
+        if got is None:
+            w, iw = np.empty(self._nw), np.zeros(self._niw, dtype=np.int64)
+            got = local.work = (w.ctypes.data, iw.ctypes.data, w, iw)  # the arrays keep the memory alive
+        return got[0], got[1]
+
     @staticmethod
     def _vector(name, v, n):
-        v = np.ascontiguousarray(v, dtype=np.float64)
+        if not (type(v) is np.ndarray and v.dtype == np.float64 and v.flags.c_contiguous):
+            v = np.ascontiguousarray(v, dtype=np.float64)
         if v.shape != (n,):
             raise ValueError(f"{name}: expected shape ({n},), got {v.shape}")
         return v

@@ -6,7 +6,7 @@ adjoint recursion as the tower of :func:`.compiled.build_sweeps`) are expanded t
 cost; the backward loop reads them in reverse and carries the adjoint window and the parameter
 adjoints.  No CasADi call node per step (the tower pays one per component per step, ~15-40 ns
 each) and no recomputation of the forward step in the backward loop.  The terminal cost and its
-dual run once in CasADi's virtual machine.
+dual are a third compiled function, run once per evaluation.
 
 Worth it while the expanded steps are small (scalar recursions, small batches: every scenario's
 arithmetic is written out); :func:`fits` estimates the size from the components' one-step forms
@@ -124,8 +124,14 @@ class ScanSweeps:
         key = sweep_key(problem, chunk=None, compiler="gcc", flags=("scan",) + tuple(flags or ()))[:12]
         self.fscan = CompiledScan(fwd, prefix=f"dynopt_fs{key}", flags=flags, directory=directory)
         self.bscan = CompiledScan(bwd, prefix=f"dynopt_bs{key}", flags=flags, directory=directory)
-        self.terminal = None if steps.terminal is None else steps.terminal.expand()
-        infos = (self.fscan.info, self.bscan.info)
+        self.tscan = None
+        if steps.terminal is not None:  # one step: z = vec xT (n, B), p = pt; y = (cT, vec lam_T, g_pt)
+            n_pt = self.n["n_pt"]
+            dummy, zt, pt = MX.sym("x", 1), MX.sym("z", n * B), MX.sym("p", n_pt)
+            cT, lamT, gpt = steps.terminal(ca.reshape(zt, n, B), pt)
+            term = ca.Function("term", [dummy, zt, pt], [dummy, ca.vertcat(ca.vec(cT), ca.vec(lamT), gpt)])
+            self.tscan = CompiledScan(term, prefix=f"dynopt_ts{key}", flags=None, directory=directory)
+        infos = [sc.info for sc in (self.fscan, self.bscan, self.tscan) if sc is not None]
         self.record = dict(build_seconds=t1 - t0, generate_seconds=sum(i.generate_seconds for i in infos),
                            compile_seconds=sum(i.compile_seconds for i in infos),
                            cached=all(i.cached for i in infos), compiled=True, loop="scan")
@@ -142,10 +148,11 @@ class ScanSweeps:
     def _terminal(self, xT, pt):
         """``(cT (B,), lam_T (B, n), g_pt)`` or zeros without a terminal cost."""
         B, n, n_pt = self.n["B"], self.n["n"], self.n["n_pt"]
-        if self.terminal is None:
+        if self.tscan is None:
             return None, np.zeros((B, n)), np.zeros(n_pt)
-        cT, lam, g = (np.asarray(v, dtype=np.float64) for v in self.terminal(xT.T, pt))
-        return cT.reshape(B), lam.T, g.reshape(n_pt)
+        _, y = self.tscan(np.zeros(1), np.ascontiguousarray(xT).reshape(1, n * B), pt)
+        y = y[0]
+        return y[:B], y[B:B + n * B].reshape(B, n), y[B + n * B:]
 
     def _split(self, HT, Y):
         T, B, n, k, m = (self.n[key] for key in ("T", "B", "n", "k", "m"))
