@@ -14,7 +14,7 @@ import scipy.optimize
 
 import casadi as ca
 from dynopt import RK4, Discretized, Problem, StageCost
-from dynopt.casadi.compiled import _inputs
+from dynopt.casadi.sweep_steps import inputs as _inputs
 from dynopt.casadi.components import CasadiPlant, CasadiPolicy, CasadiStageCost
 from dynopt.casadi.reference import build_unrolled
 from dynopt.gradients.hessian import (HessianFallbackWarning, hessian, hessp, hessp_function, value_grad_hessp)

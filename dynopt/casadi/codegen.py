@@ -55,7 +55,7 @@ ENV_CACHE_DIR = "DYNOPT_CACHE_DIR"
 
 GRAPH_MODULES = ("dynopt.casadi.forms", "dynopt.casadi.compiled", "dynopt.casadi.components",
                  "dynopt.casadi.codegen", "dynopt.casadi.reference", "dynopt.casadi.scan",
-                 "dynopt.casadi.sensitivities", "dynopt.casadi.scan_sweeps")
+                 "dynopt.casadi.sensitivities", "dynopt.casadi.scan_sweeps", "dynopt.casadi.sweep_steps")
 """Modules whose source builds the forward and dual graphs: their text is part of every cache key."""
 
 LOCK_TIMEOUT = 900.0

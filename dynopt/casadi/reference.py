@@ -24,7 +24,7 @@ import numpy as np
 
 from .forms import batched_forward, problem_forms
 from ..gradients.base import Evaluation, GradientMethod
-from .compiled import _inputs, exog_width
+from .sweep_steps import exog_width, inputs as _inputs
 
 __all__ = ["CasadiReference", "supports"]
 

@@ -1,6 +1,6 @@
 r"""Compiled sweeps as two compiled scans: the forward sweep and the adjoint sweep, each one C loop.
 
-The per-step Functions of :func:`.compiled.sweep_steps` (the same forward step and the same
+The per-step Functions of :func:`.sweep_steps.sweep_steps` (the same forward step and the same
 adjoint recursion as the tower of :func:`.compiled.build_sweeps`) are expanded to SX and run by
 :class:`.scan.CompiledScan`: the forward loop writes each step's state window, control and stage
 cost; the backward loop reads them in reverse and carries the adjoint window and the parameter
@@ -21,7 +21,7 @@ from typing import Optional
 import casadi as ca
 import numpy as np
 
-from .compiled import _inputs, sweep_key, sweep_steps
+from .sweep_steps import inputs as _inputs, sweep_key, sweep_steps
 from .forms import problem_forms
 from .scan import CompiledScan
 

@@ -117,7 +117,7 @@ class _Exact:
         self.lock = threading.Lock()
 
     def __call__(self, problem, W, v):
-        from ..casadi.compiled import _inputs
+        from ..casadi.sweep_steps import inputs as _inputs
         ins = _inputs(problem, W)
         seeds = _tangent_inputs(problem, v)
         ins = [ins[0].T, ins[1].T] + list(ins[2:])   # NumPy (B, k n), (T B, nX) -> CasADi (k n, B), (nX, T B)
@@ -290,7 +290,7 @@ class _GaussNewton:
         self.lock = threading.Lock()
 
     def __call__(self, problem, W, v):
-        from ..casadi.compiled import _inputs
+        from ..casadi.sweep_steps import inputs as _inputs
         ins = _inputs(problem, W)
         ins = [ins[0].T, ins[1].T] + list(ins[2:])
         seeds = _tangent_inputs(problem, v)
