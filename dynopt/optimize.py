@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import contextlib
+import threading
 import warnings
 from typing import Callable, Optional
 
@@ -305,9 +306,13 @@ def optimize(problem: Problem, W0=None, *, method: str = "BFGS", bounds=None,
             if maxiter is not None:
                 run_opts["maxiter"] = max(maxiter - nit, 0)
             try:
-                with warnings.catch_warnings():
-                    # SciPy's "precision loss"/"maxiter" warnings are reported in the message below
-                    warnings.simplefilter("ignore", scipy.optimize.OptimizeWarning)
+                # SciPy's "precision loss"/"maxiter" warnings are reported in the message below.  The
+                # warning state is process-wide: changing it from a pool's worker thread would reach
+                # (and, while a run hangs, hold) every thread's warnings, so only the main thread does
+                main = threading.current_thread() is threading.main_thread()
+                with warnings.catch_warnings() if main else contextlib.nullcontext():
+                    if main:
+                        warnings.simplefilter("ignore", scipy.optimize.OptimizeWarning)
                     extra = {"hessp": ev.hessp} if method in SECOND_ORDER else {}
                     # trlib (trust-krylov) probes NaN directions on some subproblems; ev.hessp answers
                     # them with zero curvature and the warning is SciPy-internal
