@@ -48,6 +48,21 @@ SCAN_R_MAX = 6
 _CACHE = {}
 
 
+def _kalman_update(a, P, T, R, s2, yt, seen):
+    """One Kalman step in CasADi symbols: ``(a_next, P_next, cost, v, F)`` from the state mean ``a``
+    (r,) and covariance ``P`` (r, r), transition ``T``, noise loading ``R`` and variance ``s2``, the
+    demeaned observation ``yt`` and ``seen`` (0 for a missing observation: no update, no likelihood
+    term); ``cost`` is the term's negative log-likelihood, ``v`` the innovation, ``F`` its variance."""
+    import casadi as ca
+    v = seen * (yt - a[0])
+    F = P[0, 0]
+    g = T @ P[:, 0]
+    a1 = T @ a + g * (v / F)
+    P1 = T @ P @ T.T + s2 * (R @ R.T) - seen * (g @ g.T) / F
+    cost = seen * 0.5 * (np.log(2 * np.pi) + ca.log(F) + v * v / F)
+    return a1, P1, cost, v, F
+
+
 def _head_function(r, kx, M):
     key = (r, kx, M)
     if key in _CACHE:
@@ -65,12 +80,7 @@ def _head_function(r, kx, M):
     a = x[:r]
     P = ca.reshape(x[r:], r, r).T
     yt = obs[0] - mu - (ca.dot(obs[1:1 + kx], beta) if kx else 0)
-    v = seen * (yt - a[0])  # a missing observation: no update, no likelihood term
-    F = P[0, 0]
-    g = T @ P[:, 0]
-    a1 = T @ a + g * (v / F)
-    P1 = T @ P @ T.T + s2 * (R @ R.T) - seen * (g @ g.T) / F
-    cost = seen * 0.5 * (np.log(2 * np.pi) + ca.log(F) + v * v / F)
+    a1, P1, cost, _, _ = _kalman_update(a, P, T, R, s2, yt, seen)
     step = ca.Function("kstep", [x, obs, par], [ca.vertcat(a1, ca.reshape(P1.T, r * r, 1)), cost])
     acc = step.mapaccum("khead", M, [0], [0])
     x0 = ca.MX.sym("x0", ns)
@@ -139,12 +149,7 @@ def _scan_step(p, q, kx, kc):
         P[i, j] = P[j, i] = x[r + n]
     seen = z[1 + kx]
     yt = z[0] - mu - (ca.dot(z[1:1 + kx], beta) if kx else 0.0)
-    v = seen * (yt - a[0])  # a missing observation: no update, no likelihood term
-    F = P[0, 0]
-    g = T @ P[:, 0]
-    a1 = T @ a + g * (v / F)
-    P1 = T @ P @ T.T + s2 * (R @ R.T) - seen * (g @ g.T) / F
-    lt = seen * 0.5 * (np.log(2 * np.pi) + ca.log(F) + v * v / F)
+    a1, P1, lt, v, F = _kalman_update(a, P, T, R, s2, yt, seen)
     fx = ca.vertcat(a1, *[P1[i, j] for i, j in tri])
     D = ca.reshape(ca.SX.sym("D", nx * k), nx, k)
     D1 = ca.jacobian(fx, x) @ D + ca.jacobian(fx, th)
