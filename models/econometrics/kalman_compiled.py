@@ -244,17 +244,21 @@ def _scan_inputs(y, exog, M):
     return Z
 
 
-def _head_length(y, head):
+def _covering_head(y, head):
+    """``min(N, head)``, doubled until the head covers every missing observation."""
     N = len(y)
-    if N <= FULL_MAX:
-        return N
     M = min(N, head)
     missing = np.isnan(y)
-    if missing.any():  # the head covers every missing observation
+    if missing.any():
         last = int(np.nonzero(missing)[0][-1]) + 1
         while M < min(N, last + 1):
             M *= 2
     return min(N, M)
+
+
+def _head_length(y, head):
+    """Steps the scan runs: the whole series up to :data:`FULL_MAX`, else :func:`_covering_head`."""
+    return len(y) if len(y) <= FULL_MAX else _covering_head(y, head)
 
 
 def exact_loglike_scan(layout, y, exog, theta, scan, *, grad=True, head=HEAD, outputs=False):
@@ -310,13 +314,8 @@ def exact_loglike_compiled(layout, y, exog, theta, *, grad=True, head=HEAD, use_
     N, r, kx = len(y), layout.r, layout.kx
     if not s2 > 0 or (layout.p and np.max(np.abs(np.linalg.eigvals(T))) >= 1.0):
         return -np.inf, (np.zeros_like(theta) if grad else None)
-    M = min(N, head)
+    M = _covering_head(y, head)
     missing = np.isnan(y)
-    if missing.any():  # the head covers every missing observation
-        last = int(np.nonzero(missing)[0][-1]) + 1
-        while M < min(N, last + 1):
-            M *= 2
-        M = min(N, M)
     fval, fgrad = _head_function(r, kx, M)
     P0 = _lyapunov(T, s2 * (R[:, None] * R[None, :]))  # kalman.stationary_covariance
     x0 = np.concatenate([np.zeros(r), P0.ravel()])
