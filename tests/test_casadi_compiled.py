@@ -213,3 +213,20 @@ def test_compiled_rejects_numpy_only_components():
         CompiledBPTT().evaluate(p, p.W0)
     with pytest.raises(TypeError, match="CasADi form"):
         CompiledBPTT(codegen=True).evaluate(p, p.W0)
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc on PATH")
+def test_scans_the_compiler_refuses_fall_back_to_the_tower(tmp_path, monkeypatch):
+    """loop="auto": when gcc refuses the scans (flags or code), the tower is built instead; an explicit
+    loop="scan" reports the compiler's error."""
+    from dynopt.casadi import scan_sweeps
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("gcc failed on the generated code (1): unrecognized command-line option")
+
+    monkeypatch.setattr(scan_sweeps, "ScanSweeps", refuse)
+    problem = open_loop(T=10)
+    ev, _ = _equals_python_loop(problem, CompiledBPTT(codegen=True, cache_dir=tmp_path))
+    assert ev.stats["build"]["loop"] == "tower" and ev.stats["build"]["compiled"]
+    with pytest.raises(RuntimeError, match="unrecognized command-line option"):
+        CompiledBPTT(codegen=True, cache_dir=tmp_path, loop="scan").evaluate(problem, problem.W0)

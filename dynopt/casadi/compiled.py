@@ -257,6 +257,10 @@ class CompiledBPTT(GradientMethod):
                     sweeps = ScanSweeps(problem, directory=self.cache_dir)
                 except CompilerNotFound:
                     pass  # the tower below warns once and runs in the VM
+                except RuntimeError:  # the compiler refused the scans' code or flags
+                    if self.loop == "scan":
+                        raise
+                    # loop="auto": the tower below (its own flags) serves
                 else:
                     built = _Built(grad=None, value=None, build_seconds=sweeps.record["build_seconds"], compiled=True,
                                    scan=sweeps, record=dict(sweeps.record))

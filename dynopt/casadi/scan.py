@@ -63,9 +63,9 @@ CASADI_SYMBOL_EXPORT casadi_int {prefix}_scan_iwork(void) {{ return {sz_iw}; }}
 
 _P = ctypes.c_void_p
 
-FLAGS = ("-O3", "-march=native", "-fno-semantic-interposition", "--param=max-inline-insns-single=100000",
-         "--param=max-inline-insns-auto=100000", "--param=large-function-growth=100000",
-         "--param=inline-unit-growth=100000")
+FLAGS = ("-O3", "-march=native", "-fno-semantic-interposition", "--param", "max-inline-insns-single=100000",
+         "--param", "max-inline-insns-auto=100000", "--param", "large-function-growth=100000",
+         "--param", "inline-unit-growth=100000")
 """Default gcc flags: the step (an exported function, of any size) is inlined into the driver loop
 (``-fno-semantic-interposition`` allows it in ``-fPIC`` code; the ``--param`` lift the size limits):
 about 30% less time per step than a call (GARCH(1, 1) derivative pass, N = 20000: 0.35 vs 0.51 ms)."""
