@@ -230,3 +230,16 @@ def test_scans_the_compiler_refuses_fall_back_to_the_tower(tmp_path, monkeypatch
     assert ev.stats["build"]["loop"] == "tower" and ev.stats["build"]["compiled"]
     with pytest.raises(RuntimeError, match="unrecognized command-line option"):
         CompiledBPTT(codegen=True, cache_dir=tmp_path, loop="scan").evaluate(problem, problem.W0)
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc on PATH")
+@pytest.mark.parametrize("loop", ["scan", "tower"])
+def test_an_evaluated_compiled_problem_pickles(loop, tmp_path):
+    """The strategy's settings travel (to a process pool, a file); its libraries are loaded again there."""
+    import pickle
+    problem = open_loop(T=10).replace(gradient=CompiledBPTT(codegen=True, cache_dir=tmp_path, loop=loop))
+    J, g = problem.value_and_grad(problem.W0)
+    again = pickle.loads(pickle.dumps(problem))
+    assert repr(again.gradient) == repr(problem.gradient) and again.gradient.cache_dir == tmp_path
+    J2, g2 = again.value_and_grad(again.W0)
+    assert J2 == J and np.array_equal(g2, g)

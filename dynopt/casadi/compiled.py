@@ -346,5 +346,12 @@ class CompiledBPTT(GradientMethod):
             total = o[4].sum(axis=0) if term is None else o[4].sum(axis=0) + term
         return float(total.sum() / B), {"forward": 1}
 
+    def __reduce__(self):  # the settings travel; built Functions and libraries stay in this process
+        return (_make_compiled, (self.codegen, self.compiler, self.flags, self.cache_dir, self.chunk, self.loop))
+
     def __repr__(self):
         return f"CompiledBPTT(codegen={self.codegen}" + (f", loop={self.loop!r})" if self.loop != "auto" else ")")
+
+
+def _make_compiled(codegen, compiler, flags, cache_dir, chunk, loop):
+    return CompiledBPTT(codegen, compiler=compiler, flags=flags, cache_dir=cache_dir, chunk=chunk, loop=loop)
