@@ -21,9 +21,14 @@ run of observed values is filtered by a few NumPy calls with no step-by-step loo
 follow from the same filter in closed form (:meth:`LocalLevel._level_estimate`).  Local linear
 trend: the filter runs step by step only until its covariance reaches the steady state (and no
 observation is missing afterwards); the rest is one :func:`scipy.signal.lfilter` call on the
-steady-state innovations form ``det(I - T L) y_t = det(I - (T - K Z) L) v_t``; BFGS on the profile
-likelihood.  Every operation is complex-safe, so the gradient of the log-likelihood in the (2 or 3)
-variances is the complex step, exact to rounding.
+steady-state innovations form ``det(I - T L) y_t = det(I - (T - K Z) L) v_t``.  Every operation is
+complex-safe, so the gradient of the log-likelihood in the (2 or 3) variances is the complex step,
+exact to rounding.  The local linear trend's fit: Newton steps on the exact Hessian of the profile
+likelihood in the two log variance ratios, from one compiled pass over the data per step
+(:mod:`.unobserved_compiled`: the filter after the diffuse period with its forward sensitivities;
+~7 passes on Nile), which also gives the exact Hessian and scores for the covariance; while that
+pass is built in the background, with ``DYNOPT_COMPILE=0`` or without a compiler, BFGS on the
+complex-step gradients of the NumPy filter (the same optimum to BFGS's tolerance).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import numpy as np
 from scipy.optimize import OptimizeResult
 from scipy.signal import lfilter, lfiltic
 
+from . import unobserved_compiled as _uc
 from .covariance import check_cov_type, cov_matrix
 from .data import _numeric, check_order, label, series_info
 from .fitargs import NOT_GIVEN, check_fit_args
@@ -489,13 +495,17 @@ class LocalLevel:
         ``optimizer`` not given (default): for the local level (one free ratio
         ``q = sigma2.level / sigma2.irregular``) and no ``options``, the safeguarded secant method
         on the exact derivative of the profile log-likelihood in ``log q`` (:func:`_maximise_scalar`;
-        falls back to BFGS if it does not converge); otherwise BFGS on complex-step gradients over
-        the log-ratios.  A SciPy method name (``"BFGS"``, ``"L-BFGS-B"``, ``"CG"``, ``"Newton-CG"``)
+        falls back to BFGS if it does not converge); for the local linear trend, Newton steps on the
+        exact Hessian of the profile log-likelihood in the log ratios from the compiled pass
+        (:func:`.unobserved_compiled.maximise_newton`; BFGS if it does not converge), or, while the
+        pass is not available, BFGS on complex-step gradients over the log-ratios (``extra["path"]``
+        says which ran).  A SciPy method name (``"BFGS"``, ``"L-BFGS-B"``, ``"CG"``, ``"Newton-CG"``)
         runs that method.  ``cov_type``: ``"nonrobust"`` (observed information), ``"opg"``
         (statsmodels' default), ``"robust"``, ``"none"``.
         """
         cov_type = check_cov_type(cov_type, ("nonrobust", "opg", "robust", "none"))
         scalar = optimizer is NOT_GIVEN and options is None and not self.trend
+        newton = optimizer is NOT_GIVEN and options is None and self.trend
         optimizer, options, start_params = check_fit_args("BFGS" if optimizer is NOT_GIVEN else optimizer, options,
                                                           start_params, self.param_names,
                                                           positive=range(len(self.param_names)))
@@ -505,6 +515,12 @@ class LocalLevel:
         ratios = np.ones(self.m) if start_params is None else start_params[1:] / start_params[0]
         n_eff = self.nobs_observed - self.m
         res = None
+        compiled = _compiled_pass(m) if self.trend else None
+        if compiled is not None and newton:
+            u, res = _uc.maximise_newton(compiled, np.log(ratios))
+            est, how = np.exp(u), "Newton"
+            if not res.success:
+                res = None
         if scalar:
             q, terms, res = _maximise_scalar(m, float(ratios[0]), n_eff)
             if not res.success:
@@ -513,11 +529,15 @@ class LocalLevel:
             # the profile likelihood in the ratios q = sigma2.level / sigma2.irregular (...), whose
             # maximiser is the maximiser of the full likelihood
             def objective(ratios):
+                if compiled is not None:  # the compiled pass: value and exact gradient in log ratios
+                    llf, g_u, _, _ = compiled.profile(np.log(ratios))
+                    return -llf, -g_u / ratios
                 llf, g = m._profile(ratios)
                 return -llf, -g
 
             est, res = minimize_transformed(objective, Transform([("var", self.m)]), ratios,
                                             method=optimizer, options=options, scale=n_eff)
+            how = optimizer
             if not self.trend:
                 q = float(est[0])
                 terms = m._level_terms(q, _level_step(q))
@@ -528,12 +548,16 @@ class LocalLevel:
             resid[self._first] = m.y[self._first]
             resid[self._after_first] = v
             std = v / np.sqrt(values_s[0] * F)
+        elif compiled is not None:
+            values_s, llf_s, g_s, C, resid, std = _uc.estimate(compiled, est, cov_type)
         else:
             values_s, llf_s, g_s, C, resid, std = m._generic_estimate(est, n_eff, cov_type)
         out = FitResult(self, list(self.param_names), values_s * sc ** 2, float(llf_s - n_eff * np.log(sc)),
                         self.nobs_observed, C * sc ** 4, g_s / sc ** 2, label(self.info, resid * sc, 0, "resid"), res,
                         "mle", cov_type=cov_type, std_resid=std)
         out.extra["k_diffuse"] = self.m  # statsmodels counts the diffuse states in AIC/BIC
+        if self.trend:
+            out.extra["path"] = how + (", compiled pass" if compiled is not None else ", NumPy filter")
         return out
 
     def _generic_estimate(self, est, n_eff, cov_type):
@@ -599,6 +623,13 @@ class LocalLevel:
         slope = slope0 + (np.cumsum(rng.standard_normal(n) * np.sqrt(v[2])) if self.trend else np.zeros(n))
         level = level0 + np.cumsum(np.r_[0.0, slope[:-1]] + rng.standard_normal(n) * np.sqrt(v[1]))
         return level + rng.standard_normal(n) * np.sqrt(v[0])
+
+
+def _compiled_pass(model):
+    """The local linear trend's compiled pass on ``model.y`` (:mod:`.unobserved_compiled`), or None while
+    it is built in the background, with ``DYNOPT_COMPILE=0`` or without a compiler (the NumPy filter
+    answers)."""
+    return _uc.pass_for(model.y)
 
 
 def LocalLinearTrend(y) -> LocalLevel:

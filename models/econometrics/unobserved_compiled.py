@@ -11,9 +11,12 @@ observed (0 where missing: prediction only),
     a <- T (a + K v_t),     P <- T (P - K (p00, p01)) T' + diag(q),     T = [[1, 1], [0, 1]],
 
 written once for CasADi (which differentiates it).  The state carried is ``x = (a0, a1, p00, p01,
-p11, v_t, F_t, Lambda)`` with ``Lambda = sum_t o_t log F_t``, and the summed term is
-``l_t = o_t (log F_t + v_t^2 / (c F_t))`` (``c`` a constant: 1 in the fit, so that ``sum l = Lambda
-+ S`` with ``S = sum_t o_t v_t^2 / F_t``; the irregular variance at the estimate for the scores).
+p11, v_t, F_t, S)`` with ``S = sum_t o_t v_t^2 / F_t``, and the summed term is
+``l_t = o_t (log F_t + v_t^2 / (c F_t))`` (``c`` a constant: 1 in the fit, the irregular variance at
+the estimate for the scores), so that ``sum l = Lambda + S / c`` with ``Lambda = sum_t o_t log F_t``.
+``S`` is summed on its own because it can be small beside ``Lambda`` (a smooth trend on data scaled by
+their standard deviation: ``S / Lambda ~ 2e-4``), and the profile needs it to relative precision
+(``log S``); ``Lambda`` enters the profile as it is, so its difference's absolute error is harmless.
 One pass gives ``S``, ``Lambda`` and their gradients and Hessians in ``q``: the profile
 log-likelihood's exact Newton step (:func:`profile_derivatives`).
 
@@ -37,7 +40,7 @@ from dynopt.casadi import scan as _scan
 from dynopt.casadi import sensitivities as _sens
 
 LOG2PI = float(np.log(2 * np.pi))
-KEY = ("unobserved", "lltrend", 1)
+KEY = ("unobserved", "lltrend", 2)
 PREFIX = "dynopt_lltrend"
 NX = 8
 K = 2
@@ -51,14 +54,14 @@ def recursion() -> "_sens.SecondOrderRecursion":
     z = ca.SX.sym("z", 2)  # y_t (0 where missing), o_t
     q = ca.SX.sym("q", K)
     c = ca.SX.sym("c", 1)
-    a0, a1, p00, p01, p11, lam = x[0], x[1], x[2], x[3], x[4], x[7]
+    a0, a1, p00, p01, p11, ssq = x[0], x[1], x[2], x[3], x[4], x[7]
     o = z[1]
     v = o * (z[0] - a0)
     F = p00 + 1.0
     k0, k1 = o * p00 / F, o * p01 / F
     u0, u1 = a0 + k0 * v, a1 + k1 * v
     s00, s01, s11 = p00 - k0 * p00, p01 - k0 * p01, p11 - k1 * p01
-    nxt = ca.vertcat(u0 + u1, u1, s00 + 2.0 * s01 + s11 + q[0], s01 + s11, s11 + q[1], v, F, lam + o * ca.log(F))
+    nxt = ca.vertcat(u0 + u1, u1, s00 + 2.0 * s01 + s11 + q[0], s01 + s11, s11 + q[1], v, F, ssq + o * v * v / F)
     f = ca.Function("lltrend_f", [x, z, q, c], [nxt])
     lt = ca.Function("lltrend_l", [xn, z, q, c], [z[1] * (ca.log(xn[6]) + xn[5] * xn[5] / (c[0] * xn[6]))])
     return _sens.SecondOrderRecursion(f, lt, name="lltrend_sens", per_step="state+score")
@@ -145,9 +148,9 @@ class Pass:
         base = diffuse_head(y, 0.0, 0.0)[1]
         self._head = (base, np.column_stack([diffuse_head(y, 1.0, 0.0)[1] - base, diffuse_head(y, 0.0, 1.0)[1] - base]))
         rec = self.rec
-        self._lam = (NX - 1, rec.nx + (NX - 1), rec.nx + NX + (NX - 1))  # Lambda, dLambda/dq1, dLambda/dq2
-        self._lam_E = [rec.nx * (1 + rec.k) + i for i, e in enumerate(rec.kept) if e[0] == NX - 1]
-        self._lam_E_ab = [e[1:] for e in rec.kept if e[0] == NX - 1]
+        self._ssq = (NX - 1, rec.nx + (NX - 1), rec.nx + NX + (NX - 1))  # S, dS/dq1, dS/dq2
+        self._ssq_E = [rec.nx * (1 + rec.k) + i for i, e in enumerate(rec.kept) if e[0] == NX - 1]
+        self._ssq_E_ab = [e[1:] for e in rec.kept if e[0] == NX - 1]
 
     def _x0(self, q):
         base, D = self._head
@@ -166,13 +169,13 @@ class Pass:
         q = np.asarray(q, dtype=np.float64)
         XT, Y = self.scan(self._x0(q), self.Z, np.array([q[0], q[1], c]), outputs=outputs)
         L, g, H, _ = self.rec.sums(XT)
-        lam = XT[list(self._lam)]
-        d2lam = np.zeros((K, K))
-        for i, (a, b) in zip(self._lam_E, self._lam_E_ab):
-            d2lam[a, b] = d2lam[b, a] = XT[i]
+        ssq = XT[list(self._ssq)]
+        d2S = np.zeros((K, K))
+        for i, (a, b) in zip(self._ssq_E, self._ssq_E_ab):
+            d2S[a, b] = d2S[b, a] = XT[i]
+        S, dS = ssq[0], ssq[1:]
         # sum l = Lambda + S / c
-        S, dS, d2S = c * (L - lam[0]), c * (g - lam[1:]), c * (H - d2lam)
-        return S, dS, d2S, lam[0], lam[1:].copy(), d2lam, Y
+        return S, dS, d2S, L - S / c, g - dS / c, H - d2S / c, Y
 
     def profile(self, u):
         """The profile log-likelihood (irregular variance concentrated out) at ``u = log q (2,)`` with
@@ -203,3 +206,108 @@ def wait_ready(timeout: Optional[float] = None) -> str:
     """Wait for a background build started by a fit, then :func:`status`."""
     _scan.wait_scan(KEY, timeout)
     return status()
+
+
+def maximise_newton(pass_: Pass, u0, *, gtol: float = 1e-9, maxiter: int = 100):
+    """Maximise the profile log-likelihood over ``u = log q`` from ``u0 (2,)`` by Newton steps on the
+    exact Hessian (:meth:`Pass.profile`).
+
+    The step is ``V diag(1 / |lambda|) V' g`` (``H = V diag(lambda) V'``; the Newton step where the
+    Hessian is negative definite, uphill elsewhere), at most 5 in each ``u``, halved until the
+    value does not fall (Armijo).  A ratio whose profile is linear in it with a negative slope
+    (``|q^2 d2P/dq2| < 0.1 |q dP/dq|``: its optimum is ``q = 0``, where BFGS and statsmodels creep one
+    unit of ``u`` per step) jumps to where its gradient is ``gtol / 100`` of the stopping test.
+    Stops when ``max |g| / n < gtol`` (BFGS's test on the per-observation gradient, tighter).
+
+    Returns ``(u (2,), OptimizeResult)`` (``fun`` and ``jac`` per observation and negated, as SciPy's
+    minimisers report them); ``success`` False after ``maxiter`` evaluations or a non-finite value.
+    """
+    from scipy.optimize import OptimizeResult
+    n = pass_.n
+    u = np.array(u0, dtype=np.float64)
+    f, g, H, _ = pass_.profile(u)
+    nfev, nit, success, message = 1, 0, False, "maximum number of evaluations reached"
+    while nfev < maxiter:
+        if not (np.isfinite(f) and np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
+            message = "non-finite log-likelihood or derivatives"
+            break
+        if np.max(np.abs(g)) / n < gtol:
+            success, message = True, "gradient below gtol"
+            break
+        w, V = np.linalg.eigh(H)
+        w = np.maximum(np.abs(w), 1e-12 * max(np.max(np.abs(w)), 1e-300))
+        d = V @ ((V.T @ g) / w)
+        d = np.clip(d, -5.0, 5.0)
+        for i in range(K):
+            if g[i] < 0 and abs(H[i, i] - g[i]) < 0.1 * abs(g[i]):  # linear in q_i, falling: optimum at 0
+                d[i] = min(d[i], math.log(0.01 * gtol * n / abs(g[i])))
+        alpha, slope = 1.0, float(g @ d)
+        while nfev < maxiter:
+            u_new = u + alpha * d
+            if np.any(np.abs(u_new) > 700.0):
+                alpha *= 0.5
+                continue
+            f_new, g_new, H_new, _ = pass_.profile(u_new)
+            nfev += 1
+            if np.isfinite(f_new) and f_new >= f + 1e-4 * alpha * slope - 1e-14 * abs(f):
+                break
+            alpha *= 0.5
+        else:
+            break
+        u, f, g, H = u_new, f_new, g_new, H_new
+        nit += 1
+    res = OptimizeResult(x=u, success=success, status=0 if success else 1, message=message, nit=nit, nfev=nfev,
+                         fun=-f / n, jac=-g / n)
+    return u, res
+
+
+def estimate(pass_: Pass, q, cov_type: str):
+    """Natural estimate, log-likelihood, gradient, covariance, residuals and standardised residuals at the
+    ratios ``q (2,)``, the irregular variance ``H = S / n`` concentrated out (two compiled passes).
+
+    With ``l_t = -(log 2 pi + log H + log F_t + v_t^2 / (H F_t)) / 2`` (``v_t, F_t`` at unit ``H``,
+    functions of ``q``), the Hessian in ``(H, q)`` is exact from ``S``, ``Lambda`` and their
+    derivatives, and is mapped to ``(sigma2.irregular, sigma2.level, sigma2.trend) = H (1, q1, q2)`` by
+    the chain rule; the scores are per-step closed forms in ``v_t, F_t`` and ``dl_t / dq`` (the
+    second pass, at ``c = H``).
+
+    Returns ``(values (3,), llf, grad (3,), cov (3, 3), resid (N,), std_resid (n,))``.
+    """
+    from .covariance import cov_matrix
+    q = np.asarray(q, dtype=np.float64)
+    S, dS, d2S, lam, dlam, d2lam, _ = pass_.derivatives(q)
+    n = pass_.n
+    H = S / n
+    llf = -0.5 * n * (LOG2PI + math.log(H) + 1.0) - 0.5 * lam + pass_.llf_diffuse
+    ll_q = -0.5 * dlam - 0.5 * dS / H
+    ll_H = -0.5 * n / H + 0.5 * S / (H * H)
+    J = np.zeros((3, 3))  # d(H, q1, q2) / d(sigma2.irregular, sigma2.level, sigma2.trend)
+    J[0, 0] = 1.0
+    J[1:, 0] = -q / H
+    J[1, 1] = J[2, 2] = 1.0 / H
+    grad = J.T @ np.r_[ll_H, ll_q]
+    *_, Y = pass_.derivatives(q, c=H, outputs=True)
+    obs = pass_.obs
+    v, F = Y[obs, 5], Y[obs, 6]
+    G = np.column_stack([-0.5 * (1.0 / H - v * v / (H * H * F)), -0.5 * Y[obs, 8:10]]) @ J
+    C = np.full((3, 3), np.nan)
+    if cov_type != "none":
+        hess = None
+        if cov_type != "opg":
+            M = np.empty((3, 3))
+            M[0, 0] = 0.5 * n / (H * H) - S / H ** 3
+            M[0, 1:] = M[1:, 0] = 0.5 * dS / (H * H)
+            M[1:, 1:] = -0.5 * d2lam - 0.5 * d2S / H
+            hess = J.T @ M @ J
+            for i in range(K):  # q_i = sigma2_i / sigma2.irregular: its second derivatives
+                N2 = np.zeros((3, 3))
+                N2[0, 0] = 2.0 * q[i] / (H * H)
+                N2[0, i + 1] = N2[i + 1, 0] = -1.0 / (H * H)
+                hess = hess + ll_q[i] * N2
+        C = cov_matrix(cov_type, hessian=hess, scores=G if cov_type != "nonrobust" else None)
+    resid = np.full(len(pass_.y), np.nan)
+    for t, vt in pass_.v_diffuse:
+        resid[t] = vt
+    rest = resid[pass_.t0:]
+    rest[obs] = v
+    return H * np.r_[1.0, q], llf, grad, C, resid, v / np.sqrt(H * F)
