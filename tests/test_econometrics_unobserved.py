@@ -284,3 +284,25 @@ def test_compiled_llt_fit_matches_statsmodels_and_the_numpy_path(compiled_llt, m
     assert slow.llf == pytest.approx(res.llf, rel=1e-10) and slow.llf <= res.llf + 1e-12 * abs(res.llf)
     np.testing.assert_allclose(slow.values[:2], res.values[:2], rtol=1e-3)
     np.testing.assert_allclose(slow.bse[:2], fits["opg"].bse[:2], rtol=1e-3)
+
+
+@pytest.mark.parametrize("boundary", ["no irregular", "fixed level and slope", "no level noise", "white noise"])
+def test_compiled_llt_fit_on_the_boundary_reaches_statsmodels(compiled_llt, monkeypatch, boundary):
+    # variances at 0 (a ratio at 0 or, for sigma2.irregular -> 0, at infinity): Newton jumps along a
+    # ratio whose profile is linear in it (or in its inverse) and stops with no warning at or above
+    # statsmodels' tight optimum and the NumPy path's BFGS optimum
+    rng = np.random.default_rng(0)
+    n = 150
+    y = {"no irregular": np.cumsum(0.5 + rng.standard_normal(n)),
+         "fixed level and slope": 0.3 * np.arange(n) + rng.standard_normal(n),
+         "no level noise": np.cumsum(np.cumsum(rng.standard_normal(n))),
+         "white noise": rng.standard_normal(n)}[boundary]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = uc(y, "lltrend").fit(disp=0, method_kwargs=TIGHT)
+    res = LocalLinearTrend(y).fit(cov_type="opg")
+    assert res.extra["path"] == "Newton, compiled pass" and res.converged and res.optimizer.nfev <= 15
+    assert res.llf >= ref.llf - 1e-9 * abs(ref.llf)
+    monkeypatch.setenv("DYNOPT_COMPILE", "0")
+    slow = LocalLinearTrend(y).fit(cov_type="opg")
+    assert slow.extra["path"] == "BFGS, NumPy filter" and res.llf >= slow.llf - 1e-12 * abs(slow.llf)

@@ -216,8 +216,12 @@ def maximise_newton(pass_: Pass, u0, *, gtol: float = 1e-9, maxiter: int = 100):
     Hessian is negative definite, uphill elsewhere), at most 5 in each ``u``, halved until the
     value does not fall (Armijo).  A ratio whose profile is linear in it with a negative slope
     (``|q^2 d2P/dq2| < 0.1 |q dP/dq|``: its optimum is ``q = 0``, where BFGS and statsmodels creep one
-    unit of ``u`` per step) jumps to where its gradient is ``gtol / 100`` of the stopping test.
-    Stops when ``max |g| / n < gtol`` (BFGS's test on the per-observation gradient, tighter).
+    unit of ``u`` per step) jumps to where its gradient is ``gtol / 100`` of the stopping test when
+    the Newton step itself moves it by more than 0.5 that way (likewise towards infinity where the
+    profile is ``c - b / q_i``).  Stops when ``max |g| / n < gtol`` (BFGS's test on the
+    per-observation gradient, tighter) and the slope in ``q`` itself at a ratio sent to 0 (infinity)
+    is not positive (negative): otherwise that ratio goes back to where it jumped from and is not
+    sent again (the boundary was not the maximum).
 
     Returns ``(u (2,), OptimizeResult)`` (``fun`` and ``jac`` per observation and negated, as SciPy's
     minimisers report them); ``success`` False after ``maxiter`` evaluations or a non-finite value.
@@ -227,20 +231,38 @@ def maximise_newton(pass_: Pass, u0, *, gtol: float = 1e-9, maxiter: int = 100):
     u = np.array(u0, dtype=np.float64)
     f, g, H, _ = pass_.profile(u)
     nfev, nit, success, message = 1, 0, False, "maximum number of evaluations reached"
+    jumped, no_jump = {}, set()  # ratio -> u before its jump; ratios whose jump was undone
     while nfev < maxiter:
         if not (np.isfinite(f) and np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
             message = "non-finite log-likelihood or derivatives"
             break
         if np.max(np.abs(g)) / n < gtol:
-            success, message = True, "gradient below gtol"
-            break
+            # a ratio sent to 0 (infinity) must have a falling (rising) profile there in q itself: the
+            # slope dP/dq = g / q, invisible in u, says whether the boundary is the maximum
+            wrong = [i for i, u_i in jumped.items() if g[i] / math.exp(u[i]) > 1e-6 * n and u[i] < u_i or
+                     g[i] * math.exp(u[i]) < -1e-6 * n and u[i] > u_i]
+            if not wrong:
+                success, message = True, "gradient below gtol"
+                break
+            for i in wrong:
+                u[i] = jumped.pop(i)
+                no_jump.add(i)
+            f, g, H, _ = pass_.profile(u)
+            nfev += 1
+            continue
         w, V = np.linalg.eigh(H)
         w = np.maximum(np.abs(w), 1e-12 * max(np.max(np.abs(w)), 1e-300))
         d = V @ ((V.T @ g) / w)
         d = np.clip(d, -5.0, 5.0)
         for i in range(K):
+            if i in no_jump or abs(d[i]) < 0.5:
+                continue
             if g[i] < 0 and abs(H[i, i] - g[i]) < 0.1 * abs(g[i]):  # linear in q_i, falling: optimum at 0
+                jumped.setdefault(i, u[i])
                 d[i] = min(d[i], math.log(0.01 * gtol * n / abs(g[i])))
+            elif g[i] > 0 and abs(H[i, i] + g[i]) < 0.1 * g[i]:  # c - b / q_i: optimum at infinity
+                jumped.setdefault(i, u[i])
+                d[i] = max(d[i], math.log(g[i] / (0.01 * gtol * n)))
         alpha, slope = 1.0, float(g @ d)
         while nfev < maxiter:
             u_new = u + alpha * d
