@@ -238,8 +238,10 @@ def maximise_newton(pass_: Pass, u0, *, gtol: float = 1e-9, maxiter: int = 100):
             break
         if np.max(np.abs(g)) / n < gtol:
             # a ratio sent to 0 (infinity) must have a falling (rising) profile there in q itself: the
-            # slope dP/dq = g / q, invisible in u, says whether the boundary is the maximum
-            wrong = [i for i, u_i in jumped.items() if g[i] / math.exp(u[i]) > 1e-6 * n and u[i] < u_i or
+            # slope dP/dq = g / q, invisible in u, says whether the boundary is the maximum (in units of
+            # the largest variance: when sigma2.irregular -> 0 as well, the ratios' scale is 1 / it)
+            top = max(1.0, float(np.exp(u).max()))
+            wrong = [i for i, u_i in jumped.items() if g[i] / math.exp(u[i]) * top > 1e-6 * n and u[i] < u_i or
                      g[i] * math.exp(u[i]) < -1e-6 * n and u[i] > u_i]
             if not wrong:
                 success, message = True, "gradient below gtol"
