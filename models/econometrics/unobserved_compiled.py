@@ -212,9 +212,9 @@ def maximise_newton(pass_: Pass, u0, *, gtol: float = 1e-9, maxiter: int = 100):
     """Maximise the profile log-likelihood over ``u = log q`` from ``u0 (2,)`` by Newton steps on the
     exact Hessian (:meth:`Pass.profile`).
 
-    The step is ``V diag(1 / |lambda|) V' g`` (``H = V diag(lambda) V'``; the Newton step where the
-    Hessian is negative definite, uphill elsewhere), at most 5 in each ``u``, halved until the
-    value does not fall (Armijo).  A ratio whose profile is linear in it with a negative slope
+    The step is the trust-region step of radius 5 (:func:`_trust_step`: the Newton step where the
+    Hessian is negative definite and the step short enough), halved until the value does not fall
+    (Armijo).  A ratio whose profile is linear in it with a negative slope
     (``|q^2 d2P/dq2| < 0.1 |q dP/dq|``: its optimum is ``q = 0``, where BFGS and statsmodels creep one
     unit of ``u`` per step) jumps to where its gradient is ``gtol / 100`` of the stopping test when
     the Newton step itself moves it by more than 0.5 that way (likewise towards infinity where the
@@ -231,7 +231,7 @@ def maximise_newton(pass_: Pass, u0, *, gtol: float = 1e-9, maxiter: int = 100):
     u = np.array(u0, dtype=np.float64)
     f, g, H, _ = pass_.profile(u)
     nfev, nit, success, message = 1, 0, False, "maximum number of evaluations reached"
-    jumped, no_jump = {}, set()  # ratio -> u before its jump; ratios whose jump was undone
+    jumped, no_jump = {}, set()  # ratio -> (u before its jump, sent to 0); ratios whose jump was undone
     while nfev < maxiter:
         if not (np.isfinite(f) and np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
             message = "non-finite log-likelihood or derivatives"
@@ -241,29 +241,27 @@ def maximise_newton(pass_: Pass, u0, *, gtol: float = 1e-9, maxiter: int = 100):
             # slope dP/dq = g / q, invisible in u, says whether the boundary is the maximum (in units of
             # the largest variance: when sigma2.irregular -> 0 as well, the ratios' scale is 1 / it)
             top = max(1.0, float(np.exp(u).max()))
-            wrong = [i for i, u_i in jumped.items() if g[i] / math.exp(u[i]) * top > 1e-6 * n and u[i] < u_i or
-                     g[i] * math.exp(u[i]) < -1e-6 * n and u[i] > u_i]
+            wrong = [i for i, (u_i, down) in jumped.items() if
+                     (g[i] / math.exp(u[i]) * top > 1e-6 * n and u[i] < u_i if down else
+                      g[i] * math.exp(u[i]) < -1e-6 * n and u[i] > u_i)]
             if not wrong:
                 success, message = True, "gradient below gtol"
                 break
             for i in wrong:
-                u[i] = jumped.pop(i)
+                u[i] = jumped.pop(i)[0]
                 no_jump.add(i)
             f, g, H, _ = pass_.profile(u)
             nfev += 1
             continue
-        w, V = np.linalg.eigh(H)
-        w = np.maximum(np.abs(w), 1e-12 * max(np.max(np.abs(w)), 1e-300))
-        d = V @ ((V.T @ g) / w)
-        d = np.clip(d, -5.0, 5.0)
+        d = _trust_step(g, H, 5.0)
         for i in range(K):
             if i in no_jump or abs(d[i]) < 0.5:
                 continue
             if g[i] < 0 and abs(H[i, i] - g[i]) < 0.1 * abs(g[i]):  # linear in q_i, falling: optimum at 0
-                jumped.setdefault(i, u[i])
+                jumped.setdefault(i, (u[i], True))
                 d[i] = min(d[i], math.log(0.01 * gtol * n / abs(g[i])))
             elif g[i] > 0 and abs(H[i, i] + g[i]) < 0.1 * g[i]:  # c - b / q_i: optimum at infinity
-                jumped.setdefault(i, u[i])
+                jumped.setdefault(i, (u[i], False))
                 d[i] = max(d[i], math.log(g[i] / (0.01 * gtol * n)))
         alpha, slope = 1.0, float(g @ d)
         while nfev < maxiter:
@@ -283,6 +281,29 @@ def maximise_newton(pass_: Pass, u0, *, gtol: float = 1e-9, maxiter: int = 100):
     res = OptimizeResult(x=u, success=success, status=0 if success else 1, message=message, nit=nit, nfev=nfev,
                          fun=-f / n, jac=-g / n)
     return u, res
+
+
+def _trust_step(g, H, radius):
+    """The ascent step of the trust-region subproblem ``max g'd + d'Hd/2, |d| <= radius`` (2-d):
+    the Newton step ``-H^-1 g`` when ``H`` is negative definite and the step is inside, otherwise
+    ``(mu I - H)^-1 g`` with ``mu > max(0, lambda_max(H))`` set by bisection so that ``|d| = radius``
+    (a direction of no curvature then takes a bounded share of the step instead of all of it)."""
+    w, V = np.linalg.eigh(H)
+    gt = V.T @ g
+    if w[-1] < 0.0:
+        d = V @ (gt / -w)
+        if math.hypot(d[0], d[1]) <= radius:
+            return d
+    g0, g1, w0, w1 = float(gt[0]), float(gt[1]), float(w[0]), float(w[1])
+    lo = max(w1, 0.0)
+    hi = lo + math.hypot(g0, g1) / radius + 1e-300  # |d(hi)| <= radius
+    for _ in range(60):
+        mu = 0.5 * (lo + hi)
+        if math.hypot(g0 / (mu - w0), g1 / (mu - w1)) > radius:
+            lo = mu
+        else:
+            hi = mu
+    return V @ np.array([g0 / (hi - w0), g1 / (hi - w1)])
 
 
 def estimate(pass_: Pass, q, cov_type: str):
