@@ -26,7 +26,7 @@ complex-safe, so the gradient of the log-likelihood in the (2 or 3) variances is
 exact to rounding.  The local linear trend's fit: Newton steps on the exact Hessian of the profile
 likelihood in the two log variance ratios, from one compiled pass over the data per step
 (:mod:`.unobserved_compiled`: the filter after the diffuse period with its forward sensitivities;
-~7 passes on Nile), which also gives the exact Hessian and scores for the covariance; while that
+~10 passes on Nile), which also gives the exact Hessian and scores for the covariance; while that
 pass is built in the background, with ``DYNOPT_COMPILE=0`` or without a compiler, BFGS on the
 complex-step gradients of the NumPy filter (the same optimum to BFGS's tolerance).
 """

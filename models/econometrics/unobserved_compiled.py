@@ -136,7 +136,7 @@ class Pass:
         y = np.asarray(y, dtype=np.float64)
         self.scan = scan
         self.rec = recursion()
-        self.t0, _, self.llf_diffuse, self.v_diffuse = diffuse_head(y, 0.0, 0.0)
+        self.t0, base, self.llf_diffuse, self.v_diffuse = diffuse_head(y, 0.0, 0.0)
         rest = y[self.t0:]
         obs = ~np.isnan(rest)
         Z = np.empty((len(rest), 2))
@@ -145,7 +145,6 @@ class Pass:
         self.Z, self.obs, self.n = Z, obs, int(obs.sum())
         self.y = y
         # the state after the diffuse period is affine in q: its derivative from the evaluations at the unit vectors
-        base = diffuse_head(y, 0.0, 0.0)[1]
         self._head = (base, np.column_stack([diffuse_head(y, 1.0, 0.0)[1] - base, diffuse_head(y, 0.0, 1.0)[1] - base]))
         rec = self.rec
         self._ssq = (NX - 1, rec.nx + (NX - 1), rec.nx + NX + (NX - 1))  # S, dS/dq1, dS/dq2
