@@ -243,3 +243,21 @@ def test_an_evaluated_compiled_problem_pickles(loop, tmp_path):
     assert repr(again.gradient) == repr(problem.gradient) and again.gradient.cache_dir == tmp_path
     J2, g2 = again.value_and_grad(again.W0)
     assert J2 == J and np.array_equal(g2, g)
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc on PATH")
+def test_cache_key_separates_pre_and_post_step_costs_and_takes_named_channels(tmp_path):
+    """The same cost function as a pre-step and as a post-step cost builds two libraries (the key once
+    ignored the timing: the second loaded the first's and returned a wrong gradient); problems whose
+    X is a dict of named channels compile too."""
+    pre = post_step_cost()
+    pre = pre.replace(cost=CasadiStageCost(lambda x, u, p: p[0] * x[0] ** 2 + x[1] ** 2 + 0.1 * u[0] ** 2,
+                                           n_state=2, n_control=1, params=[1.5]))
+    for problem in (pre, post_step_cost()):
+        _equals_python_loop(problem, CompiledBPTT(codegen=True, cache_dir=tmp_path, loop="tower"))
+    r = np.random.default_rng(5)
+    named = Problem(LinearPlant(0.9 * np.eye(2), np.ones((2, 1)), E=np.ones((2, 1)), channels=("d",)),
+                    LinearFeedback(2, 1, K0=[[0.3, 0.1]]), Quadratic(np.eye(2), [0.1]), horizon=10,
+                    x0=r.standard_normal((2, 2)), X={"d": r.standard_normal((10, 2, 1))})
+    for loop in ("tower", "scan"):
+        _equals_python_loop(named, CompiledBPTT(codegen=True, cache_dir=tmp_path, loop=loop))

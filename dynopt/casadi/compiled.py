@@ -39,7 +39,7 @@ import casadi as ca
 import numpy as np
 
 from .codegen import CompilerNotFound, CompilerNotFoundWarning, compile_functions, load_cached
-from .sweep_steps import inputs as _inputs, sweep_key, sweep_steps  # sweep_key: part of this module's API
+from .sweep_steps import exog_width, inputs as _inputs, sweep_key, sweep_steps  # noqa: F401 (exog_width, sweep_key: this module's API)
 from ..gradients.base import Evaluation, GradientMethod
 from ..core.problem import Trajectory
 

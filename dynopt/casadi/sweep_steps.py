@@ -175,15 +175,17 @@ def sweep_key(problem, *, chunk, compiler, flags) -> str:
     SHA-256 of everything the generated code depends on: :func:`~dynopt.casadi.codegen.code_digest`
     (dynopt's version, the source of every module that builds the forward and dual graphs, so a
     change there never loads a stale library, CasADi's version, the compiler and its flags),
-    T, B, sizes, lags, chunk, and each component form's serialized one-step Function and
-    batched Function (their constants included).
+    T, B, sizes, lags, chunk, the stage cost's timing (a post-step cost reads ``x[t+1]``: another
+    graph), each component's exogenous width, and each component form's serialized one-step
+    Function and batched Function (their constants included).
     """
     h = hashlib.sha256()
     h.update(code_digest(compiler, flags).encode())
     T, B = problem.horizon, problem.B
-    nX = 0 if problem.X is None else problem.X.shape[2]
+    widths = tuple(0 if problem.exog(c) is None else problem.exog(c).shape[2] for c in ("plant", "policy", "cost"))
+    timing = None if problem.cost is None else getattr(problem.cost, "timing", "pre")
     h.update(repr((T, B, problem.plant.n_state, problem.plant.n_control,
-                   problem.plant.lags, nX, chunk)).encode())
+                   problem.plant.lags, widths, timing, chunk)).encode())
     forms = problem_forms(problem)
     if forms is None:
         raise TypeError("problem: every component needs a CasADi form for compiled sweeps; "

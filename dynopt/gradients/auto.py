@@ -28,6 +28,7 @@ import shutil
 import threading
 import time
 import weakref
+from concurrent import futures
 from concurrent.futures import Future
 from typing import Optional
 
@@ -53,8 +54,9 @@ class _Choice:
         self.compiled = None           # the CompiledBPTT strategy once loaded
         self.build: dict = {}
         self.settled = False
-        self.tiers: Optional[list] = None  # compiled loops to build, in order ("tower" and/or "scan")
+        self.tiers: Optional[list] = None  # compiled loops to build, in order ("auto", "tower", "scan")
         self.tier = 0
+        self.lock = threading.Lock()       # one thread at a time starts or finishes a build
         self.est: Optional[int] = None     # estimated size of the scans (SX instructions)
 
 
@@ -117,9 +119,10 @@ class Auto(GradientMethod):
 
         if ch.tiers is None:
             # scans are fastest where they fit, but a large one takes seconds of gcc: the tower (built
-            # in a second) answers meanwhile, then the scans replace it if they are faster
+            # in a second) answers meanwhile, then the scans replace it if they are faster.  Small scans
+            # are built directly ("auto": the tower if gcc refuses them)
             est = estimate_instructions(problem)
-            ch.tiers = (["tower"] if not fits(problem) else ["scan"] if est <= FAST_BUILD_INSTRUCTIONS
+            ch.tiers = (["tower"] if not fits(problem) else ["auto"] if est <= FAST_BUILD_INSTRUCTIONS
                         else ["tower", "scan"])
             ch.est = est
         loop = ch.tiers[ch.tier]
@@ -131,7 +134,7 @@ class Auto(GradientMethod):
             built = strategy.build(problem)
             return strategy, built
 
-        small = loop == "tower" or (ch.est is not None and ch.est <= SMALL_INSTRUCTIONS)
+        small = loop in ("tower", "auto") or (ch.est is not None and ch.est <= SMALL_INSTRUCTIONS)
         ch.future = _submit(build, lane="small" if small and ch.tier == 0 else "large")
 
     def _finish_build(self, problem, ch: _Choice, W) -> None:
@@ -181,12 +184,16 @@ class Auto(GradientMethod):
     def _step(self, problem, W) -> _Choice:
         ch = self._choice(problem)
         ch.calls += 1
-        if not ch.settled:
-            if ch.future is None:
-                if ch.tier > 0 or (ch.calls >= self.min_calls and ch.numpy_seconds >= self.compile_after):
-                    self._start_build(problem, ch)
-            elif ch.future.done():
-                self._finish_build(problem, ch, W)
+        # build transitions by one thread at a time; the others answer with the path in use
+        if not ch.settled and ch.lock.acquire(blocking=False):
+            try:
+                if ch.future is None:
+                    if ch.tier > 0 or (ch.calls >= self.min_calls and ch.numpy_seconds >= self.compile_after):
+                        self._start_build(problem, ch)
+                elif ch.future.done():
+                    self._finish_build(problem, ch, W)
+            finally:
+                ch.lock.release()
         return ch
 
     # ------------------------------------------------------------------ the strategy
@@ -213,14 +220,16 @@ class Auto(GradientMethod):
         benchmarks and tests; ordinary use never waits."""
         ch = self._choice(problem)
         W = problem.check_W(problem.W0 if W is None else W)
-        while not ch.settled:
-            if ch.future is None:
-                self._start_build(problem, ch)
-            ch.future.result(timeout)
-            tier = ch.tier
-            self._finish_build(problem, ch, W)
-            if ch.tier == tier and not ch.settled:
-                break  # W could not be timed (diverged): decide later
+        with ch.lock:
+            while not ch.settled:
+                if ch.future is None:
+                    self._start_build(problem, ch)
+                if not futures.wait([ch.future], timeout).done:
+                    raise TimeoutError(f"Auto.wait: the compiled build did not finish within timeout={timeout} s")
+                tier = ch.tier
+                self._finish_build(problem, ch, W)  # a failed build moves on to the next tier
+                if ch.tier == tier and not ch.settled:
+                    break  # W could not be timed (diverged): decide later
         return ch.path
 
     def describe(self, problem) -> str:
