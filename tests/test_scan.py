@@ -161,3 +161,37 @@ def test_compiled_garch_pass_equals_the_lfilter_form_and_the_fit(monkeypatch, tm
     assert fast.llf == pytest.approx(ref.llf, rel=1e-13)
     np.testing.assert_allclose(fast.values, ref.values, rtol=1e-9)
     np.testing.assert_allclose(fast.cov, ref.cov, rtol=1e-7)
+
+
+def test_a_scan_that_cannot_be_built_is_warned_once_and_numpy_answers(monkeypatch):
+    """A build failure other than a missing compiler (an unsafe cache, a compiler error) is not silent:
+    one RuntimeWarning per process naming the reason; the caller gets None (its NumPy path)."""
+    monkeypatch.setenv("DYNOPT_COMPILE", "1")
+
+    def broken():
+        raise RuntimeError("gcc failed on the generated code (1): boom")
+
+    key = ("test", "broken")
+    with pytest.warns(RuntimeWarning, match="could not be built .*boom.*the NumPy path answers"):
+        assert scan_mod.cached_scan(key, broken, prefix="test_broken") is None
+    assert scan_mod.scan_status(key).startswith("not compiled: RuntimeError")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert scan_mod.cached_scan(key, broken, prefix="test_broken") is None  # once only
+
+
+def test_stale_build_directories_are_removed(tmp_path):
+    """A process that exits while gcc runs leaves a .build-* directory: removed an hour later."""
+    import os
+    import time
+    from dynopt.casadi import codegen
+    root = codegen.private_cache_dir(tmp_path)
+    old, new = root / ".build-old", root / ".build-new"
+    for d in (old, new):
+        d.mkdir()
+        (d / "x.c").write_text("int x;")
+    past = time.time() - 2 * codegen.STALE_BUILD
+    os.utime(old, (past, past))
+    CompiledScan(_step(), prefix="test_stale", directory=tmp_path)
+    assert not old.exists() and new.exists()

@@ -325,6 +325,22 @@ def load_cached(names: Sequence[str], *, prefix: str, key: str, directory: Optio
     return _load(names, lib)
 
 
+STALE_BUILD = 3600.0
+"""Seconds after which a ``.build-*`` directory is an abandoned build (its process ended mid-build)."""
+
+
+def _remove_stale_builds(root: Path) -> None:
+    """Remove ``.build-*`` directories older than :data:`STALE_BUILD` (left by processes that exited
+    while compiling); live builds are younger."""
+    now = time.time()
+    for p in root.glob(".build-*"):
+        try:
+            if p.is_dir() and not p.is_symlink() and now - p.stat().st_mtime > STALE_BUILD:
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            pass
+
+
 class _Lock:
     """An exclusive ``flock`` on ``path`` (no-op where ``fcntl`` is missing), waiting at most ``timeout`` s."""
 
@@ -408,6 +424,7 @@ def compile_functions(functions: Sequence[ca.Function], *, prefix: str, compiler
     exe = shutil.which(compiler)
     if exe is None:
         raise CompilerNotFound(f"C compiler {compiler!r} not found on PATH")
+    _remove_stale_builds(root)
     with _Lock(root / f".{lib.name}.lock", LOCK_TIMEOUT):
         if verified(lib) is not None:  # another process built it while we waited
             return _load(names, lib), CompileInfo(lib, True, 0.0, 0.0)

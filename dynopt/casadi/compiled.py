@@ -209,7 +209,8 @@ class CompiledBPTT(GradientMethod):
     flags : sequence of str
         Compiler flags (default ``("-O3", "-march=native")``: vectorised for this processor; the
         cache key then includes the processor's identity, so a shared cache never serves a
-        library built for another CPU).
+        library built for another CPU).  With the default, the compiled scans choose their flags by
+        step size (:mod:`.scan_sweeps`); flags given here are used for them too.
     cache_dir : path, optional
         Cache directory; default ``$DYNOPT_CACHE_DIR`` or ``~/.cache/dynopt``.
     chunk : int, optional
@@ -254,7 +255,9 @@ class CompiledBPTT(GradientMethod):
             from .scan_sweeps import ScanSweeps, fits
             if self.loop == "scan" or fits(problem):
                 try:
-                    sweeps = ScanSweeps(problem, directory=self.cache_dir)
+                    # the scans pick gcc flags by step size unless the caller chose flags
+                    sweeps = ScanSweeps(problem, directory=self.cache_dir,
+                                        flags=None if self.flags == DEFAULT_FLAGS else self.flags)
                 except CompilerNotFound:
                     pass  # the tower below warns once and runs in the VM
                 except RuntimeError:  # the compiler refused the scans' code or flags
@@ -347,11 +350,12 @@ class CompiledBPTT(GradientMethod):
         return float(total.sum() / B), {"forward": 1}
 
     def __reduce__(self):  # the settings travel; built Functions and libraries stay in this process
-        return (_make_compiled, (self.codegen, self.compiler, self.flags, self.cache_dir, self.chunk, self.loop))
+        return (_make_compiled, (type(self), self.codegen, self.compiler, self.flags, self.cache_dir, self.chunk,
+                                 self.loop))
 
     def __repr__(self):
         return f"CompiledBPTT(codegen={self.codegen}" + (f", loop={self.loop!r})" if self.loop != "auto" else ")")
 
 
-def _make_compiled(codegen, compiler, flags, cache_dir, chunk, loop):
-    return CompiledBPTT(codegen, compiler=compiler, flags=flags, cache_dir=cache_dir, chunk=chunk, loop=loop)
+def _make_compiled(cls, codegen, compiler, flags, cache_dir, chunk, loop):
+    return cls(codegen, compiler=compiler, flags=flags, cache_dir=cache_dir, chunk=chunk, loop=loop)

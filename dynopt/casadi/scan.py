@@ -22,7 +22,9 @@ The step must take three dense column vectors ``(x (nx,), z (nz,), p (np,))`` an
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
+import warnings
 from typing import Optional, Tuple
 
 import casadi as ca
@@ -120,8 +122,8 @@ class CompiledScan:
 
     Notes
     -----
-    Building compiles C (~0.3-1 s once per machine; later processes load the cached library in
-    milliseconds).  Calls are thread-safe (each call has its own work arrays).
+    Building compiles C (~0.3-1 s once per machine for a small step; later processes load the
+    cached library in milliseconds).  Calls are thread-safe (each thread has its own work arrays).
     """
 
     def __init__(self, step: ca.Function, *, prefix: str, flags=None, directory=None):
@@ -212,6 +214,7 @@ class CompiledScan:
 _SCANS = {}     # key -> CompiledScan or None (could not be built; the reason in _REASONS)
 _REASONS = {}
 _PENDING = {}
+_WARNED = set()
 _SCANS_LOCK = threading.Lock()
 
 
@@ -224,16 +227,33 @@ def cached_scan(key, build, *, prefix: str, flags=None) -> Optional[CompiledScan
     from ..core.background import compile_allowed
     if not compile_allowed():
         return None
+    _build(key, build, prefix, flags)
+    return _report(key)
+
+
+def _build(key, build, prefix, flags) -> None:
+    """Build (or load) the scan of ``key`` once per process and record it, or why it failed."""
     with _SCANS_LOCK:
         if key in _SCANS:
-            return _SCANS[key]
+            return
     try:
         scan, reason = CompiledScan(build(), prefix=prefix, flags=flags), "compiled"
-    except Exception as exc:  # noqa: BLE001 - reported by scan_status; the NumPy path answers
+    except Exception as exc:  # noqa: BLE001 - warned once by _report (unless no compiler); NumPy answers
         scan, reason = None, f"not compiled: {type(exc).__name__}: {exc}"
     with _SCANS_LOCK:
-        _REASONS.setdefault(key, reason)
-        return _SCANS.setdefault(key, scan)
+        if key not in _SCANS:
+            _SCANS[key], _REASONS[key] = scan, reason
+
+
+def _report(key) -> Optional[CompiledScan]:
+    """The scan of ``key``; a build that failed for another reason than a missing compiler (an unsafe
+    cache, a compiler error) is warned about once per process, from the caller's thread."""
+    scan, reason = _SCANS.get(key), _REASONS.get(key, "")
+    if scan is None and reason and "CompilerNotFound" not in reason and key not in _WARNED:
+        _WARNED.add(key)
+        warnings.warn(f"dynopt: the compiled loop {key!r} could not be built ({reason[len('not compiled: '):]}); "
+                      f"the NumPy path answers instead (same numbers, slower)", RuntimeWarning, stacklevel=3)
+    return scan
 
 
 def scan_when_ready(key, build, *, prefix: str, flags=None, lane: str = "small") -> Optional[CompiledScan]:
@@ -244,12 +264,26 @@ def scan_when_ready(key, build, *, prefix: str, flags=None, lane: str = "small")
     if not compile_allowed():
         return None
     with _SCANS_LOCK:
-        if key in _SCANS:
-            return _SCANS[key]
-        if key in _PENDING:
+        done = key in _SCANS
+        if not done and key in _PENDING:
             return None
-        _PENDING[key] = submit(lambda: cached_scan(key, build, prefix=prefix, flags=flags), lane=lane)
+    if done:
+        return _report(key)
+    with _SCANS_LOCK:
+        if key in _PENDING or key in _SCANS:
+            return _SCANS.get(key)
+        _PENDING[key] = submit(lambda: _build(key, build, prefix, flags), lane=lane)
     return None
+
+
+def _after_fork_in_child():  # builds running in the parent never finish in a forked child
+    global _SCANS_LOCK
+    _SCANS_LOCK = threading.Lock()
+    _PENDING.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def wait_scan(key, timeout: Optional[float] = None) -> Optional[CompiledScan]:

@@ -31,8 +31,8 @@ class _Run:
         # Python's warning state (filters, showwarning) is process-wide: catch_warnings in a pool's
         # worker thread would also catch (and, while a run hangs, keep) the warnings of every other
         # thread, the driver's included.  So a run records its warnings only on a process's main
-        # thread (sequential runs, process-pool and Dask workers); in a thread pool they take the
-        # usual way.
+        # thread (sequential runs, process-pool workers); on worker threads (thread pools, Dask's
+        # workers) they take the usual way.
         record = threading.current_thread() is threading.main_thread()
         with warnings.catch_warnings(record=True) if record else contextlib.nullcontext([]) as caught:
             if record:
@@ -126,9 +126,9 @@ def multistart(problem: Problem, starts, executor=None, *, method: str = "BFGS",
     list of OptimizeResult, one per start, best objective first (lowest cost, or highest
     utility for ``objective="max"``); runs that raised or ended non-finite come last.  Each
     result also carries ``start`` (its index in ``starts``), ``W0`` and ``warnings`` (the
-    messages of warnings raised during the run, recorded where the run had a process to itself:
-    sequentially, in a process pool or on Dask; empty in a thread pool, whose runs' warnings are
-    shown as usual because Python's warning state is shared by all threads); a run that raised has ``success=False``,
+    messages of warnings raised during the run, recorded where the run had a process's main thread:
+    sequentially or in a process pool; empty on worker threads (a thread pool, Dask's workers), whose
+    runs' warnings are shown as usual because Python's warning state is shared by all threads); a run that raised has ``success=False``,
     ``fun=nan`` and ``error``.  Warns once (``RuntimeWarning``) if some runs did not succeed.
 
     Ctrl-C (KeyboardInterrupt) does not lose finished runs: the list is returned with the runs
