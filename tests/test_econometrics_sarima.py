@@ -138,3 +138,19 @@ def test_multistart_keeps_the_best_optimum():
     np.testing.assert_allclose(many.values, one.values, rtol=1e-5)
     with pytest.raises(ValueError, match=r"starts: expected an integer >= 1"):
         ARIMA(y, (1, 1, 1), trend="t").fit(starts=0)
+
+
+@pytest.mark.parametrize("cov_type, sm_name, rtol", [("opg", "opg", 1e-6), ("robust", "robust_approx", 1e-3)])
+def test_seasonal_ar_score_covariances_on_the_numpy_path(cov_type, sm_name, rtol, monkeypatch):
+    """A seasonal AR term with opg/robust on the NumPy path (compiled code off): the batched
+    complex-step scores once failed (a real work array for complex AR coefficients); standard errors
+    equal statsmodels' at the same estimate."""
+    monkeypatch.setenv("DYNOPT_COMPILE", "0")
+    y = macro("realgdp")
+    res = SARIMA(y, (2, 1, 0), (1, 0, 0, 4)).fit(cov_type=cov_type)
+    mod = sm.tsa.SARIMAX(y, order=(2, 1, 0), seasonal_order=(1, 0, 0, 4), trend="n", simple_differencing=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = mod.smooth(np.asarray(res.values), cov_type=sm_name)
+    assert res.llf == pytest.approx(ref.llf, rel=1e-10)
+    np.testing.assert_allclose(np.asarray(res.bse), np.asarray(ref.bse), rtol=rtol)

@@ -147,7 +147,8 @@ def arma_exact_obs_batch(layout, y, exog, thetas):
         P = T @ P @ Tt + Q - g[:, :, None] * g[:, None, :] / F[:, t, None, None]
     if m < N:  # steady state: the ARMA inversion, initial state -a_m
         n = N - m
-        w = yt[:, m:].copy()
+        w = np.empty((B, n), dtype=dt)  # the batch's dtype (complex under complex-step) and width
+        w[:] = yt[:, m:]
         for i in range(1, p + 1):
             w[:, i:] -= phi[i - 1][:, None] * yt[:, m:N - i]
         nz = min(layout.nz, n)
