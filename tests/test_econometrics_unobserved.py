@@ -306,3 +306,26 @@ def test_compiled_llt_fit_on_the_boundary_reaches_statsmodels(compiled_llt, monk
     monkeypatch.setenv("DYNOPT_COMPILE", "0")
     slow = LocalLinearTrend(y).fit(cov_type="opg")
     assert slow.extra["path"] == "BFGS, NumPy filter" and res.llf >= slow.llf - 1e-12 * abs(slow.llf)
+
+
+@pytest.mark.parametrize("params", [[1.0, 1e160], [1e-170, 1e-171], [1.0, 1e-12]])
+def test_local_level_closed_form_survives_extreme_variances(params):
+    """Extreme variances or ratios (once NaN or a math domain error in the closed form): the same
+    log-likelihood as the step-by-step filter, with and without a gap."""
+    y = np.cumsum(np.random.default_rng(0).standard_normal(200))
+    gap = y.copy()
+    gap[50:55] = np.nan
+    for series in (y, gap):
+        m = LocalLevel(series)
+        ref = m._filter_level_loop(np.array(params), True)["llf_obs"].sum()
+        assert m.loglike(np.array(params)) == pytest.approx(ref, rel=1e-12)
+
+
+def test_local_level_fit_on_nearly_constant_data_converges_without_warnings():
+    """Noise of 1e-9 around a constant: the secant's bracket collapses to rounding around the maximum
+    (it once divided 0 by 0 and ran to maxiter); the fit converges and warns nothing (the suite turns
+    warnings into errors)."""
+    y = 5.0 + 1e-9 * np.random.default_rng(5).standard_normal(300)
+    res = LocalLevel(y).fit()
+    assert res.converged and res.optimizer.nfev < 100
+    assert res.llf >= LocalLevel(y).fit(optimizer="BFGS").llf - 1e-9 * abs(res.llf)

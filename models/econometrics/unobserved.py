@@ -205,12 +205,14 @@ class LocalLevel:
     def _filter_level(self, params, steady):
         """The local level filter (state dimension 1): each run of observed values after the diffuse
         step in closed form (:func:`_level_run`), gaps by prediction only.  ``steady=False``, a
-        zero variance, or runs shorter than :data:`SHORT_RUN` take the step-by-step recursion."""
+        zero or extreme variance (outside 1e-150 .. 1e150, or their ratio) or runs shorter than
+        :data:`SHORT_RUN` take the step-by-step recursion."""
         dt = np.result_type(params, float)
         conv = complex if np.iscomplexobj(params) else float
         H, q = conv(params[0]), conv(params[1])
-        if not steady or not (H.real > 0 and q.real > 0):
-            return self._filter_level_loop(params, steady)
+        if not steady or not (1e-150 < H.real < 1e150 and 1e-150 < q.real < 1e150
+                              and 1e-150 < q.real / H.real < 1e150):
+            return self._filter_level_loop(params, steady)  # zero or extreme variances: step by step
         y, N, t0 = self.y, len(self.y), self._first
         v = np.full(N, np.nan, dtype=dt)
         F = np.full(N, np.nan, dtype=dt)
@@ -297,7 +299,7 @@ class LocalLevel:
         H = conv(params[0])
         q1 = conv(params[1])
         q2 = conv(params[2]) if self.trend else 0.0
-        y, N, m, tr = self.y, len(self.y), self.m, self.trend
+        N, m, tr = len(self.y), self.m, self.trend
         yl = self._yl
         log = cmath.log if cplx else math.log
         llf = np.zeros(N, dtype=dt)
@@ -669,7 +671,10 @@ def _maximise_scalar(model, q0, n, *, gtol=1e-9, maxiter=100):
             lo = max(lo, u)
         else:
             hi = min(hi, u)
-        slope = (g - g_prev) / (u - u_prev) if u_prev is not None else 0.0
+        if hi - lo <= 4.0 * np.finfo(float).eps * max(1.0, abs(u)):  # the bracket has collapsed on the maximum
+            success, message = True, "bracket collapsed to rounding around the maximum"
+            break
+        slope = (g - g_prev) / (u - u_prev) if u_prev is not None and u != u_prev else 0.0
         slow = slow + 1 if u_prev is not None and (g > 0) == (g_prev > 0) and abs(g) > 0.3 * abs(g_prev) else 0
         if slope < 0 and slow < 2:
             step = -g / slope
@@ -730,7 +735,7 @@ def _level_run(y, a0, p0, H, q, v, F, llf):
         Predicted level and variance after ``y[-1]``.
     """
     n = len(y)
-    s = (q * q + 4.0 * q * H) ** 0.5
+    s = q ** 0.5 * (q + 4.0 * H) ** 0.5  # sqrt(q^2 + 4 q H) without squaring q (overflow, underflow)
     p_hi = 0.5 * (q + s)
     p_lo = -q * H / p_hi
     den = H + p_hi
@@ -754,7 +759,8 @@ def _level_run(y, a0, p0, H, q, v, F, llf):
     Fh = F[:head]
     Fh[:] = p + H
     u = p / Fh * d * y[:head]
-    if head <= SHORT_HEAD and head * math.log(abs(phi.real)) > -300.0:  # (phi^-t far from overflow)
+    pr = abs(phi.real)
+    if head <= SHORT_HEAD and pr > 0.0 and head * math.log(pr) > -300.0:  # (phi^-t far from overflow)
         # b_t = phi^t (b_0 + sum_{s < t} u_s phi^-(s + 1)): the rounding of the sum, times phi^t, is
         # about sum_s |u_s| phi^(t - s - 1) eps, as in the recursion
         ph = phi ** powers
