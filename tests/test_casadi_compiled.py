@@ -142,6 +142,8 @@ def test_compiled_scans_equal_python_loop(name, tmp_path):
 def test_compiled_loop_argument_is_checked():
     with pytest.raises(ValueError, match="loop: expected 'auto', 'scan' or 'tower', got 'fast'"):
         CompiledBPTT(codegen=True, loop="fast")
+    with pytest.raises(ValueError, match="loop: 'scan' needs codegen=True and compiler='gcc'"):
+        CompiledBPTT(loop="scan")
 
 
 def test_compiled_as_the_problems_gradient_strategy():

@@ -235,6 +235,9 @@ class CompiledBPTT(GradientMethod):
         self.compiler, self.flags, self.cache_dir, self.chunk = compiler, tuple(flags), cache_dir, chunk
         if loop not in ("auto", "scan", "tower"):
             raise ValueError(f"loop: expected 'auto', 'scan' or 'tower', got {loop!r}")
+        if loop == "scan" and not (self.codegen and compiler == "gcc"):
+            raise ValueError(f"loop: 'scan' needs codegen=True and compiler='gcc' (the scans are C compiled by "
+                             f"gcc), got codegen={self.codegen}, compiler={compiler!r}")
         self.loop = loop
         self._built: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
         self._warned = False
@@ -260,10 +263,10 @@ class CompiledBPTT(GradientMethod):
                                         flags=None if self.flags == DEFAULT_FLAGS else self.flags)
                 except CompilerNotFound:
                     pass  # the tower below warns once and runs in the VM
-                except RuntimeError:  # the compiler refused the scans' code or flags
-                    if self.loop == "scan":
-                        raise
-                    # loop="auto": the tower below (its own flags) serves
+                except RuntimeError as exc:
+                    if self.loop == "scan" or "failed on the generated code" not in str(exc):
+                        raise  # asked for, or not the compiler's refusal (a graph error is a bug to see)
+                    # loop="auto" and gcc refused the scans' code or flags: the tower below serves
                 else:
                     built = _Built(grad=None, value=None, build_seconds=sweeps.record["build_seconds"], compiled=True,
                                    scan=sweeps, record=dict(sweeps.record))
