@@ -754,9 +754,9 @@ class ARX:
             return llf, None
         return llf, np.append(self._Z.T @ e / s2, -0.5 * (n / s2 - S / (s2 * s2)))
 
-    def hessian(self, params, *, resid=None):
-        """Analytic Hessian of the log-likelihood ``(k, k)`` (``resid``: the residuals at ``params``
-        when already at hand)."""
+    def hessian(self, params, *, resid=None, Zte=None):
+        """Analytic Hessian of the log-likelihood ``(k, k)`` (``resid``: the residuals at ``params``,
+        ``Zte``: ``Z' resid``, when already at hand)."""
         params = np.asarray(params, dtype=np.float64)
         s2 = params[-1]
         e = self.residuals(params) if resid is None else resid
@@ -764,7 +764,7 @@ class ARX:
         k = len(params)
         H = np.empty((k, k))
         H[:-1, :-1] = -self._gram() / s2
-        H[:-1, -1] = H[-1, :-1] = -self._Z.T @ e / s2 ** 2
+        H[:-1, -1] = H[-1, :-1] = -(self._Z.T @ e if Zte is None else Zte) / s2 ** 2
         H[-1, -1] = n / (2 * s2 ** 2) - S / s2 ** 3
         return H
 
@@ -844,10 +844,11 @@ class ARX:
         values = np.append(est, S / n)
         s2 = values[-1]  # llf and gradient from the residuals at hand (as loglike_and_grad)
         llf = -0.5 * (n * (LOG2PI + np.log(s2)) + S / s2)
-        g = np.append(self._Z.T @ e / s2, -0.5 * (n / s2 - S / (s2 * s2)))
+        Zte = self._Z.T @ e
+        g = np.append(Zte / s2, -0.5 * (n / s2 - S / (s2 * s2)))
         mask = np.zeros(k + 1, bool)
         mask[-1] = True
-        C = cov_matrix(cov_type, hessian=self.hessian(values, resid=e) if cov_type != "opg" else None,
+        C = cov_matrix(cov_type, hessian=self.hessian(values, resid=e, Zte=Zte) if cov_type != "opg" else None,
                        scores=self.scores(values) if cov_type in ("opg", "robust") else None, n_used=n, n_total=n,
                        df_k=k, df_correction=df_correction, var_mask=mask)
         return FitResult(self, list(self.param_names), values, float(llf), n, C, g,
