@@ -3,7 +3,7 @@ r"""A recursion over time as one compiled C loop, called on NumPy arrays without
     x_{t+1}, y_t = f(x_t, z_t, p)        t = 0, ..., T - 1
 
 CasADi generates the C code of the step ``f`` (straight-line SX code); a fixed driver loop
-(:data:`DRIVER`, below: pointer arithmetic over the columns of ``Z`` and ``Y`` and two state
+(:data:`DRIVER`, below: pointer arithmetic over the rows of ``Z`` and ``Y`` and two state
 buffers swapped each step) is appended to the same file and compiled with it through dynopt's
 private cache (:func:`.codegen.compile_functions`: mode 0700, SHA-256 records, build lock).
 :class:`CompiledScan` calls the driver through ``ctypes`` on the caller's own NumPy buffers.
