@@ -195,3 +195,22 @@ def test_stale_build_directories_are_removed(tmp_path):
     os.utime(old, (past, past))
     CompiledScan(_step(), prefix="test_stale", directory=tmp_path)
     assert not old.exists() and new.exists()
+
+
+def test_scan_when_ready_loads_a_cached_library_at_once(monkeypatch, tmp_path):
+    """In a new process (fresh registries) a library already in the disk cache is loaded by the first
+    call (milliseconds), not after a background build; a missing one is built in the background."""
+    monkeypatch.setenv("DYNOPT_COMPILE", "1")
+    monkeypatch.setenv("DYNOPT_CACHE_DIR", str(tmp_path))
+    key = ("test", "cached-at-once")
+    for name in ("_SCANS", "_REASONS", "_PENDING"):
+        monkeypatch.setattr(scan_mod, name, {})
+    assert scan_mod.scan_when_ready(key, _step, prefix="test_cached") is None  # not cached: built behind
+    built = scan_mod.wait_scan(key, timeout=120)
+    assert built is not None and not built.info.cached
+    for name in ("_SCANS", "_REASONS", "_PENDING"):  # "a new process"
+        monkeypatch.setattr(scan_mod, name, {})
+    loaded = scan_mod.scan_when_ready(key, _step, prefix="test_cached")
+    assert loaded is not None and loaded.info.cached and key not in scan_mod._PENDING
+    x0, Z, p = np.array([0.3, -0.2]), np.random.default_rng(1).standard_normal((50, 1)), np.array([0.9, 0.5])
+    np.testing.assert_array_equal(loaded(x0, Z, p)[0], built(x0, Z, p)[0])

@@ -69,6 +69,10 @@ class CompilerNotFound(RuntimeError):
     """The requested C compiler is not on ``PATH``."""
 
 
+class NotCached(LookupError):
+    """``compile_functions(..., cached_only=True)`` found no verified library to load."""
+
+
 class CompilerNotFoundWarning(RuntimeWarning):
     """Compiled code was requested but no C compiler was found: CasADi's VM is used instead."""
 
@@ -373,7 +377,8 @@ class _Lock:
 
 def compile_functions(functions: Sequence[ca.Function], *, prefix: str, compiler: str = "gcc",
                       flags: Sequence[str] = ("-O2",), directory: Optional[os.PathLike] = None,
-                      key: Optional[str] = None, extra_source: str = "", as_library: bool = False):
+                      key: Optional[str] = None, extra_source: str = "", as_library: bool = False,
+                      cached_only: bool = False):
     """Generate, compile (or load from the cache) and load a group of CasADi Functions.
 
     Parameters
@@ -397,6 +402,9 @@ def compile_functions(functions: Sequence[ca.Function], *, prefix: str, compiler
         generated Functions by name); part of the default key.
     as_library : bool
         Return the verified library loaded through ``ctypes`` instead of the Functions.
+    cached_only : bool
+        Load the library if it is in the cache (verified), else raise :class:`NotCached` without
+        compiling (a caller that builds in the background first tries this cheap load).
 
     Returns
     -------
@@ -412,6 +420,8 @@ def compile_functions(functions: Sequence[ca.Function], *, prefix: str, compiler
         If ``compiler`` is not on ``PATH`` and the library is not cached already.
     RuntimeError
         If the compiler fails (its output is in the message).
+    NotCached
+        With ``cached_only``, if the library is not in the cache.
     """
     _check_prefix(prefix)
     flags = tuple(flags)
@@ -421,6 +431,8 @@ def compile_functions(functions: Sequence[ca.Function], *, prefix: str, compiler
     names = None if as_library else [f.name() for f in functions]
     if verified(lib) is not None:
         return _load(names, lib), CompileInfo(lib, True, 0.0, 0.0)
+    if cached_only:
+        raise NotCached(f"{lib.name} is not in the cache {root}")
     exe = shutil.which(compiler)
     if exe is None:
         raise CompilerNotFound(f"C compiler {compiler!r} not found on PATH")

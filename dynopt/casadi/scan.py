@@ -112,6 +112,8 @@ class CompiledScan:
         Compiler flags (default :data:`FLAGS`; with ``-march=native`` the cache key includes the CPU).
     directory : path, optional
         Cache directory (default :func:`.codegen.cache_dir`).
+    cached_only : bool
+        Only load a library already in the cache (raise :class:`.codegen.NotCached` otherwise).
 
     Raises
     ------
@@ -126,7 +128,7 @@ class CompiledScan:
     cached library in milliseconds).  Calls are thread-safe (each thread has its own work arrays).
     """
 
-    def __init__(self, step: ca.Function, *, prefix: str, flags=None, directory=None):
+    def __init__(self, step: ca.Function, *, prefix: str, flags=None, directory=None, cached_only: bool = False):
         from .codegen import _check_prefix, compile_functions
         _check_prefix(prefix)
         f = _dense_sx_step(step, f"{prefix}_step")
@@ -136,7 +138,8 @@ class CompiledScan:
         source = DRIVER.format(prefix=prefix, nx=self.nx, nz=self.nz, sz_arg=max(f.sz_arg(), 3),
                                sz_res=max(f.sz_res(), 2), sz_w=f.sz_w(), sz_iw=max(f.sz_iw(), 1), set_y=set_y)
         lib, self.info = compile_functions([f], prefix=prefix, flags=tuple(FLAGS if flags is None else flags),
-                                           directory=directory, extra_source=source, as_library=True)
+                                           directory=directory, extra_source=source, as_library=True,
+                                           cached_only=cached_only)
         self._fn = getattr(lib, f"{prefix}_scan")
         self._fn.restype = ctypes.c_int
         self._fn.argtypes = [ctypes.c_longlong, _P, _P, _P, _P, _P, _P, _P, ctypes.c_longlong]
@@ -257,9 +260,9 @@ def _report(key) -> Optional[CompiledScan]:
 
 
 def scan_when_ready(key, build, *, prefix: str, flags=None, lane: str = "small") -> Optional[CompiledScan]:
-    """Non-blocking :func:`cached_scan`: the scan if it is ready, otherwise None while it is built
-    in the background (:func:`dynopt.core.background.submit` in ``lane``; a library already in the
-    disk cache is ready on the next call)."""
+    """Non-blocking :func:`cached_scan`: the scan if it is ready or in the disk cache (loaded at once,
+    milliseconds), otherwise None while it is built in the background
+    (:func:`dynopt.core.background.submit` in ``lane``)."""
     from ..core.background import compile_allowed, submit
     if not compile_allowed():
         return None
@@ -269,7 +272,17 @@ def scan_when_ready(key, build, *, prefix: str, flags=None, lane: str = "small")
             return None
     if done:
         return _report(key)
+    # a library already in the disk cache loads in milliseconds: no background build needed
+    from .codegen import NotCached
+    try:
+        scan = CompiledScan(build(), prefix=prefix, flags=flags, cached_only=True)
+    except NotCached:
+        scan = None
+    except Exception:  # noqa: BLE001 - the background build below meets (and records) the same failure
+        scan = None
     with _SCANS_LOCK:
+        if scan is not None and key not in _SCANS:
+            _SCANS[key], _REASONS[key] = scan, "compiled"
         if key in _PENDING or key in _SCANS:
             return _SCANS.get(key)
         _PENDING[key] = submit(lambda: _build(key, build, prefix, flags), lane=lane)
