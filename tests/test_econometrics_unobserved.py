@@ -217,8 +217,8 @@ def test_scalar_fit_on_the_boundary_reaches_statsmodels(boundary):
 # ------------------------------------------------------------------ the local linear trend's compiled pass
 def _simulated_trend(seed=1, n=300):
     """A simulated local linear trend (variances 1, 0.1, 0.01) with an interior optimum."""
-    return LocalLinearTrend(np.arange(8.0)).simulate([1.0, 0.1, 0.01], n, rng=np.random.default_rng(seed),
-                                                     level0=10.0)
+    return LocalLinearTrend(np.arange(8.0) ** 2).simulate([1.0, 0.1, 0.01], n, rng=np.random.default_rng(seed),
+                                                          level0=10.0)
 
 
 @pytest.fixture
@@ -261,7 +261,9 @@ def test_compiled_llt_fit_matches_statsmodels_and_the_numpy_path(compiled_llt, m
     for cov_type, sm_cov in [("nonrobust", "approx"), ("opg", "opg"), ("robust", "robust_approx")]:
         res = fits[cov_type] = LocalLinearTrend(y).fit(cov_type=cov_type)
         assert res.extra["path"] == "Newton, compiled pass" and res.converged
-        assert res.optimizer.nfev <= 11  # Newton evaluations (Nile 10, the simulated series 7 when written)
+        # Newton evaluations (no jumps to the boundary: a ratio with its optimum at 0 or infinity is
+        # approached 5 units of log q per step, as BFGS approaches it)
+        assert res.optimizer.nfev <= 25
         assert res.llf >= ref.llf - 1e-9 * abs(ref.llf)
         # statsmodels' own filter differs from ours by up to 2e-11 relative on the gaps (frozen steady F)
         assert res.llf == pytest.approx(mod.loglike(res.values), rel=1e-10)
@@ -281,7 +283,8 @@ def test_compiled_llt_fit_matches_statsmodels_and_the_numpy_path(compiled_llt, m
     monkeypatch.setenv("DYNOPT_COMPILE", "0")
     slow = LocalLinearTrend(y).fit(cov_type="opg")
     assert slow.extra["path"] == "BFGS, NumPy filter"
-    assert slow.llf == pytest.approx(res.llf, rel=1e-10) and slow.llf <= res.llf + 1e-12 * abs(res.llf)
+    # (Nile's slope variance has its optimum at 0: both approach it, to ~1e-12 of the llf)
+    assert slow.llf == pytest.approx(res.llf, rel=1e-10) and slow.llf <= res.llf + 1e-11 * abs(res.llf)
     np.testing.assert_allclose(slow.values[:2], res.values[:2], rtol=1e-3)
     np.testing.assert_allclose(slow.bse[:2], fits["opg"].bse[:2], rtol=1e-3)
 
@@ -301,7 +304,7 @@ def test_compiled_llt_fit_on_the_boundary_reaches_statsmodels(compiled_llt, monk
         warnings.simplefilter("ignore")
         ref = uc(y, "lltrend").fit(disp=0, method_kwargs=TIGHT)
     res = LocalLinearTrend(y).fit(cov_type="opg")
-    assert res.extra["path"] == "Newton, compiled pass" and res.converged and res.optimizer.nfev <= 15
+    assert res.extra["path"] == "Newton, compiled pass" and res.converged and res.optimizer.nfev <= 30
     assert res.llf >= ref.llf - 1e-9 * abs(ref.llf)
     monkeypatch.setenv("DYNOPT_COMPILE", "0")
     slow = LocalLinearTrend(y).fit(cov_type="opg")
@@ -329,3 +332,21 @@ def test_local_level_fit_on_nearly_constant_data_converges_without_warnings():
     res = LocalLevel(y).fit()
     assert res.converged and res.optimizer.nfev < 100
     assert res.llf >= LocalLevel(y).fit(optimizer="BFGS").llf - 1e-9 * abs(res.llf)
+
+
+def test_local_linear_trend_refuses_a_straight_line_and_survives_extreme_starts(monkeypatch, tmp_path):
+    """Exactly linear data (a math domain error on the compiled path, zero variances on the NumPy path)
+    are refused; start ratios at 1e-305 .. 1e305 (once an endless line search, or success claimed at
+    the start) reach the optimum of the default start."""
+    with pytest.raises(ValueError, match="y: the observed values lie on a straight line"):
+        LocalLinearTrend(np.arange(20.0) * 0.5 + 3.0)
+    monkeypatch.setenv("DYNOPT_COMPILE", "1")
+    monkeypatch.setenv("DYNOPT_CACHE_DIR", str(tmp_path))
+    from dynopt.models.econometrics import unobserved_compiled
+    y = LocalLinearTrend(nile()).simulate([1.0, 0.1, 0.01], 150, rng=np.random.default_rng(3))
+    assert unobserved_compiled.pass_for(y, block=True) is not None
+    ref = LocalLinearTrend(y).fit()
+    for start in ([1.0, 1e-305, 1.0], [1.0, 1e305, 0.01], [1.0, 1e-30, 1e-30], [1e-30, 1.0, 1.0]):
+        res = LocalLinearTrend(y).fit(start_params=start)
+        assert res.extra["path"] == "Newton, compiled pass" and res.converged
+        assert res.llf == pytest.approx(ref.llf, rel=1e-10)

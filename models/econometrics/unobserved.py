@@ -97,6 +97,14 @@ class LocalLevel:
         if np.ptp(obs) == 0:
             raise ValueError(f"y: the series is constant (every value {float(obs[0])!r}); expected a series "
                              f"that varies")
+        if trend:  # a straight line is predicted exactly after the diffuse steps: unbounded likelihood
+            t = np.nonzero(~np.isnan(arr))[0].astype(float)
+            Z = np.column_stack([np.ones_like(t), t])
+            e = obs - Z @ np.linalg.lstsq(Z, obs, rcond=None)[0]
+            if np.sqrt(e @ e) <= 1e-12 * np.sqrt(obs @ obs):
+                raise ValueError("y: the observed values lie on a straight line; a local linear trend predicts "
+                                 "them exactly (the irregular variance would be 0 and the likelihood "
+                                 "unbounded); expected a series that deviates from a line")
         self.y = arr
         self.nobs_observed = nobs
         self.param_names = ["sigma2.irregular", "sigma2.level"] + (["sigma2.trend"] if trend else [])
@@ -555,7 +563,7 @@ class LocalLevel:
         else:
             values_s, llf_s, g_s, C, resid, std = m._generic_estimate(est, n_eff, cov_type)
         out = FitResult(self, list(self.param_names), values_s * sc ** 2, float(llf_s - n_eff * np.log(sc)),
-                        self.nobs_observed, C * sc ** 4, g_s / sc ** 2, label(self.info, resid * sc, 0, "resid"), res,
+                        self.nobs_observed, C * sc ** 2 * sc ** 2, g_s / sc ** 2, label(self.info, resid * sc, 0, "resid"), res,
                         "mle", cov_type=cov_type, std_resid=std)
         out.extra["k_diffuse"] = self.m  # statsmodels counts the diffuse states in AIC/BIC
         if self.trend:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -182,6 +182,8 @@ class Pass:
         q = np.exp(u)
         S, dS, d2S, lam, dlam, d2lam, _ = self.derivatives(q)
         n = self.n
+        if not S > 0:  # the trend fits the data exactly: the likelihood is unbounded, no optimum here
+            return -math.inf, np.full(K, np.nan), np.full((K, K), np.nan), S
         value = -0.5 * n * (LOG2PI + 1.0 + math.log(S / n)) - 0.5 * lam + self.llf_diffuse
         gq = -0.5 * n * dS / S - 0.5 * dlam
         hq = -0.5 * n * (d2S / S - np.outer(dS, dS) / (S * S)) - 0.5 * d2lam
@@ -207,73 +209,55 @@ def wait_ready(timeout: Optional[float] = None) -> str:
     return status()
 
 
-def maximise_newton(pass_: Pass, u0, *, gtol: float = 1e-9, maxiter: int = 100):
+U_START = 18.0
+"""Start ratios are clamped to ``exp(+-U_START)`` (about 1e-8 .. 1e8): on a flat boundary region the
+gradient in ``u = log q`` vanishes whatever the slope, so a start there would pass the stopping test."""
+
+
+def maximise_newton(pass_: Pass, u0, *, gtol: float = 1e-11, maxiter: int = 100):
     """Maximise the profile log-likelihood over ``u = log q`` from ``u0 (2,)`` by Newton steps on the
     exact Hessian (:meth:`Pass.profile`).
 
     The step is the trust-region step of radius 5 (:func:`_trust_step`: the Newton step where the
     Hessian is negative definite and the step short enough), halved until the value does not fall
-    (Armijo).  A ratio whose profile is linear in it with a negative slope
-    (``|q^2 d2P/dq2| < 0.1 |q dP/dq|``: its optimum is ``q = 0``, where BFGS and statsmodels creep one
-    unit of ``u`` per step) jumps to where its gradient is ``gtol / 100`` of the stopping test when
-    the Newton step itself moves it by more than 0.5 that way (likewise towards infinity where the
-    profile is ``c - b / q_i``).  Stops when ``max |g| / n < gtol`` (BFGS's test on the
-    per-observation gradient, tighter) and the slope in ``q`` itself at a ratio sent to 0 (infinity)
-    is not positive (negative): otherwise that ratio goes back to where it jumped from and is not
-    sent again (the boundary was not the maximum).
+    (Armijo).  A ratio whose optimum is 0 or infinity is approached as BFGS (and statsmodels)
+    approach it, up to 5 units of ``u`` per step.  Stops when ``max |g| / n < gtol`` (BFGS's test
+    on the per-observation gradient in ``u``, much tighter: near a boundary the value still to gain
+    is about ``|g|``, and one more step there costs one pass).  ``u0`` is clamped to ``[-U_START, U_START]``.
 
     Returns ``(u (2,), OptimizeResult)`` (``fun`` and ``jac`` per observation and negated, as SciPy's
-    minimisers report them); ``success`` False after ``maxiter`` evaluations or a non-finite value.
+    minimisers report them); ``success`` False after ``maxiter`` evaluations, a non-finite value or a
+    line search that cannot increase the value (the caller then runs BFGS).
     """
     from scipy.optimize import OptimizeResult
     n = pass_.n
-    u = np.array(u0, dtype=np.float64)
+    u = np.clip(np.array(u0, dtype=np.float64), -U_START, U_START)
     f, g, H, _ = pass_.profile(u)
     nfev, nit, success, message = 1, 0, False, "maximum number of evaluations reached"
-    jumped, no_jump = {}, set()  # ratio -> (u before its jump, sent to 0); ratios whose jump was undone
     while nfev < maxiter:
         if not (np.isfinite(f) and np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
             message = "non-finite log-likelihood or derivatives"
             break
         if np.max(np.abs(g)) / n < gtol:
-            # a ratio sent to 0 (infinity) must have a falling (rising) profile there in q itself: the
-            # slope dP/dq = g / q, invisible in u, says whether the boundary is the maximum (in units of
-            # the largest variance: when sigma2.irregular -> 0 as well, the ratios' scale is 1 / it)
-            top = max(1.0, float(np.exp(u).max()))
-            wrong = [i for i, (u_i, down) in jumped.items() if
-                     (g[i] / math.exp(u[i]) * top > 1e-6 * n and u[i] < u_i if down else
-                      g[i] * math.exp(u[i]) < -1e-6 * n and u[i] > u_i)]
-            if not wrong:
-                success, message = True, "gradient below gtol"
-                break
-            for i in wrong:
-                u[i] = jumped.pop(i)[0]
-                no_jump.add(i)
-            f, g, H, _ = pass_.profile(u)
-            nfev += 1
-            continue
+            success, message = True, "gradient below gtol"
+            break
         d = _trust_step(g, H, 5.0)
-        for i in range(K):
-            if i in no_jump or abs(d[i]) < 0.5:
-                continue
-            if g[i] < 0 and abs(H[i, i] - g[i]) < 0.1 * abs(g[i]):  # linear in q_i, falling: optimum at 0
-                jumped.setdefault(i, (u[i], True))
-                d[i] = min(d[i], math.log(0.01 * gtol * n / abs(g[i])))
-            elif g[i] > 0 and abs(H[i, i] + g[i]) < 0.1 * g[i]:  # c - b / q_i: optimum at infinity
-                jumped.setdefault(i, (u[i], False))
-                d[i] = max(d[i], math.log(g[i] / (0.01 * gtol * n)))
         alpha, slope = 1.0, float(g @ d)
-        while nfev < maxiter:
+        found = False
+        while nfev < maxiter and alpha > 1e-10:
             u_new = u + alpha * d
-            if np.any(np.abs(u_new) > 700.0):
+            if np.any(np.abs(u_new) > 700.0):  # exp(u) would overflow: a shorter step
                 alpha *= 0.5
                 continue
             f_new, g_new, H_new, _ = pass_.profile(u_new)
             nfev += 1
             if np.isfinite(f_new) and f_new >= f + 1e-4 * alpha * slope - 1e-14 * abs(f):
+                found = True
                 break
             alpha *= 0.5
-        else:
+        if not found:
+            if alpha <= 1e-10:
+                message = "line search could not increase the log-likelihood"
             break
         u, f, g, H = u_new, f_new, g_new, H_new
         nit += 1
