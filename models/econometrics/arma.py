@@ -313,6 +313,29 @@ def warm_inverse_hessian(res_css, optimizer, transformed, options):
     return out
 
 
+def exact_fit_start(model, css_fit, optimizer, options, transformed, nobs, expand=None):
+    """``(start, hess_inv0 or None)`` of an exact-likelihood fit (ARMA and SARIMA): the CSS estimate
+    by Gauss-Newton from :meth:`start_params` (:func:`css_start_gauss_newton`) with its curvature for
+    BFGS (:func:`css_inverse_hessian`, ``nobs`` observations), or, when Gauss-Newton gives up,
+    ``css_fit() -> (values, result)`` (the CSS fit by the optimiser) and its final inverse Hessian
+    (:func:`warm_inverse_hessian`), or :meth:`start_params` if that estimate is not stationary and
+    invertible."""
+    start = model.start_params()
+    gn = css_start_gauss_newton(model, start, expand)
+    if gn is not None:
+        start, e, J = gn
+        if optimizer == "BFGS" and transformed and not (options and "hess_inv0" in options):
+            tr = model._transform(True)
+            return start, css_inverse_hessian(J, e, tr, tr.inverse(start), nobs)
+        return start, None
+    css, res_css = css_fit()
+    try:
+        model._transform(True).inverse(css)
+    except ValueError:
+        return start, None
+    return css, warm_inverse_hessian(res_css, optimizer, transformed, options)
+
+
 class ARMA:
     """ARMA(p, q) errors around ``mu + x_t' beta``, fitted by CSS or exact maximum likelihood.
 
@@ -569,21 +592,11 @@ class ARMA:
         """Fit in this model's own scale: ``(values, scipy result or None)``."""
         N = len(self.y)
         hess0 = None
-        if start is None:
+        if start is None and method == "mle" and not self.missing.any():
+            start, hess0 = exact_fit_start(self, lambda: self._optimize("css", None, optimizer, transformed, options),
+                                           optimizer, options, transformed, N)
+        elif start is None:
             start = self.start_params()
-            gn = css_start_gauss_newton(self, start) if method == "mle" and not self.missing.any() else None
-            if gn is not None:  # the CSS estimate by Gauss-Newton, its curvature for BFGS
-                start, e, J = gn
-                if optimizer == "BFGS" and transformed and not (options and "hess_inv0" in options):
-                    hess0 = css_inverse_hessian(J, e, self._transform(True), self._transform(True).inverse(start), N)
-            elif method == "mle" and not self.missing.any():
-                css, res_css = self._optimize("css", None, optimizer, transformed, options)
-                try:
-                    self._transform(True).inverse(css)
-                    start = css
-                    hess0 = warm_inverse_hessian(res_css, optimizer, transformed, options)
-                except ValueError:
-                    pass
         if transformed:
             tr = self._transform(method == "mle")
         else:  # natural parameters (sigma2 still kept positive by exp for the exact likelihood)

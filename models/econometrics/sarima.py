@@ -31,8 +31,7 @@ from scipy.signal import lfilter
 
 from dynopt.core.validation import check_flag
 
-from .arma import (ARMA, css_inverse_hessian, css_residuals, css_sse_and_grad, css_start_gauss_newton,
-                   exact_scores_and_innovations, warm_inverse_hessian)
+from .arma import ARMA, css_residuals, css_sse_and_grad, exact_fit_start, exact_scores_and_innovations
 from .covariance import check_cov_type, complex_step_scores, cov_matrix
 from .data import _numeric, check_exog, check_order, check_series, label, series_info
 from .fitargs import check_fit_args
@@ -279,23 +278,11 @@ class SARIMA:
 
     def _optimize(self, method, start, optimizer, options, u0=None):
         hess0 = None
-        if start is None:
+        if start is None and method == "mle":
+            start, hess0 = exact_fit_start(self, lambda: self._optimize("css", None, optimizer, options), optimizer,
+                                           options, True, len(self.w), self.expand if (self.P or self.Q) else None)
+        elif start is None:
             start = self.start_params()
-            gn = css_start_gauss_newton(self, start, self.expand if (self.P or self.Q) else None) \
-                if method == "mle" else None
-            if gn is not None:  # the CSS estimate by Gauss-Newton, its curvature for BFGS
-                start, e, J = gn
-                if optimizer == "BFGS" and not (options and "hess_inv0" in options):
-                    tr = self._transform(True)
-                    hess0 = css_inverse_hessian(J, e, tr, tr.inverse(start), len(self.w))
-            elif method == "mle":
-                css, res_css = self._optimize("css", None, optimizer, options)
-                try:
-                    self._transform(True).inverse(css)
-                    start = css
-                    hess0 = warm_inverse_hessian(res_css, optimizer, True, options)
-                except ValueError:
-                    pass
         if method == "css":
             n = len(self.w) - self.inner.p
 
